@@ -1,0 +1,193 @@
+"""The service application: options, wiring, start, signals and a graceful stop.
+
+Every option is a traitlets trait with help text, settable on the command line
+(`--port=8001`), in a config file (`c.KernelsService.port = 8001`), and, for the few the
+Docker image needs, from the environment through `ENVIRONMENT` (one table, one helper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from copy import deepcopy
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from tornado.httpserver import HTTPServer
+from tornado.log import enable_pretty_logging
+from traitlets import Integer, List, Unicode, default
+from traitlets.config import Application
+
+from kernels_service import __version__
+from kernels_service.kernels import KernelRegistry
+from kernels_service.kernels.registry import sanitised_environment
+from kernels_service.relay import RelayHub
+from kernels_service.web import make_web_app
+from kernels_service.web.base import Services
+from kernels_service.web.policy import AccessPolicy
+from kernels_service.web.routes import normalise_base_path
+
+log = logging.getLogger("kernels_service")
+
+#: Options that may come from the environment (lower priority than config and CLI).
+ENVIRONMENT = {
+    "kernel_name": "KERNEL_NAME",
+    "port": "PORT",
+    "ip": "IP",
+    "base_path": "BASE_PATH",
+    "token": "KERNELS_SERVICE_TOKEN",
+    "allow_origin": "ALLOW_ORIGIN",
+}
+#: Variables kernels never inherit from the service.
+SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
+KERNEL_MANAGER_CLASS = "kernels_service.kernels.manager.ServiceKernelManager"
+
+
+class KernelsService(Application):
+    """Launch Jupyter kernels over HTTP, websockets and socket.io."""
+
+    name = "kernels-service"
+    version = __version__
+    description = "Run Jupyter kernels for web applications over HTTP and websockets."
+
+    port = Integer(8000, config=True, help="Port to listen on (env PORT).")
+    ip = Unicode("127.0.0.1", config=True, help="Address to bind (env IP).")
+    base_path = Unicode(
+        "/",
+        config=True,
+        help="Path prefix of every route: jupyter, /jupyter and /jupyter/ are the same (env BASE_PATH).",
+    )
+    token = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Token clients must send (env KERNELS_SERVICE_TOKEN). Unset: a random one is "
+        "generated and logged. Empty string: no token (local demos only).",
+    )
+    kernel_name = Unicode(
+        config=True, help="Kernelspec of the initial kernel and the default for new ones (env KERNEL_NAME)."
+    )
+    initial_kernels = Integer(1, config=True, help="Kernels started at launch (0: none).")
+    max_kernels = Integer(0, config=True, help="Most kernels running at once (0: no limit).")
+    allow_origin = Unicode(
+        "",
+        config=True,
+        help="Origin allowed for cross-origin browsers, or * for any (env ALLOW_ORIGIN). "
+        "Empty: same origin only.",
+    )
+    allowed_kernel_env = List(
+        Unicode(), config=True, help="Variables a client may set in a new kernel's env, besides KERNEL_*."
+    )
+    max_message_size = Integer(
+        64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes."
+    )
+    websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
+    config_file = Unicode("", config=True, help="A traitlets config file (Python) to load.")
+
+    aliases = {
+        "port": "KernelsService.port",
+        "ip": "KernelsService.ip",
+        "base-path": "KernelsService.base_path",
+        "token": "KernelsService.token",
+        "kernel-name": "KernelsService.kernel_name",
+        "initial-kernels": "KernelsService.initial_kernels",
+        "max-kernels": "KernelsService.max_kernels",
+        "allow-origin": "KernelsService.allow_origin",
+        "config": "KernelsService.config_file",
+        "log-level": "Application.log_level",
+    }
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
+    @default("kernel_name")
+    def _default_kernel_name(self) -> str:
+        return AsyncMultiKernelManager().default_kernel_name
+
+    def initialize(self, argv: list[str] | None = None) -> None:
+        """Environment first, then the config file, then the command line (highest)."""
+        apply_environment(self)
+        self.parse_command_line(argv)
+        if self.config_file:
+            command_line = deepcopy(self.config)
+            self.load_config_file(self.config_file)
+            self.update_config(command_line)
+        enable_pretty_logging(logger=logging.getLogger())
+        logging.getLogger().setLevel(self.log_level)
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        """Serve until SIGINT or SIGTERM, then stop every kernel."""
+        registry = self._make_registry()
+        services = Services(
+            registry,
+            RelayHub(registry),
+            AccessPolicy(self._resolve_token(), self.allow_origin),
+            normalise_base_path(self.base_path),
+        )
+        app = make_web_app(
+            services,
+            websocket_max_message_size=self.max_message_size,
+            websocket_ping_interval=self.websocket_ping_interval or None,
+        )
+        server = HTTPServer(app, max_body_size=self.max_message_size)
+        server.listen(self.port, address=self.ip)
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        try:
+            for _ in range(self.initial_kernels):
+                await registry.start()
+            log.info("Serving at http://%s:%s%sapi/kernels", self.ip, self.port, services.base_path)
+            await stop.wait()
+            log.info("Interrupted...")
+        finally:
+            server.stop()
+            await registry.shutdown_all()
+            await server.close_all_connections()
+
+    def _make_registry(self) -> KernelRegistry:
+        multi = AsyncMultiKernelManager(
+            parent=self,
+            kernel_manager_class=KERNEL_MANAGER_CLASS,
+            kernel_spec_manager=KernelSpecManager(parent=self),
+        )
+        return KernelRegistry(
+            multi,
+            default_name=self.kernel_name,
+            kernel_env=sanitised_environment(SECRET_VARIABLES),
+            allowed_env=self.allowed_kernel_env,
+            max_kernels=self.max_kernels,
+        )
+
+    def _resolve_token(self) -> str:
+        if self.token is None:
+            self.token = secrets.token_hex(24)
+            log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", self.token)
+        elif not self.token:
+            log.warning(
+                "No token: anyone who can reach %s:%s can run code. Use only for local demos.",
+                self.ip,
+                self.port,
+            )
+        return self.token
+
+
+def apply_environment(app: Application) -> None:
+    """Set each trait named in ENVIRONMENT from its variable, if that is set."""
+    import os
+
+    for trait_name, variable in ENVIRONMENT.items():
+        if variable in os.environ:
+            trait = app.traits()[trait_name]
+            setattr(app, trait_name, trait.from_string(os.environ[variable]))
+
+
+def main() -> None:
+    """Console entry point: `kernels-service`, `python -m kernels_service`, `kernels.py`."""
+    KernelsService.launch_instance()

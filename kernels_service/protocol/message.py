@@ -1,0 +1,89 @@
+"""A Jupyter message as the relay moves it: raw JSON parts plus buffers, parsed lazily.
+
+The relay copies bytes. A message keeps its four JSON parts (header, parent_header,
+metadata, content) exactly as they arrived; the header is decoded only when a decision
+needs it (routing, status, the legacy JSON envelope) and then only once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from kernels_service.protocol.errors import ProtocolError
+
+CHANNELS = ("shell", "control", "stdin", "iopub")
+CLIENT_CHANNELS = ("shell", "control", "stdin")
+PROTOCOL_VERSION = "5.3"
+
+
+class KernelMessage:
+    """One Jupyter message: its channel, the four raw JSON parts and any binary buffers."""
+
+    __slots__ = ("channel", "parts", "buffers", "_header")
+
+    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes] | None = None):
+        if len(parts) != 4:
+            raise ProtocolError(f"a message has 4 JSON parts, got {len(parts)}")
+        self.channel = channel
+        self.parts = parts
+        self.buffers = buffers or []
+        self._header: dict[str, Any] | None = None
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The decoded header (decoded on first use)."""
+        if self._header is None:
+            self._header = decode_json_part(self.parts[0], "header")
+        return self._header
+
+    @property
+    def msg_type(self) -> str:
+        return str(self.header.get("msg_type", ""))
+
+    def content(self) -> dict[str, Any]:
+        """Decode the content part; only for the few messages whose content matters to us."""
+        return decode_json_part(self.parts[3], "content")
+
+
+def decode_json_part(raw: bytes, what: str) -> dict[str, Any]:
+    """Decode one JSON part that must be an object."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return value
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode a JSON part the way jupyter_client's Session packs it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def make_message(
+    channel: str,
+    msg_type: str,
+    content: dict[str, Any],
+    session: str,
+    parent: dict[str, Any] | None = None,
+) -> KernelMessage:
+    """Build a new message (for the service's own requests and synthetic statuses)."""
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": msg_type,
+        "username": "kernels-service",
+        "session": session,
+        "date": datetime.now(timezone.utc).isoformat(),
+        "version": PROTOCOL_VERSION,
+    }
+    parts = [encode_json(header), encode_json(parent or {}), b"{}", encode_json(content)]
+    return KernelMessage(channel, parts)
+
+
+def status_message(execution_state: str, session: str) -> KernelMessage:
+    """A synthetic iopub `status` message, as Jupyter Server sends on restart and death."""
+    return make_message("iopub", "status", {"execution_state": execution_state}, session)

@@ -1,0 +1,8 @@
+"""Per-kernel relay: one iopub reader per kernel fanned out to every client, and
+per-session shell/control/stdin sockets. The websocket and socket.io doors both use it."""
+
+from kernels_service.relay.hub import RelayHub
+from kernels_service.relay.kernel import KernelRelay, RelayListener
+from kernels_service.relay.session import RelaySession
+
+__all__ = ["KernelRelay", "RelayHub", "RelayListener", "RelaySession"]

@@ -1,0 +1,120 @@
+"""The base of every REST handler: auth, CORS, and JSON errors that never carry a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from http.client import responses
+from typing import Any
+
+from tornado import web
+
+from kernels_service.kernels import (
+    InvalidRequest,
+    KernelRegistry,
+    KernelsError,
+    LimitReached,
+    NoSuchKernel,
+    NoSuchKernelSpec,
+)
+from kernels_service.relay import RelayHub
+from kernels_service.web.policy import AccessPolicy
+
+log = logging.getLogger("kernels_service.web")
+
+STATUS_OF_ERROR: dict[type[KernelsError], int] = {
+    NoSuchKernel: 404,
+    NoSuchKernelSpec: 404,
+    InvalidRequest: 400,
+    LimitReached: 503,
+}
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the handlers work with, handed to each through the route table."""
+
+    registry: KernelRegistry
+    hub: RelayHub
+    policy: AccessPolicy
+    base_path: str  # "/" or "/jupyter/"
+
+
+def status_of(error: BaseException) -> int:
+    for error_type, status in STATUS_OF_ERROR.items():
+        if isinstance(error, error_type):
+            return status
+    return 500
+
+
+class JSONHandler(web.RequestHandler):
+    """JSON in, JSON out; token and CORS checked before any method runs."""
+
+    services: Services
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+
+    def prepare(self) -> None:
+        origin = self.services.policy.cors_origin(self.request)
+        if origin:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+            self.set_header("Vary", "Origin")
+        if self.request.method == "OPTIONS":
+            return
+        if not self.services.policy.token_accepted(self.request):
+            raise web.HTTPError(403, "Forbidden: missing or bad token")
+
+    def options(self, *args: str) -> None:
+        """CORS preflight: what the allowed origins may send."""
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.set_status(204)
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(value))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object ({} if empty); 400 if it is anything else."""
+        if not self.request.body.strip():
+            return {}
+        try:
+            value = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPError(400, "Request body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise web.HTTPError(400, "Request body must be a JSON object")
+        return value
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as `{"message", "reason"}`; domain errors get their own status."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, KernelsError):
+            status_code = status_of(error)
+            self.set_status(status_code)
+            message = str(error)
+        elif isinstance(error, web.HTTPError) and error.log_message:
+            message = error.log_message
+        else:
+            message = "Internal server error" if status_code >= 500 else responses.get(status_code, "Error")
+        self.finish(json.dumps({"message": message, "reason": responses.get(status_code, "Error")}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Client errors are logged in one line, without a traceback."""
+        if isinstance(value, (KernelsError, web.HTTPError)):
+            log.info("%s %s -> %s", self.request.method, self.request.uri, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(JSONHandler):
+    """A JSON 404 for every route the service does not have."""
+
+    def prepare(self) -> None:
+        raise web.HTTPError(404, "Not found")

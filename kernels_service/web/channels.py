@@ -1,0 +1,113 @@
+"""The raw Jupyter websocket, `/api/kernels/<id>/channels`: one connection, one relay session.
+
+Both protocols of Jupyter Server: the legacy JSON/binary frames and, when the client offers
+it, the `v1.kernel.websocket.jupyter.org` subprotocol. Everything is checked before the
+upgrade (token, origin, kernel id), so refusals are plain JSON HTTP errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from tornado import websocket
+
+from kernels_service.kernels import NoSuchKernel
+from kernels_service.protocol import KernelMessage, ProtocolError
+from kernels_service.protocol.websocket import (
+    V1_SUBPROTOCOL,
+    decode_legacy_binary,
+    decode_legacy_text,
+    decode_v1,
+    encode_legacy,
+    encode_v1,
+)
+from kernels_service.relay import KernelRelay, RelaySession
+from kernels_service.web.base import Services
+
+log = logging.getLogger("kernels_service.web")
+
+CLOSE_INVALID_DATA = 1007
+CLOSE_GOING_AWAY = 1001
+
+
+class ChannelsHandler(websocket.WebSocketHandler):
+    """Relays one client's Jupyter messages to a kernel and the kernel's messages back."""
+
+    def initialize(self, services: Services) -> None:
+        self.services = services
+        self.relay: KernelRelay | None = None
+        self.session: RelaySession | None = None
+        self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
+
+    async def get(self, kernel_id: str) -> None:
+        if not self.services.policy.token_accepted(self.request):
+            return self._refuse(403, "Forbidden: missing or bad token")
+        try:
+            self.relay = self.services.hub.get(kernel_id)
+        except NoSuchKernel as error:
+            return self._refuse(404, str(error))
+        await super().get(kernel_id)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"message": message, "reason": self._reason}))
+
+    def check_origin(self, origin: str) -> bool:
+        return self.services.policy.origin_allowed(self.request)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return V1_SUBPROTOCOL if V1_SUBPROTOCOL in subprotocols else None
+
+    async def open(self, kernel_id: str) -> None:
+        self.set_nodelay(True)
+        if self.selected_subprotocol == V1_SUBPROTOCOL:
+            self._encode = _encode_v1_frame
+        assert self.relay is not None
+        await self.relay.wait_ready()
+        if self.ws_connection is None:  # closed while the kernel was starting
+            return
+        self.session = self.relay.open_session(self)
+
+    def on_message(self, frame: str | bytes) -> None:
+        if self.session is None:
+            return
+        try:
+            message = self._decode(frame)
+            self.session.send(message)
+        except ProtocolError as error:
+            log.info("Closing websocket on kernel %s: %s", self.session.relay.kernel_id, error)
+            self.close(CLOSE_INVALID_DATA, str(error)[:120])
+
+    def _decode(self, frame: str | bytes) -> KernelMessage:
+        if self.selected_subprotocol == V1_SUBPROTOCOL:
+            if isinstance(frame, str):
+                raise ProtocolError("the v1 protocol takes binary frames only")
+            return decode_v1(frame)
+        if isinstance(frame, bytes):
+            return decode_legacy_binary(frame)
+        return decode_legacy_text(frame)
+
+    def deliver(self, message: KernelMessage) -> None:
+        """Write one kernel message to this client (RelayListener)."""
+        frame, binary = self._encode(message)
+        try:
+            self.write_message(frame, binary=binary)
+        except websocket.WebSocketClosedError:
+            pass
+
+    def relay_closed(self, reason: str) -> None:
+        """The kernel is gone (RelayListener)."""
+        self.session = None
+        self.close(CLOSE_GOING_AWAY, reason)
+
+    def on_close(self) -> None:
+        if self.session is not None and self.relay is not None:
+            self.relay.close_session(self.session)
+            self.session = None
+
+
+def _encode_v1_frame(message: KernelMessage) -> tuple[bytes, bool]:
+    return encode_v1(message), True
