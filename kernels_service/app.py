@@ -74,15 +74,12 @@ class KernelsService(Application):
     allow_origin = Unicode(
         "",
         config=True,
-        help="Origin allowed for cross-origin browsers, or * for any (env ALLOW_ORIGIN). "
-        "Empty: same origin only.",
+        help="Origin allowed for cross-origin browsers, or * for any (env ALLOW_ORIGIN). Empty: same origin only.",
     )
     allowed_kernel_env = List(
         Unicode(), config=True, help="Variables a client may set in a new kernel's env, besides KERNEL_*."
     )
-    max_message_size = Integer(
-        64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes."
-    )
+    max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
     websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
     config_file = Unicode("", config=True, help="A traitlets config file (Python) to load.")
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import zmq
 
-from kernels_service.kernels import KernelRecord
+from kernels_service.kernels import KernelRecord, NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import make_message, status_message
 from kernels_service.protocol.wire import Signer, from_frames, to_frames
@@ -45,6 +45,7 @@ class KernelRelay:
         self._iopub = connect_iopub(manager.context, manager.get_connection_info())
         self._tasks: set[asyncio.Task[None]] = set()
         self._status_session = uuid.uuid4().hex
+        self.closed = False
 
     @property
     def kernel_id(self) -> str:
@@ -61,6 +62,8 @@ class KernelRelay:
 
     def open_session(self, listener: RelayListener) -> RelaySession:
         """A new session (own ZMQ identity) with one listener; a websocket connection's."""
+        if self.closed:
+            raise NoSuchKernel(self.kernel_id)
         session = RelaySession(self, uuid.uuid4().hex.encode(), self._signer)
         session.open(self.record.manager)
         session.listeners.append(listener)
@@ -89,6 +92,7 @@ class KernelRelay:
 
     async def close(self, reason: str) -> None:
         """Close every session (telling its listeners why) and the iopub socket."""
+        self.closed = True
         for session in list(self._sessions):
             for listener in list(session.listeners):
                 listener.relay_closed(reason)

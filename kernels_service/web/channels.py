@@ -67,9 +67,12 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self._encode = _encode_v1_frame
         assert self.relay is not None
         await self.relay.wait_ready()
-        if self.ws_connection is None:  # closed while the kernel was starting
+        if self.ws_connection is None:  # the client left while the kernel was starting
             return
-        self.session = self.relay.open_session(self)
+        try:
+            self.session = self.relay.open_session(self)
+        except NoSuchKernel:  # shut down while the kernel was starting
+            self.close(CLOSE_GOING_AWAY, "kernel shut down")
 
     def on_message(self, frame: str | bytes) -> None:
         if self.session is None:

@@ -1,0 +1,39 @@
+"""Shared fixtures: one real service (base path `jupyter`) for the suite, with a leak check."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.channels import ChannelsClient
+from tests.support.service import Service
+
+
+@pytest.fixture(scope="session")
+def service():
+    """The service as a user starts it; stopped by SIGTERM at the end, leaving no process behind."""
+    running = Service()
+    yield running
+    running.stop_and_check_no_leak()
+
+
+@pytest.fixture
+def kernel(service):
+    """A fresh kernel of the shared service, shut down after the test."""
+    kernel_id = service.start_kernel()
+    yield kernel_id
+    service.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+@pytest.fixture
+def open_client(service):
+    """Factory of websocket clients, all closed after the test."""
+    clients = []
+
+    def open_(kernel_id: str, protocol: str = "legacy") -> ChannelsClient:
+        client = ChannelsClient(service, kernel_id, protocol)
+        clients.append(client)
+        return client
+
+    yield open_
+    for client in clients:
+        client.close()

@@ -1,0 +1,150 @@
+"""Run the real service as a subprocess on a free loopback port, and stop it by PID."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every living process below `pid`, read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Service:
+    """The service process: start, HTTP requests, stop by signal, leak check."""
+
+    def __init__(self, *args: str, base_path: str = "jupyter", token: str = TOKEN, env: dict | None = None):
+        self.port = free_port()
+        self.token = token
+        self.base = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
+        self.log = tempfile.NamedTemporaryFile(prefix="kernels-service-", suffix=".log", delete=False)
+        command = [sys.executable, str(ROOT / "kernels.py"), f"--port={self.port}", f"--base-path={base_path}"]
+        command += [f"--token={token}", *args]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        self._wait_serving()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _wait_serving(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.output()}")
+            if "Serving at" in self.output():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"service did not start in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def http_url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{self.base}{path}"
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{self.base}{path}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw_path: bool = False,
+    ) -> tuple[int, dict[str, str], Any]:
+        """One HTTP request; returns status, headers and the decoded JSON body (or bytes)."""
+        all_headers = {"Authorization": f"token {self.token if token is None else token}", **(headers or {})}
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            connection.request(method, path if raw_path else self.base + path, body=body, headers=all_headers)
+            response = connection.getresponse()
+            data = response.read()
+            reply_headers = {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            connection.close()
+        if reply_headers.get("content-type", "").startswith("application/json") and data:
+            return response.status, reply_headers, json.loads(data)
+        return response.status, reply_headers, data
+
+    def start_kernel(self, **body: Any) -> str:
+        status, _, model = self.request("POST", "api/kernels", body)
+        assert status == 201, model
+        return model["id"]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the service, wait for it, and return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for pid in descendants(self.pid):
+                    os.kill(pid, signal.SIGKILL)
+                self.process.kill()
+                self.process.wait(10)
+                raise
+        return self.process.returncode
+
+    def stop_and_check_no_leak(self, signum: int = signal.SIGTERM) -> None:
+        """Stop the service and assert that it and all its kernels are gone."""
+        children = descendants(self.pid)
+        code = self.stop(signum)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        leaked = [pid for pid in children if alive(pid)]
+        for pid in leaked:
+            os.kill(pid, signal.SIGKILL)
+        assert code == 0, self.output()
+        assert not leaked, f"processes outlived the service: {leaked}"

@@ -1,0 +1,205 @@
+"""The raw Jupyter websocket against real kernels, in both protocols."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import time
+
+import pytest
+import websocket
+
+from tests.support.channels import V1, ChannelsClient, stream_text
+
+PROTOCOLS = ["legacy", "v1"]
+
+ECHO_COMM = """
+from comm import get_comm_manager
+def _echo_target(comm, open_msg):
+    @comm.on_msg
+    def _echo(msg):
+        comm.send({"echo": msg["content"]["data"]}, buffers=msg["buffers"])
+get_comm_manager().register_target("echo", _echo_target)
+"""
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_execute_gives_exact_stream_output(service, kernel, open_client, protocol):
+    client = open_client(kernel, protocol)
+    reply, outputs = client.execute("print('hello'); print('wörld ✓')")
+    assert reply["content"]["status"] == "ok"
+    assert reply["header"]["msg_type"] == "execute_reply"
+    assert stream_text(outputs) == "hello\nwörld ✓\n"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_all_client_channels(service, kernel, open_client, protocol):
+    client = open_client(kernel, protocol)
+    for channel in ("shell", "control"):
+        msg_id = client.send(channel, "kernel_info_request", {})
+        reply = client.recv_until(lambda m, i=msg_id: m["parent_header"].get("msg_id") == i and m["channel"] == channel)
+        assert reply[-1]["header"]["msg_type"] == "kernel_info_reply"
+        assert reply[-1]["content"]["language_info"]["name"] == "python"
+    msg_id = client.send("shell", "execute_request", {"code": "input('name? ')", "allow_stdin": True})
+    request = client.recv_until(lambda m: m["channel"] == "stdin")[-1]
+    assert request["header"]["msg_type"] == "input_request" and request["content"]["prompt"] == "name? "
+    client.send("stdin", "input_reply", {"value": "Ada"})
+    reply, outputs = client.wait_for(msg_id)
+    assert reply["content"]["status"] == "ok"
+    assert outputs[-1]["content"]["data"]["text/plain"] == "'Ada'"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_buffers_round_trip(service, kernel, open_client, protocol):
+    client = open_client(kernel, protocol)
+    client.execute(ECHO_COMM)
+    client.send("shell", "comm_open", {"comm_id": "c1", "target_name": "echo", "data": {}})
+    payload = [bytes(range(256)), b"\x00" * 1000]
+    client.send("shell", "comm_msg", {"comm_id": "c1", "data": {"n": 2}}, buffers=payload)
+    echo = client.recv_until(lambda m: m["header"]["msg_type"] == "comm_msg")[-1]
+    assert echo["content"]["data"] == {"echo": {"n": 2}}
+    assert [bytes(b) for b in echo["buffers"]] == payload
+
+
+def test_two_clients_share_iopub_but_not_replies_or_stdin(service, kernel, open_client):
+    alice, bob = open_client(kernel, "legacy"), open_client(kernel, "v1")
+    bob.execute("pass")  # both sessions are open once each has had a reply
+    alice.execute("pass")
+    assert service.request("GET", f"api/kernels/{kernel}")[2]["connections"] == 2
+    msg_id = alice.send("shell", "execute_request", {"code": "print('x' + input('? '))", "allow_stdin": True})
+    assert alice.recv_until(lambda m: m["channel"] == "stdin")[-1]["content"]["prompt"] == "? "
+    alice.send("stdin", "input_reply", {"value": "yz"})
+    reply, outputs = alice.wait_for(msg_id)
+    assert stream_text(outputs) == "xyz\n"
+    seen_by_bob = bob.recv_until(
+        lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+        and m["parent_header"].get("msg_id") == msg_id
+    )  # fmt: skip
+    assert stream_text([m for m in seen_by_bob if m["channel"] == "iopub"]) == "xyz\n"
+    assert all(m["channel"] == "iopub" for m in seen_by_bob), "bob got alice's reply or input_request"
+
+
+def test_interrupt_stops_a_sleeping_cell(service, kernel, open_client):
+    client = open_client(kernel)
+    msg_id = client.send("shell", "execute_request", {"code": "import time; time.sleep(30)"})
+    client.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
+    assert service.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
+    reply, outputs = client.wait_for(msg_id, timeout=20)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+
+
+def test_restart_reaches_clients_and_kernel_works_after(service, kernel, open_client):
+    client = open_client(kernel)
+    client.execute("x = 1")
+    assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+    client.recv_until(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting")
+    _, outputs = client.execute("print('x' in dir())")
+    assert stream_text(outputs) == "False\n"
+
+
+def test_killed_kernel_is_reported_restarting_then_works(service, kernel, open_client):
+    client = open_client(kernel)
+    _, outputs = client.execute("import os; print(os.getpid())")
+    os.kill(int(stream_text(outputs)), signal.SIGKILL)
+    client.recv_until(
+        lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting", timeout=30
+    )
+    deadline = time.monotonic() + 30
+    while service.request("GET", f"api/kernels/{kernel}")[2]["execution_state"] == "restarting":
+        assert time.monotonic() < deadline, "kernel never came back after the restart"
+        time.sleep(0.2)
+    _, outputs = client.execute("print('back')")
+    assert stream_text(outputs) == "back\n"
+
+
+def test_unknown_kernel_is_refused_before_upgrade(service):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        ChannelsClient(service, "no-such-kernel")
+    assert refused.value.status_code == 404
+
+
+def test_bad_token_is_refused_before_upgrade(service, kernel):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        ChannelsClient(service, kernel, token="wrong")
+    assert refused.value.status_code == 403
+
+
+def test_foreign_origin_is_refused(service, kernel):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(
+            service.ws_url(f"api/kernels/{kernel}/channels"),
+            header=[f"Authorization: token {service.token}"],
+            origin="http://evil.example",
+        )
+    assert refused.value.status_code == 403
+
+
+V1_BAD_FRAMES = {
+    "wrong first offset": struct.pack("<7Q", 6, 0, 61, 63, 65, 67, 69) + b"shell" + b"{}" * 4,
+    "offsets past the end": struct.pack("<7Q", 6, 56, 61, 63, 65, 67, 999) + b"shell" + b"{}" * 4,
+    "too short": b"\x01\x02",
+    "iopub is not for clients": struct.pack("<7Q", 6, 56, 61, 63, 65, 67, 69) + b"iopub" + b"{}" * 4,
+}
+
+
+@pytest.mark.parametrize("name", V1_BAD_FRAMES)
+def test_malformed_v1_frame_closes_only_that_connection(service, kernel, open_client, name):
+    bad, good = open_client(kernel, "v1"), open_client(kernel, "v1")
+    bad.ws.send_binary(V1_BAD_FRAMES[name])
+    assert_closed_with(bad, 1007)
+    _, outputs = good.execute("print(2 + 2)")
+    assert stream_text(outputs) == "4\n"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ["{not json", json.dumps({"header": {"msg_id": "x"}}), json.dumps([1]), json.dumps({"channel": "shell"})],
+)
+def test_malformed_legacy_frame_closes_the_connection(service, kernel, open_client, frame):
+    client = open_client(kernel)
+    client.ws.send(frame)
+    assert_closed_with(client, 1007)
+    assert service.request("GET", f"api/kernels/{kernel}")[0] == 200
+
+
+def test_v1_text_frame_is_refused(service, kernel, open_client):
+    client = open_client(kernel, "v1")
+    client.ws.send("{}")
+    assert_closed_with(client, 1007)
+
+
+def test_oversized_frame_closes_the_connection(service, kernel, open_client):
+    client = open_client(kernel)
+    try:
+        client.ws.send_binary(b"\x00" * (64 * 1024 * 1024 + 1))
+        assert_closed_with(client, 1009)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed (1009) and dropped the connection before the client finished sending
+    with pytest.raises((websocket.WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError)):
+        client.ws.send("{}")
+        client.ws.recv()
+    _, outputs = open_client(kernel).execute("print('still here')")
+    assert stream_text(outputs) == "still here\n"
+
+
+def test_deleting_a_kernel_closes_its_websockets(service, open_client):
+    kernel_id = service.start_kernel()
+    client = open_client(kernel_id)
+    assert service.request("DELETE", f"api/kernels/{kernel_id}")[0] == 204
+    assert_closed_with(client, 1001)
+
+
+def assert_closed_with(client: ChannelsClient, code: int) -> None:
+    """Read until the server's close frame arrives; check its code and that it has a reason."""
+    client.ws.settimeout(20)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        frame = client.ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            got = struct.unpack("!H", frame.data[:2])[0]
+            assert got == code, frame.data
+            assert code == 1009 or frame.data[2:], "close frame has no reason"
+            return
+    raise AssertionError("connection was not closed")

@@ -1,0 +1,121 @@
+"""The Jupyter REST API of the real service: models, status codes, errors, auth."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.channels import ChannelsClient, stream_text
+
+
+def test_version(service):
+    status, _, body = service.request("GET", "api")
+    assert status == 200 and isinstance(body["version"], str)
+
+
+def test_initial_kernel_is_listed_with_a_full_model(service):
+    status, _, kernels = service.request("GET", "api/kernels")
+    assert status == 200 and len(kernels) >= 1
+    model = kernels[0]
+    assert set(model) == {"id", "name", "last_activity", "execution_state", "connections"}
+    assert model["name"] == "python3" and model["last_activity"].endswith("Z")
+
+
+def test_create_get_delete_kernel(service):
+    status, headers, model = service.request("POST", "api/kernels", {"name": "python3"})
+    assert status == 201
+    assert headers["location"] == f"/jupyter/api/kernels/{model['id']}"
+    status, _, fetched = service.request("GET", f"api/kernels/{model['id']}")
+    assert status == 200 and fetched["id"] == model["id"] and fetched["name"] == "python3"
+    status, _, body = service.request("DELETE", f"api/kernels/{model['id']}")
+    assert status == 204 and body == b""
+    status, _, error = service.request("GET", f"api/kernels/{model['id']}")
+    assert status == 404 and model["id"] in error["message"]
+
+
+def test_post_without_body_starts_the_default_kernel(service):
+    status, _, model = service.request("POST", "api/kernels")
+    assert status == 201 and model["name"] == "python3"
+    assert service.request("DELETE", f"api/kernels/{model['id']}")[0] == 204
+
+
+def test_interrupt_and_restart_answer_204_and_200(service, kernel):
+    assert service.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
+    status, _, model = service.request("POST", f"api/kernels/{kernel}/restart")
+    assert status == 200 and model["id"] == kernel
+
+
+def test_kernelspecs(service):
+    status, _, specs = service.request("GET", "api/kernelspecs")
+    assert status == 200 and specs["default"] == "python3"
+    python = specs["kernelspecs"]["python3"]
+    assert python["name"] == "python3" and python["spec"]["language"] == "python"
+    assert python["resources"]["logo-64x64"] == "/jupyter/kernelspecs/python3/logo-64x64.png"
+    status, _, single = service.request("GET", "api/kernelspecs/python3")
+    assert status == 200 and single == python
+    status, headers, logo = service.request("GET", "kernelspecs/python3/logo-64x64.png")
+    assert status == 200 and headers["content-type"] == "image/png" and logo.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status",
+    [
+        ("GET", "api/kernels/no-such-kernel", None, 404),
+        ("DELETE", "api/kernels/no-such-kernel", None, 404),
+        ("POST", "api/kernels/no-such-kernel/interrupt", None, 404),
+        ("POST", "api/kernels/no-such-kernel/restart", None, 404),
+        ("GET", "api/kernelspecs/no-such-spec", None, 404),
+        ("GET", "kernelspecs/no-such-spec/logo-64x64.png", None, 404),
+        ("GET", "kernelspecs/python3/no-such-file.png", None, 404),
+        ("GET", "kernelspecs/python3/..%2Fkernel.json", None, 404),
+        ("GET", "api/nothing-here", None, 404),
+        ("POST", "api/kernels", {"name": "no-such-spec"}, 404),
+        ("POST", "api/kernels", "{not json", 400),
+        ("POST", "api/kernels", "[1, 2]", 400),
+        ("POST", "api/kernels", {"name": 42}, 400),
+        ("POST", "api/kernels", {"env": "PATH=/"}, 400),
+        ("POST", "api/kernels", {"env": {"KERNEL_X": 1}}, 400),
+        ("PUT", "api/kernels", None, 405),
+    ],
+)
+def test_client_errors_are_json(service, method, path, body, status):
+    got, headers, error = service.request(method, path, body)
+    assert got == status
+    assert headers["content-type"].startswith("application/json")
+    assert set(error) == {"message", "reason"} and "Traceback" not in error["message"]
+
+
+def test_nothing_answers_outside_the_base_path(service):
+    status, _, error = service.request("GET", "/api/kernels", raw_path=True)
+    assert status == 404 and error["reason"] == "Not Found"
+
+
+@pytest.mark.parametrize("scheme", ["token", "Bearer"])
+def test_token_in_header(service, scheme):
+    status, _, _ = service.request("GET", "api/kernels", headers={"Authorization": f"{scheme} {service.token}"})
+    assert status == 200
+
+
+def test_token_in_query(service):
+    status, _, _ = service.request("GET", f"api/kernels?token={service.token}", token="")
+    assert status == 200
+
+
+@pytest.mark.parametrize("token", ["", "wrong", "test-token-012345678"])
+def test_bad_or_missing_token_is_403(service, token):
+    status, _, error = service.request("GET", "api/kernels", token=token)
+    assert status == 403 and error["reason"] == "Forbidden"
+    status, _, _ = service.request("POST", "api/kernels", {}, token=token)
+    assert status == 403
+
+
+def test_kernel_env_gets_only_allowed_variables_and_never_the_token(service):
+    kernel_id = service.start_kernel(env={"KERNEL_GREETING": "hello", "NOT_ALLOWED": "x"})
+    client = ChannelsClient(service, kernel_id)
+    try:
+        code = "import os; print(os.environ.get('KERNEL_GREETING'), os.environ.get('NOT_ALLOWED'), "
+        code += "[k for k, v in os.environ.items() if 'test-token' in v])"
+        _, outputs = client.execute(code)
+        assert stream_text(outputs) == "hello None []\n"
+    finally:
+        client.close()
+        service.request("DELETE", f"api/kernels/{kernel_id}")
