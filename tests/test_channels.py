@@ -11,7 +11,7 @@ import time
 import pytest
 import websocket
 
-from tests.support.channels import V1, ChannelsClient, stream_text
+from tests.support.channels import ChannelsClient, stream_text
 
 PROTOCOLS = ["legacy", "v1"]
 
@@ -39,7 +39,9 @@ def test_all_client_channels(service, kernel, open_client, protocol):
     client = open_client(kernel, protocol)
     for channel in ("shell", "control"):
         msg_id = client.send(channel, "kernel_info_request", {})
-        reply = client.recv_until(lambda m, i=msg_id: m["parent_header"].get("msg_id") == i and m["channel"] == channel)
+        reply = client.recv_until(
+            lambda m, i=msg_id, c=channel: m["parent_header"].get("msg_id") == i and m["channel"] == c
+        )
         assert reply[-1]["header"]["msg_type"] == "kernel_info_reply"
         assert reply[-1]["content"]["language_info"]["name"] == "python"
     msg_id = client.send("shell", "execute_request", {"code": "input('name? ')", "allow_stdin": True})
