@@ -21,7 +21,7 @@ from traitlets import Integer, List, Unicode, default
 from traitlets.config import Application
 
 from kernels_service import __version__
-from kernels_service.kernels import KernelRegistry
+from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.relay import RelayHub
 from kernels_service.web import make_web_app
@@ -116,7 +116,11 @@ class KernelsService(Application):
         logging.getLogger().setLevel(self.log_level)
 
     def start(self) -> None:
-        asyncio.run(self.serve())
+        try:
+            asyncio.run(self.serve())
+        except KernelsError as error:
+            log.error("Cannot start: %s", error)
+            self.exit(1)
 
     async def serve(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop every kernel."""

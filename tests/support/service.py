@@ -55,16 +55,32 @@ def alive(pid: int) -> bool:
 class Service:
     """The service process: start, HTTP requests, stop by signal, leak check."""
 
-    def __init__(self, *args: str, base_path: str = "jupyter", token: str = TOKEN, env: dict | None = None):
+    def __init__(
+        self,
+        *args: str,
+        base_path: str = "jupyter",
+        token: str | None = TOKEN,
+        env: dict | None = None,
+        from_env: bool = False,
+        launcher: tuple[str, ...] = (sys.executable, str(ROOT / "kernels.py")),
+    ):
+        """Start the service; with from_env, port, base path and token go in PORT, BASE_PATH and
+        KERNELS_SERVICE_TOKEN instead of options; a token of None lets the service make one."""
         self.port = free_port()
         self.token = token
         self.base = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.log = tempfile.NamedTemporaryFile(prefix="kernels-service-", suffix=".log", delete=False)
-        command = [sys.executable, str(ROOT / "kernels.py"), f"--port={self.port}", f"--base-path={base_path}"]
-        command += [f"--token={token}", *args]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+        settings = {"port": str(self.port), "base-path": base_path, "token": token}
+        env = {**os.environ, **(env or {})}
+        command = [*launcher, *args]
+        for name, value in settings.items():
+            if value is None:
+                continue
+            if from_env:
+                env[{"port": "PORT", "base-path": "BASE_PATH", "token": "KERNELS_SERVICE_TOKEN"}[name]] = value
+            else:
+                command.append(f"--{name}={value}")
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self._wait_serving()
 
     @property

@@ -1,0 +1,105 @@
+"""Starting and stopping the service as operators do: options, environment, signals, no leaks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import ROOT, Service, descendants
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_every_kernel_and_exits_0(signum):
+    service = Service()
+    service.start_kernel()
+    service.start_kernel()
+    assert len(service.request("GET", "api/kernels")[2]) == 3
+    assert len(descendants(service.pid)) >= 3
+    service.stop_and_check_no_leak(signum)
+    assert "Kernel shutdown" in service.output()
+
+
+@pytest.mark.parametrize("base_path", ["jupyter", "/jupyter", "/jupyter/"])
+def test_base_path_spellings_mean_the_same(base_path):
+    service = Service("--initial-kernels=0", base_path=base_path)
+    try:
+        assert f"Serving at http://127.0.0.1:{service.port}/jupyter/api/kernels" in service.output()
+        assert service.request("GET", "/jupyter/api/kernels", raw_path=True)[:3:2] == (200, [])
+        assert service.request("GET", "/api/kernels", raw_path=True)[0] == 404
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_options_from_environment_and_token_kept_from_kernels():
+    service = Service(from_env=True, env={"KERNEL_NAME": "python3"})
+    try:
+        assert f"Serving at http://127.0.0.1:{service.port}/jupyter/api/kernels" in service.output()
+        assert service.request("GET", "api/kernels", token="wrong")[0] == 403
+        (kernel,) = service.request("GET", "api/kernels")[2]
+        client = ChannelsClient(service, kernel["id"])
+        _, outputs = client.execute("import os; print(sorted(k for k, v in os.environ.items() if 'test-token' in v))")
+        client.close()
+        assert stream_text(outputs) == "[]\n"
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_a_random_token_is_generated_and_logged():
+    service = Service("--initial-kernels=0", token=None)
+    try:
+        match = re.search(r"Token \(send as .*\): (\w+)", service.output())
+        assert match, service.output()
+        service.token = match.group(1)
+        assert service.request("GET", "api/kernels")[0] == 200
+        assert service.request("GET", "api/kernels", token="")[0] == 403
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_empty_token_disables_auth_with_a_warning():
+    service = Service("--initial-kernels=0", token="")
+    try:
+        assert "No token" in service.output()
+        assert service.request("GET", "api/kernels", token="")[0] == 200
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_unknown_initial_kernel_name_fails_clearly():
+    with pytest.raises(RuntimeError) as failed:
+        Service(env={"KERNEL_NAME": "no-such-kernel"})
+    assert "No such kernelspec: no-such-kernel" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
+
+
+def test_max_kernels_answers_503():
+    service = Service("--max-kernels=1")
+    try:
+        status, _, error = service.request("POST", "api/kernels")
+        assert status == 503 and "Maximum" in error["message"]
+    finally:
+        service.stop_and_check_no_leak()
+
+
+@pytest.mark.parametrize("launcher", [(sys.executable, "-m", "kernels_service"), ("kernels-service",)])
+def test_other_launchers(launcher):
+    if launcher[0] == "kernels-service":
+        path = shutil.which("kernels-service", path=str(Path(sys.executable).parent))
+        assert path, "the kernels-service console script is not installed"
+        launcher = (path,)
+    service = Service("--initial-kernels=0", launcher=launcher)
+    service.stop_and_check_no_leak()
+
+
+def test_help_lists_the_options():
+    result = subprocess.run([sys.executable, str(ROOT / "kernels.py"), "--help-all"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--port", "--ip", "--base-path", "--token", "--kernel-name", "--initial-kernels"):
+        assert option in result.stdout
