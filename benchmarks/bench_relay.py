@@ -1,0 +1,243 @@
+"""Relay performance, measured three ways in one run: direct ZeroMQ, legacy websocket, v1 websocket.
+
+    python benchmarks/bench_relay.py [--round-trips 300] [--repeats 3]
+
+Figures: execute round trip of `pass` (median, p99), iopub streaming (messages/s and
+MB/s until idle, with a check that no output was lost), kernel start (request to
+kernel_info_reply). Ratios are against direct ZeroMQ (jupyter_client), the floor.
+Servers run on free loopback ports and are stopped by PID; kernels are checked gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import websocket
+from jupyter_client.manager import KernelManager
+from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.service import Service, alive, descendants  # noqa: E402
+
+V1 = "v1.kernel.websocket.jupyter.org"
+PRINT_LOOP = "for i in range(100000): print(i)"
+FLUSHED_WRITES = "import sys\nfor i in range(20000):\n    sys.stdout.write('x' * 99 + '\\n'); sys.stdout.flush()"
+EXPECTED = {
+    PRINT_LOOP: "".join(f"{i}\n" for i in range(100000)),
+    FLUSHED_WRITES: ("x" * 99 + "\n") * 20000,
+}
+
+
+class DirectClient:
+    """jupyter_client's blocking client straight on the kernel's ZeroMQ sockets."""
+
+    def __init__(self, manager: KernelManager):
+        self.client = manager.blocking_client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str) -> tuple[int, str]:
+        """Execute; return (iopub messages, stream text) once reply and idle have arrived."""
+        msg_id = self.client.execute(code)
+        count, text, idle, replied = 0, [], False, False
+        while not idle:
+            msg = self.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            count += 1
+            if msg["msg_type"] == "stream":
+                text.append(msg["content"]["text"])
+            idle = msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+        while not replied:
+            replied = self.client.get_shell_msg(timeout=60)["parent_header"].get("msg_id") == msg_id
+        return count, "".join(text)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+
+
+class WebsocketClient:
+    """A websocket-client connection in the legacy or v1 protocol."""
+
+    def __init__(self, service: Service, kernel_id: str, protocol: str):
+        self.v1 = protocol == "v1"
+        self.session = uuid.uuid4().hex
+        self.ws = websocket.create_connection(
+            service.ws_url(f"api/kernels/{kernel_id}/channels"),
+            header=[f"Authorization: token {service.token}"],
+            subprotocols=[V1] if self.v1 else None,
+            timeout=60,
+        )
+        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_execute(self, code: str) -> str:
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "bench",
+                  "version": "5.3"}  # fmt: skip
+        content = {"code": code, "silent": False, "store_history": False}
+        if self.v1:
+            parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+            self.ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
+        else:
+            msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
+            self.ws.send(json.dumps(msg))
+        return msg_id
+
+    def recv(self) -> dict:
+        data = self.ws.recv()
+        if self.v1:
+            channel, parts = deserialize_msg_from_ws_v1(data)
+            return {"channel": channel, "header": json.loads(parts[0]), "parent_header": json.loads(parts[1]),
+                    "content": json.loads(parts[3])}  # fmt: skip
+        msg = json.loads(data)
+        return msg
+
+    def run(self, code: str) -> tuple[int, str]:
+        msg_id = self.send_execute(code)
+        count, text, idle, replied = 0, [], False, False
+        while not (idle and replied):
+            msg = self.recv()
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["channel"] == "shell":
+                replied = True
+                continue
+            count += 1
+            msg_type = msg["header"]["msg_type"]
+            if msg_type == "stream":
+                text.append(msg["content"]["text"])
+            idle = idle or (msg_type == "status" and msg["content"]["execution_state"] == "idle")
+        return count, "".join(text)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def round_trips(client, n: int) -> list[float]:
+    client.run("pass")
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        client.run("pass")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throughput(client, code: str, repeats: int) -> dict:
+    rates, mbs, lost = [], [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count, text = client.run(code)
+        elapsed = time.perf_counter() - start
+        rates.append(count / elapsed)
+        mbs.append(len(text.encode()) / elapsed / 1e6)
+        lost += text != EXPECTED[code]
+    return {"msgs_per_s": statistics.median(rates), "mb_per_s": statistics.median(mbs), "runs_with_loss": lost}
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+
+def measure(client, args) -> dict:
+    times = round_trips(client, args.round_trips)
+    return {
+        "rt_median_ms": statistics.median(times) * 1000,
+        "rt_p99_ms": p99(times) * 1000,
+        "print_loop": throughput(client, PRINT_LOOP, args.repeats),
+        "flushed": throughput(client, FLUSHED_WRITES, args.repeats),
+    }
+
+
+def direct_start_times(repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        manager = KernelManager(kernel_name="python3")
+        manager.start_kernel(stderr=subprocess.DEVNULL)
+        client = DirectClient(manager)
+        times.append(time.perf_counter() - start)
+        client.close()
+        manager.shutdown_kernel(now=True)
+    return times
+
+
+def service_start_times(service: Service, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kernel_id = service.start_kernel()
+        client = WebsocketClient(service, kernel_id, "v1")
+        client.run("pass")  # execute_reply implies kernel_info was answered; same as wait_for_ready
+        times.append(time.perf_counter() - start)
+        client.close()
+        service.request("DELETE", f"api/kernels/{kernel_id}")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--round-trips", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    results = {}
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(stderr=subprocess.DEVNULL)
+    direct = DirectClient(manager)
+    try:
+        results["direct"] = measure(direct, args)
+    finally:
+        direct.close()
+        manager.shutdown_kernel(now=True)
+
+    service = Service("--initial-kernels=0")
+    try:
+        for protocol in ("legacy", "v1"):
+            kernel_id = service.start_kernel()
+            client = WebsocketClient(service, kernel_id, protocol)
+            try:
+                results[protocol] = measure(client, args)
+            finally:
+                client.close()
+                service.request("DELETE", f"api/kernels/{kernel_id}")
+        start_service = service_start_times(service, args.repeats)
+    finally:
+        children = descendants(service.pid)
+        service.stop()
+    start_direct = direct_start_times(args.repeats)
+    report(results, statistics.median(start_direct), statistics.median(start_service))
+    leaked = [pid for pid in children if alive(pid)]
+    if leaked:
+        sys.exit(f"kernel processes outlived the service: {leaked}")
+
+
+def report(results: dict, start_direct: float, start_service: float) -> None:
+    """One line per path: round trip and both streaming figures, each with its ratio to direct."""
+    base = results["direct"]
+    print("path     rt median   rt p99  ratio |  print msg/s   MB/s  ratio lost |  flush msg/s   MB/s  ratio lost")
+    for path, r in results.items():
+        rt_ratio = r["rt_median_ms"] / base["rt_median_ms"]
+        cells = [f"{path:8} {r['rt_median_ms']:7.2f}ms {r['rt_p99_ms']:6.2f}ms {rt_ratio:5.2f}x"]
+        for name in ("print_loop", "flushed"):
+            figures, ratio = r[name], r[name]["msgs_per_s"] / base[name]["msgs_per_s"]
+            cells.append(
+                f"{figures['msgs_per_s']:12.0f} {figures['mb_per_s']:6.2f} {ratio:5.2f}x {figures['runs_with_loss']:4}"
+            )
+        print(" | ".join(cells))
+    print(
+        f"kernel start (median): direct {start_direct:.2f}s, service (POST -> reply over v1) {start_service:.2f}s, "
+        f"ratio {start_service / start_direct:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
