@@ -80,6 +80,12 @@ class KernelsService(Application):
         Unicode(), config=True, help="Variables a client may set in a new kernel's env, besides KERNEL_*."
     )
     max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
+    client_queue_limit = Integer(
+        128 * 1024 * 1024,
+        config=True,
+        help="Bytes of output that may wait for one slow client (stream output merged) before "
+        "that client is disconnected with a reason. Output is never dropped silently.",
+    )
     websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
     config_file = Unicode("", config=True, help="A traitlets config file (Python) to load.")
 
@@ -130,6 +136,7 @@ class KernelsService(Application):
             RelayHub(registry),
             AccessPolicy(self._resolve_token(), self.allow_origin),
             normalise_base_path(self.base_path),
+            client_queue_limit=self.client_queue_limit,
         )
         app = make_web_app(
             services,

@@ -39,6 +39,7 @@ class Services:
     hub: RelayHub
     policy: AccessPolicy
     base_path: str  # "/" or "/jupyter/"
+    client_queue_limit: int = 128 * 1024 * 1024  # bytes of output waiting for one slow client
 
 
 def status_of(error: BaseException) -> int:

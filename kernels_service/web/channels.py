@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from tornado import websocket
 
@@ -24,12 +25,14 @@ from kernels_service.protocol.websocket import (
     encode_v1,
 )
 from kernels_service.relay import KernelRelay, RelaySession
+from kernels_service.relay.outbox import Outbox
 from kernels_service.web.base import Services
 
 log = logging.getLogger("kernels_service.web")
 
 CLOSE_INVALID_DATA = 1007
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
 
 
 class ChannelsHandler(websocket.WebSocketHandler):
@@ -40,6 +43,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.relay: KernelRelay | None = None
         self.session: RelaySession | None = None
         self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
+        self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
 
     async def get(self, kernel_id: str) -> None:
         if not self.services.policy.token_accepted(self.request):
@@ -94,12 +98,19 @@ class ChannelsHandler(websocket.WebSocketHandler):
         return decode_legacy_text(frame)
 
     def deliver(self, message: KernelMessage) -> None:
-        """Write one kernel message to this client (RelayListener)."""
+        """Queue one kernel message for this client (RelayListener); never blocks."""
+        self.outbox.put(message)
+
+    def _write(self, message: KernelMessage) -> tuple[int, Any]:
         frame, binary = self._encode(message)
         try:
-            self.write_message(frame, binary=binary)
+            return len(frame), self.write_message(frame, binary=binary)
         except websocket.WebSocketClosedError:
-            pass
+            return 0, None
+
+    def _give_up(self, reason: str) -> None:
+        log.warning("Closing websocket on kernel %s: %s", self.relay.kernel_id if self.relay else "?", reason)
+        self.close(CLOSE_POLICY, reason)
 
     def relay_closed(self, reason: str) -> None:
         """The kernel is gone (RelayListener)."""

@@ -1,0 +1,127 @@
+"""A per-client outbox: bounded memory for slow clients, and no output lost silently.
+
+Messages go straight to the transport while the client keeps up. Once more than
+`high_water` bytes are written but not yet flushed to the client's socket, messages wait
+here instead; consecutive `stream` messages of the same parent and stream name are merged
+(clients append stream text, so nothing is lost). Only if what waits grows past `limit`
+is the client given up on, through `on_overflow`, with a reason, never by dropping output.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from kernels_service.protocol import KernelMessage
+from kernels_service.protocol.message import encode_json
+
+#: Writes one message; returns its size in bytes and a future done when it is flushed.
+SendFunction = Callable[[KernelMessage], "tuple[int, Any]"]
+
+
+class Outbox:
+    """Flow control between the relay and one client transport."""
+
+    def __init__(
+        self,
+        send: SendFunction,
+        on_overflow: Callable[[str], None],
+        high_water: int = 4 * 1024 * 1024,
+        limit: int = 128 * 1024 * 1024,
+    ):
+        self._send = send
+        self._on_overflow = on_overflow
+        self._high_water = high_water
+        self._limit = limit
+        self._in_flight = 0
+        self._waiting: deque[KernelMessage | StreamRun] = deque()
+        self._waiting_bytes = 0
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        """How many messages wait for the client to catch up."""
+        return len(self._waiting)
+
+    def put(self, message: KernelMessage) -> None:
+        """Send now if the client keeps up, else queue (merging stream output)."""
+        if self.closed:
+            return
+        if not self._waiting and self._in_flight < self._high_water:
+            self._write(message)
+            return
+        self._enqueue(message)
+        if self._waiting_bytes > self._limit:
+            self.closed = True
+            self._waiting.clear()
+            self._on_overflow(f"client too slow: more than {self._limit // (1024 * 1024)} MiB of output waiting")
+
+    def _enqueue(self, message: KernelMessage) -> None:
+        tail = self._waiting[-1] if self._waiting else None
+        if isinstance(tail, StreamRun) and tail.extend(message):
+            self._waiting_bytes += size_of(message)
+            return
+        run = StreamRun.start(message)
+        self._waiting.append(run or message)
+        self._waiting_bytes += size_of(message)
+
+    def _write(self, message: KernelMessage) -> None:
+        size, flushed = self._send(message)
+        self._in_flight += size
+        if flushed is None:
+            self._flushed(size)
+        else:
+            flushed.add_done_callback(lambda _: self._flushed(size))
+
+    def _flushed(self, size: int) -> None:
+        self._in_flight -= size
+        while self._waiting and self._in_flight < self._high_water and not self.closed:
+            entry = self._waiting.popleft()
+            self._waiting_bytes -= entry.size if isinstance(entry, StreamRun) else size_of(entry)
+            self._write(entry.message() if isinstance(entry, StreamRun) else entry)
+
+
+def size_of(message: KernelMessage) -> int:
+    return sum(len(part) for part in message.parts) + sum(len(b) for b in message.buffers)
+
+
+class StreamRun:
+    """Consecutive iopub `stream` messages of one parent and stream name, waiting as one.
+
+    Texts are collected in a list and joined once, when the run is sent.
+    """
+
+    def __init__(self, first: KernelMessage, content: dict[str, Any]):
+        self._first = first
+        self._content = content
+        self._texts = [content["text"]]
+        self.size = size_of(first)
+
+    @classmethod
+    def start(cls, message: KernelMessage) -> StreamRun | None:
+        """A run beginning with this message, if it is stream output."""
+        if message.channel != "iopub" or message.buffers or message.msg_type != "stream":
+            return None
+        content = message.content()
+        return cls(message, content) if isinstance(content.get("text"), str) else None
+
+    def extend(self, message: KernelMessage) -> bool:
+        """Take the message into the run if it continues it; False if it does not."""
+        if message.channel != "iopub" or message.buffers or message.parts[1] != self._first.parts[1]:
+            return False
+        if message.msg_type != "stream":
+            return False
+        content = message.content()
+        if content.get("name") != self._content.get("name") or not isinstance(content.get("text"), str):
+            return False
+        self._texts.append(content["text"])
+        self.size += size_of(message)
+        return True
+
+    def message(self) -> KernelMessage:
+        """The run as one message: the first message's header, all the text."""
+        if len(self._texts) == 1:
+            return self._first
+        content = encode_json({**self._content, "text": "".join(self._texts)})
+        return KernelMessage("iopub", [*self._first.parts[:3], content])

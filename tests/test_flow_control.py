@@ -1,0 +1,80 @@
+"""Slow and many clients during floods of output: nothing lost, idle always seen."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import websocket
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import Service
+
+# 4000 flushed writes of 10 kB: 40 MB in thousands of messages, more than socket buffers hold
+FLOOD = "import sys\nfor i in range(4000):\n    sys.stdout.write(str(i % 10) * 9999 + '\\n'); sys.stdout.flush()"
+FLOOD_TEXT = "".join(str(i % 10) * 9999 + "\n" for i in range(4000))
+
+
+def is_idle_of(msg_id):
+    return lambda m: (
+        m["header"]["msg_type"] == "status"
+        and m["content"]["execution_state"] == "idle"
+        and m["parent_header"].get("msg_id") == msg_id
+    )
+
+
+def test_three_watchers_of_a_flood_all_see_all_output_and_idle(service, kernel, open_client):
+    runner = open_client(kernel, "v1")
+    watchers = [open_client(kernel, "legacy"), open_client(kernel, "v1")]
+    for client in (runner, *watchers):
+        client.execute("pass")
+    reply, outputs = runner.execute(FLOOD, timeout=120)
+    assert stream_text(outputs) == FLOOD_TEXT
+    for watcher in watchers:
+        seen = watcher.recv_until(is_idle_of(reply["parent_header"]["msg_id"]), timeout=120)
+        assert (
+            stream_text([m for m in seen if m["parent_header"].get("msg_id") == reply["parent_header"]["msg_id"]])
+            == FLOOD_TEXT
+        )
+
+
+def test_a_slow_reader_gets_everything_merged(service, kernel, open_client):
+    fast, slow = open_client(kernel, "v1"), open_client(kernel, "v1")
+    slow.execute("pass")
+    reply, fast_outputs = fast.execute(FLOOD, timeout=120)
+    msg_id = reply["parent_header"]["msg_id"]
+    slow_seen = [
+        m for m in slow.recv_until(is_idle_of(msg_id), timeout=120) if m["parent_header"].get("msg_id") == msg_id
+    ]
+    assert stream_text(slow_seen) == FLOOD_TEXT
+    fast_streams = sum(m["header"]["msg_type"] == "stream" for m in fast_outputs)
+    slow_streams = sum(m["header"]["msg_type"] == "stream" for m in slow_seen)
+    assert slow_streams < fast_streams, "a client that fell behind should get merged stream messages"
+
+
+def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
+    service = Service("--KernelsService.client_queue_limit=1048576")
+    try:
+        (kernel,) = service.request("GET", "api/kernels")[2]
+        fast = ChannelsClient(service, kernel["id"], "v1")
+        slow = ChannelsClient(service, kernel["id"], "v1")
+        slow.execute("pass")
+        fast.execute("pass")
+        _, outputs = fast.execute(FLOOD, timeout=120)
+        assert stream_text(outputs) == FLOOD_TEXT
+        code, reason = read_until_close(slow)
+        assert code == 1008 and "too slow" in reason
+        _, outputs = ChannelsClient(service, kernel["id"]).execute("print('ok')")
+        assert stream_text(outputs) == "ok\n"
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def read_until_close(client: ChannelsClient, timeout: float = 60) -> tuple[int, str]:
+    client.ws.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = client.ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
+    raise AssertionError("not closed")

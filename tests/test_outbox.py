@@ -1,0 +1,107 @@
+"""The outbox's flow control as pure logic: a transport whose flushes the test completes."""
+
+from __future__ import annotations
+
+import json
+
+from kernels_service.protocol import KernelMessage
+from kernels_service.protocol.message import encode_json
+from kernels_service.relay.outbox import Outbox
+
+
+class Flush:
+    """Stands for the future a transport returns: done when the test says the bytes left."""
+
+    def __init__(self):
+        self.callbacks = []
+
+    def add_done_callback(self, callback):
+        self.callbacks.append(callback)
+
+    def done(self):
+        for callback in self.callbacks:
+            callback(self)
+
+
+class Transport:
+    def __init__(self):
+        self.sent: list[KernelMessage] = []
+        self.pending: list[Flush] = []
+        self.closed_with: str | None = None
+
+    def send(self, message: KernelMessage):
+        self.sent.append(message)
+        self.pending.append(Flush())
+        return sum(len(p) for p in message.parts), self.pending[-1]
+
+    def flush_all(self):
+        while self.pending:
+            self.pending.pop(0).done()
+
+
+def stream(text: str, parent: str = "p1", name: str = "stdout") -> KernelMessage:
+    header = encode_json({"msg_id": text, "msg_type": "stream"})
+    return KernelMessage(
+        "iopub", [header, encode_json({"msg_id": parent}), b"{}", encode_json({"name": name, "text": text})]
+    )
+
+
+def status(state: str) -> KernelMessage:
+    header = encode_json({"msg_id": state, "msg_type": "status"})
+    return KernelMessage("iopub", [header, b"{}", b"{}", encode_json({"execution_state": state})])
+
+
+def make(high_water=100, limit=10_000):
+    transport = Transport()
+    outbox = Outbox(transport.send, lambda reason: setattr(transport, "closed_with", reason), high_water, limit)
+    return transport, outbox
+
+
+def texts(messages):
+    return [json.loads(m.parts[3]).get("text") for m in messages]
+
+
+def test_a_fast_client_gets_every_message_as_it_comes():
+    transport, outbox = make(high_water=10_000)
+    for i in range(5):
+        outbox.put(stream(str(i)))
+        transport.flush_all()
+    assert texts(transport.sent) == ["0", "1", "2", "3", "4"]
+
+
+def test_a_slow_client_gets_merged_streams_in_order_and_nothing_lost():
+    transport, outbox = make(high_water=100)
+    outbox.put(stream("a" * 120))  # over the high-water mark: the rest waits
+    for text in ["b", "c"]:
+        outbox.put(stream(text))
+    outbox.put(stream("e", name="stderr"))
+    outbox.put(stream("f", name="stderr"))
+    outbox.put(status("idle"))
+    outbox.put(stream("g", parent="p2"))
+    assert len(transport.sent) == 1 and outbox.waiting == 4
+    transport.flush_all()
+    transport.flush_all()
+    sent = transport.sent
+    assert texts(sent) == ["a" * 120, "bc", "ef", None, "g"]
+    assert json.loads(sent[1].parts[0])["msg_id"] == "b"  # the run keeps its first header
+    assert json.loads(sent[3].parts[3]) == {"execution_state": "idle"}
+    assert transport.closed_with is None
+
+
+def test_a_client_past_the_limit_is_closed_with_a_reason_not_dropped_silently():
+    transport, outbox = make(high_water=10, limit=1000)
+    outbox.put(stream("x" * 20))
+    for _ in range(100):
+        outbox.put(status("busy"))
+    assert transport.closed_with and "too slow" in transport.closed_with
+    outbox.put(stream("late"))
+    transport.flush_all()
+    assert texts(transport.sent) == ["x" * 20], "nothing is sent after giving up"
+
+
+def test_a_closed_transport_counts_as_flushed():
+    sent = []
+    outbox = Outbox(lambda m: (sent.append(m) or 0, None), lambda reason: None, high_water=1)
+    for i in range(3):
+        outbox.put(stream(str(i)))
+    assert texts(sent) == ["0", "1", "2"]
