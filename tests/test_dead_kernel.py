@@ -1,0 +1,63 @@
+"""A kernel that cannot be restarted is reported `dead`, to clients and in its model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import Service
+
+# Starts ipykernel the first time only; every restart exits at once.
+ONCE_LAUNCHER = """
+import os, sys
+marker = sys.argv[1]
+if os.path.exists(marker):
+    sys.exit(3)
+open(marker, "w").close()
+from ipykernel.kernelapp import launch_new_instance
+sys.argv = [sys.argv[0], *sys.argv[2:]]
+launch_new_instance()
+"""
+
+
+def make_once_kernelspec(root) -> None:
+    spec_dir = root / "kernels" / "once"
+    spec_dir.mkdir(parents=True)
+    (root / "once.py").write_text(ONCE_LAUNCHER)
+    argv = [sys.executable, str(root / "once.py"), str(root / "started"), "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Once", "language": "python"}))
+
+
+def test_kernel_that_cannot_restart_is_dead(tmp_path):
+    make_once_kernelspec(tmp_path)
+    service = Service(
+        "--initial-kernels=0",
+        "--KernelRestarter.time_to_dead=0.5",
+        "--KernelRestarter.restart_limit=1",
+        env={"JUPYTER_PATH": str(tmp_path)},
+    )
+    try:
+        kernel_id = service.start_kernel(name="once")
+        client = ChannelsClient(service, kernel_id)
+        _, outputs = client.execute("import os; print(os.getpid())")
+        os.kill(int(stream_text(outputs)), signal.SIGKILL)
+        states = [
+            m["content"]["execution_state"]
+            for m in client.recv_until(
+                lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "dead", timeout=60
+            )
+            if m["header"]["msg_type"] == "status"
+        ]
+        assert "restarting" in states and states[-1] == "dead"
+        deadline = time.monotonic() + 10
+        while service.request("GET", f"api/kernels/{kernel_id}")[2]["execution_state"] != "dead":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{kernel_id}")[0] == 204
+    finally:
+        service.stop_and_check_no_leak()
