@@ -1,0 +1,164 @@
+"""Moves bytes between tornado and the sans-IO sessions: polling requests, websockets, timers.
+
+One `EngineServer` serves both generations on one path; the `EIO` query parameter of
+each request picks the generation of that session. The handlers only parse HTTP and
+hand packets over; every protocol decision is in `engine.py` and `connection.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tornado.httputil import HTTPServerRequest
+from tornado.ioloop import IOLoop
+
+from kernels_service.socketio.connection import Handshake, Namespaces, SocketIOConnection
+from kernels_service.socketio.eio_codec import NOOP, Packet, encode_ws
+from kernels_service.socketio.engine import EngineConfig, EngineSession
+
+log = logging.getLogger("kernels_service.socketio")
+
+
+class AccessRules(Protocol):
+    """The origin policy the service applies at every door (see web.policy.AccessPolicy)."""
+
+    def origin_allowed(self, request: HTTPServerRequest) -> bool: ...
+
+    def cors_origin(self, request: HTTPServerRequest) -> str | None: ...
+
+    def token_accepted(self, request: HTTPServerRequest) -> bool: ...
+
+
+class Transport(Protocol):
+    """A websocket as the server sees it (the tornado handler)."""
+
+    def send_frame(self, frame: str | bytes) -> None: ...
+
+    def close_transport(self) -> None: ...
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """An Engine.IO session with its Socket.IO connection and the I/O attached to it."""
+
+    engine: EngineSession
+    connection: SocketIOConnection
+    poll: asyncio.Future[list[Packet]] | None = None
+    websocket: Transport | None = None
+    probe: Transport | None = None
+    timer: Any = None
+    idle_since: float | None = field(default=None)
+
+
+class EngineServer:
+    """Every live Engine.IO session of one service, both protocol generations."""
+
+    def __init__(
+        self,
+        namespaces: Namespaces,
+        access: AccessRules,
+        config: EngineConfig | None = None,
+        connect_timeout: float = 45.0,
+    ):
+        self.namespaces = namespaces
+        self.access = access
+        self.config = config or EngineConfig()
+        self.connect_timeout = connect_timeout
+        self.sessions: dict[str, LiveSession] = {}
+        self.connection_class: Any = SocketIOConnection  # the conformance server's Engine.IO echo swaps it
+
+    def open_session(self, version: int, transport: str, request: HTTPServerRequest, b64: bool) -> LiveSession:
+        sid = secrets.token_urlsafe(15)
+        engine = EngineSession(sid, version, self.config, time.monotonic(), transport, b64)
+        handshake = Handshake(
+            {k: v[-1].decode("utf-8", "replace") for k, v in request.query_arguments.items()},
+            {k.lower(): v for k, v in request.headers.items()},
+        )
+        live = LiveSession(engine, self.connection_class(engine, self.namespaces, handshake))
+        self.sessions[sid] = live
+        live.connection.opened()
+        self._schedule(live)
+        return live
+
+    async def receive(self, live: LiveSession, packets: list[Packet], over: str, ws: Transport | None = None) -> None:
+        """Feed packets from the client to the session, in order, then send what is due."""
+        for packet in packets:
+            for reply in live.engine.receive(packet, time.monotonic(), over):
+                if ws is not None:
+                    ws.send_frame(encode_ws(reply, live.engine.version))
+            if over == "websocket" and ws is live.probe and live.engine.transport == "websocket":
+                live.websocket, live.probe = ws, None
+            for message in live.engine.take_messages():
+                await live.connection.receive(message)
+        self.flush(live)
+
+    def flush(self, live: LiveSession) -> None:
+        """Send queued packets on the current transport; tidy up a closed session."""
+        engine = live.engine
+        if engine.has_outgoing():
+            if engine.transport == "websocket" and live.websocket is not None:
+                for packet in engine.take_outgoing():
+                    live.websocket.send_frame(encode_ws(packet, engine.version))
+            elif live.poll is not None and not live.poll.done():
+                live.poll.set_result(engine.take_outgoing())
+                live.poll = None
+        self._track_namespaces(live)
+        if engine.closed:
+            self._end(live)
+
+    def _track_namespaces(self, live: LiveSession) -> None:
+        """A session in no namespace for `connect_timeout` is closed (as the reference server does)."""
+        if live.connection.sockets:
+            live.idle_since = None
+        elif live.idle_since is None:
+            live.idle_since = time.monotonic()
+            self._schedule(live)
+
+    def transport_closed(self, live: LiveSession, ws: Transport) -> None:
+        if live.probe is ws:
+            live.probe = None
+        elif live.websocket is ws:
+            live.engine.close("transport closed", notify=False)
+            self.flush(live)
+
+    def _end(self, live: LiveSession) -> None:
+        if self.sessions.pop(live.engine.sid, None) is None:
+            return
+        log.debug("Engine.IO session %s closed: %s", live.engine.sid, live.engine.closed)
+        if live.timer is not None:
+            IOLoop.current().remove_timeout(live.timer)
+        live.connection.closed()
+        if live.poll is not None and not live.poll.done():
+            live.poll.set_result(live.engine.take_outgoing() or [Packet(NOOP)])
+        for ws in (live.websocket, live.probe):
+            if ws is not None:
+                ws.close_transport()
+
+    def _schedule(self, live: LiveSession) -> None:
+        loop = IOLoop.current()
+        if live.timer is not None:
+            loop.remove_timeout(live.timer)
+        deadline = live.engine.deadline()
+        if live.idle_since is not None:
+            deadline = min(deadline, live.idle_since + self.connect_timeout)
+        live.timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._tick, live)
+
+    def _tick(self, live: LiveSession) -> None:
+        live.timer = None
+        now = time.monotonic()
+        if live.idle_since is not None and now >= live.idle_since + self.connect_timeout:
+            live.engine.close("no namespace joined in time")
+        live.engine.tick(now)
+        self.flush(live)
+        if not live.engine.closed:
+            self._schedule(live)
+
+    def close_all(self) -> None:
+        for live in list(self.sessions.values()):
+            live.engine.close("server shutting down")
+            self.flush(live)

@@ -1,0 +1,124 @@
+"""Socket.IO packets, protocol 4 (with Engine.IO 3) and 5 (with Engine.IO 4). Pure functions.
+
+A packet is ``<type>[<attachments>-][<namespace>,][<ack id>][<JSON data>]``; binary data
+travels as placeholders ``{"_placeholder":true,"num":n}`` followed by that many binary
+Engine.IO messages. Protocol 4 writes the namespace comma only when something follows
+and auto-joins ``/``; protocol 5 always writes it and joins ``/`` only on request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernels_service.protocol import ProtocolError
+
+CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
+MAX_ATTACHMENTS = 1000
+
+
+@dataclass
+class SioPacket:
+    """A Socket.IO packet; `data` holds bytes objects where the wire has placeholders."""
+
+    type: int
+    namespace: str = "/"
+    data: Any = None
+    ack_id: int | None = None
+    attachments: list[bytes] = field(default_factory=list)
+
+
+def encode(packet: SioPacket, protocol: int, raw_data: str | None = None) -> list[str | bytes]:
+    """Engine.IO messages for a packet: its text, then its binary attachments.
+
+    `raw_data` is JSON text already made (the relay splices it from raw message parts);
+    then `packet.attachments` are the buffers its placeholders refer to.
+    """
+    attachments = list(packet.attachments)
+    if raw_data is None and packet.data is not None:
+        data, attachments = deconstruct(packet.data)
+        raw_data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    kind = packet.type
+    if attachments and kind in (EVENT, ACK):
+        kind += BINARY_EVENT - EVENT
+    head = str(kind) + (f"{len(attachments)}-" if kind in (BINARY_EVENT, BINARY_ACK) else "")
+    tail = ("" if packet.ack_id is None else str(packet.ack_id)) + (raw_data or "")
+    if packet.namespace != "/" and (tail or protocol == 5):
+        head += packet.namespace + ","
+    elif packet.namespace != "/":
+        head += packet.namespace
+    return [head + tail, *attachments]
+
+
+def deconstruct(value: Any) -> tuple[Any, list[bytes]]:
+    """Replace bytes in a JSON-like value by placeholders; return it and the buffers."""
+    buffers: list[bytes] = []
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            buffers.append(bytes(item))
+            return {"_placeholder": True, "num": len(buffers) - 1}
+        if isinstance(item, list | tuple):
+            return [walk(x) for x in item]
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        return item
+
+    return walk(value), buffers
+
+
+def decode(text: str) -> tuple[SioPacket, int]:
+    """Parse a packet's text; return it and how many binary attachments must follow."""
+    if not text or not "0" <= text[0] <= "6":
+        raise ProtocolError("unknown Socket.IO packet type")
+    packet, i, expected = SioPacket(int(text[0])), 1, 0
+    if packet.type in (BINARY_EVENT, BINARY_ACK):
+        dash = text.find("-", i)
+        if dash < 0 or not text[i:dash].isdigit() or int(text[i:dash]) > MAX_ATTACHMENTS:
+            raise ProtocolError("bad attachment count")
+        expected, i = int(text[i:dash]), dash + 1
+    if text[i : i + 1] == "/":
+        comma = text.find(",", i)
+        end = len(text) if comma < 0 else comma
+        packet.namespace = text[i:end].split("?", 1)[0]
+        i = end + 1 if comma >= 0 else end
+    j = i
+    while j < len(text) and text[j].isdigit():
+        j += 1
+    if j > i:
+        packet.ack_id = int(text[i:j])
+    if j < len(text):
+        try:
+            packet.data = json.loads(text[j:])
+        except ValueError:
+            raise ProtocolError("packet data is not JSON") from None
+    _check_shape(packet)
+    return packet, expected
+
+
+def _check_shape(packet: SioPacket) -> None:
+    data = packet.data
+    if packet.type in (EVENT, BINARY_EVENT):
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise ProtocolError("an event is a non-empty array starting with its name")
+    elif packet.type in (ACK, BINARY_ACK):
+        if not isinstance(data, list) or packet.ack_id is None:
+            raise ProtocolError("an ack needs an id and an array")
+    elif packet.type == CONNECT and data is not None and not isinstance(data, dict):
+        raise ProtocolError("connect data must be an object")
+    elif packet.type == CONNECT_ERROR:
+        raise ProtocolError("clients do not send connect errors")
+
+
+def reconstruct(value: Any, buffers: list[bytes]) -> Any:
+    """Put the binary attachments back in place of their placeholders."""
+    if isinstance(value, list):
+        return [reconstruct(x, buffers) for x in value]
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True and isinstance(value.get("num"), int):
+            if not 0 <= value["num"] < len(buffers):
+                raise ProtocolError("placeholder refers to a missing attachment")
+            return buffers[value["num"]]
+        return {k: reconstruct(v, buffers) for k, v in value.items()}
+    return value
