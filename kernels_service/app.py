@@ -17,13 +17,17 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
-from traitlets import Integer, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from kernels_service import __version__
 from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.relay import RelayHub
+from kernels_service.socketio.engine import EngineConfig
+from kernels_service.socketio.handlers import engineio_routes
+from kernels_service.socketio.kernel_namespaces import KernelNamespaces
+from kernels_service.socketio.server import EngineServer
 from kernels_service.web import make_web_app
 from kernels_service.web.base import Services
 from kernels_service.web.policy import AccessPolicy
@@ -86,6 +90,8 @@ class KernelsService(Application):
         help="Bytes of output that may wait for one slow client (stream output merged) before "
         "that client is disconnected with a reason. Output is never dropped silently.",
     )
+    ping_interval = Float(25.0, config=True, help="Engine.IO ping interval, in seconds.")
+    ping_timeout = Float(20.0, config=True, help="Engine.IO ping timeout, in seconds: silent clients are dropped.")
     websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
     config_file = Unicode("", config=True, help="A traitlets config file (Python) to load.")
 
@@ -138,8 +144,14 @@ class KernelsService(Application):
             normalise_base_path(self.base_path),
             client_queue_limit=self.client_queue_limit,
         )
+        socketio = EngineServer(
+            KernelNamespaces(services.hub, services.policy, services.base_path),
+            services.policy,
+            EngineConfig(self.ping_interval, self.ping_timeout, self.max_message_size),
+        )
         app = make_web_app(
             services,
+            engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),
             websocket_max_message_size=self.max_message_size,
             websocket_ping_interval=self.websocket_ping_interval or None,
         )
@@ -156,6 +168,7 @@ class KernelsService(Application):
             log.info("Interrupted...")
         finally:
             server.stop()
+            socketio.close_all()
             await registry.shutdown_all()
             await server.close_all_connections()
 

@@ -46,6 +46,7 @@ class KernelRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._status_session = uuid.uuid4().hex
         self.closed = False
+        self._shared: RelaySession | None = None
 
     @property
     def kernel_id(self) -> str:
@@ -66,10 +67,35 @@ class KernelRelay:
             raise NoSuchKernel(self.kernel_id)
         session = RelaySession(self, uuid.uuid4().hex.encode(), self._signer)
         session.open(self.record.manager)
-        session.listeners.append(listener)
         self._sessions.append(session)
-        self._count_connections()
+        self.attach(session, listener)
         return session
+
+    def shared_session(self) -> RelaySession:
+        """The one session all socket.io clients of this kernel share (kernel-relay's routing).
+
+        The original client spreads one user's namespaces over two Engine.IO connections,
+        so shell and stdin must share an identity whatever connection they are on.
+        """
+        if self.closed:
+            raise NoSuchKernel(self.kernel_id)
+        if self._shared is None or self._shared not in self._sessions:
+            self._shared = RelaySession(self, f"socketio-{uuid.uuid4().hex}".encode(), self._signer)
+            self._shared.open(self.record.manager)
+            self._sessions.append(self._shared)
+        return self._shared
+
+    def attach(self, session: RelaySession, listener: RelayListener) -> None:
+        session.listeners.append(listener)
+        self._count_connections()
+
+    def detach(self, session: RelaySession, listener: RelayListener) -> None:
+        """Remove a listener; a session left with none is closed."""
+        if listener in session.listeners:
+            session.listeners.remove(listener)
+        if not session.listeners:
+            self.close_session(session)
+        self._count_connections()
 
     def close_session(self, session: RelaySession) -> None:
         session.close()

@@ -64,6 +64,7 @@ class EngineEcho:
     def __init__(self, engine: Any, namespaces: Any, handshake: Handshake):
         self.engine = engine
         self.sockets = {"/": True}  # never "idle": the connect timeout is a Socket.IO matter
+        self.on_output = lambda: None
 
     def opened(self) -> None:
         return None

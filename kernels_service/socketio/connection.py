@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,6 +91,8 @@ class SocketIOConnection:
 
     def __init__(self, engine: EngineSession, namespaces: Namespaces, handshake: Handshake):
         self.engine = engine
+        #: Called when something was queued outside a request; the server sets it to its flush.
+        self.on_output: Callable[[], None] = lambda: None
         self.protocol = 4 if engine.version == 3 else 5
         self.namespaces = namespaces
         self.handshake = handshake
@@ -107,8 +109,10 @@ class SocketIOConnection:
             handler.on_connected(socket, {})
 
     def send(self, packet: sio.SioPacket, raw_data: str | None = None) -> None:
-        for message in sio.encode(packet, self.protocol, raw_data):
-            self.engine.send(message)
+        text, *attachments = sio.encode(packet, self.protocol, raw_data)
+        self.engine.send(sio.ascii_only(text) if self.engine.b64 else text)  # type: ignore[arg-type]
+        for attachment in attachments:
+            self.engine.send(attachment)
 
     async def receive(self, message: str | bytes) -> None:
         """Handle one Engine.IO message; a protocol error closes the session."""

@@ -184,5 +184,3 @@ class EngineIOHandler(websocket.WebSocketHandler):
 def engineio_routes(server: EngineServer, paths: list[str]) -> list[tuple[str, type, dict[str, Any]]]:
     """Route table entries for the Engine.IO paths (e.g. `/socket.io/`, `/jupyter/socket.io/`)."""
     return [(path, EngineIOHandler, {"server": server}) for path in dict.fromkeys(paths)]
-
-

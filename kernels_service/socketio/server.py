@@ -80,6 +80,7 @@ class EngineServer:
             {k.lower(): v for k, v in request.headers.items()},
         )
         live = LiveSession(engine, self.connection_class(engine, self.namespaces, handshake))
+        live.connection.on_output = lambda: self.flush(live)
         self.sessions[sid] = live
         live.connection.opened()
         self._schedule(live)

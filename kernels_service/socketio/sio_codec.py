@@ -9,6 +9,7 @@ and auto-joins ``/``; protocol 5 always writes it and joins ``/`` only on reques
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,27 @@ def encode(packet: SioPacket, protocol: int, raw_data: str | None = None) -> lis
     elif packet.namespace != "/":
         head += packet.namespace
     return [head + tail, *attachments]
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def ascii_only(text: str) -> str:
+    """The packet with every non-ASCII character as a JSON `\\uXXXX` escape.
+
+    Non-ASCII can only stand inside JSON strings, so this keeps the packet's meaning.
+    Engine.IO 3 clients in base64 mode disagree on text payloads (1.x UTF-8-encodes each
+    packet once more, 2.x does not); an ASCII packet reads the same to both.
+    """
+    return _NON_ASCII.sub(_escape_char, text)
 
 
 def deconstruct(value: Any) -> tuple[Any, list[bytes]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -22,9 +23,13 @@ class AccessPolicy:
 
     def token_accepted(self, request: HTTPServerRequest) -> bool:
         """True if the request carries the token (header or `?token=`), or none is needed."""
+        query = {key: values[-1].decode("utf-8", "replace") for key, values in request.query_arguments.items()}
+        return self.token_valid(token_from(request.headers, query))
+
+    def token_valid(self, supplied: str | None) -> bool:
+        """Constant-time check of a supplied token (anything passes when no token is set)."""
         if not self.token:
             return True
-        supplied = _token_from(request)
         return supplied is not None and hmac.compare_digest(supplied.encode(), self.token.encode())
 
     def origin_allowed(self, request: HTTPServerRequest) -> bool:
@@ -49,11 +54,9 @@ class AccessPolicy:
         return None
 
 
-def _token_from(request: HTTPServerRequest) -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+def token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The token a client sent: `Authorization: token|Bearer <t>`, else `?token=<t>`."""
+    scheme, _, value = headers.get("Authorization", headers.get("authorization", "")).partition(" ")
     if scheme.lower() in ("token", "bearer") and value.strip():
         return value.strip()
-    values = request.query_arguments.get("token")
-    if values:
-        return values[-1].decode("utf-8", "replace")
-    return None
+    return query.get("token")

@@ -20,6 +20,7 @@ from kernels_service.web.kernelspecs import (
     KernelSpecResourceHandler,
     KernelSpecsHandler,
 )
+from kernels_service.web.relay_rest import ShutdownHandler, SpawnHandler
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 SPEC_NAME = r"(?P<name>[\w.+-]+)"
@@ -43,15 +44,17 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (rf"api/kernelspecs/{SPEC_NAME}/?", KernelSpecHandler),
         (rf"kernelspecs/{SPEC_NAME}/(?P<filename>[^/]+)", KernelSpecResourceHandler),
+        (rf"spawn/{SPEC_NAME}/?", SpawnHandler),
+        (rf"shutdown/{KERNEL_ID}/?", ShutdownHandler),
     ]
     kwargs = {"services": services}
     return [(base + pattern, handler, kwargs) for pattern, handler in table]
 
 
-def make_web_app(services: Services, **settings: Any) -> web.Application:
-    """The tornado application for these services (settings: websocket limits, ...)."""
+def make_web_app(services: Services, extra_routes: list | None = None, **settings: Any) -> web.Application:
+    """The tornado application for these services; `extra_routes` are other doors (socket.io)."""
     return web.Application(
-        routes(services),
+        [*(extra_routes or []), *routes(services)],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
         **settings,

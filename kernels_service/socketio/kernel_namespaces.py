@@ -1,0 +1,142 @@
+"""kernel-relay's socket.io namespaces: `/shell/<id>`, `/stdin/<id>` (`/stdio/<id>`),
+`/iopub/<id>`, `/control/<id>`, with or without the base path in front.
+
+Each namespace is one channel of one kernel. All socket.io clients of a kernel share one
+relay session, and every socket in a namespace gets every message of that channel, as
+kernel-relay did. The event `msg` carries one Jupyter message each way; buffers travel
+as binary attachments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from kernels_service.kernels import NoSuchKernel
+from kernels_service.protocol import KernelMessage, ProtocolError
+from kernels_service.protocol.message import encode_json
+from kernels_service.relay import RelayHub, RelaySession
+from kernels_service.socketio.connection import ConnectRefused, Socket
+from kernels_service.web.policy import token_from
+
+log = logging.getLogger("kernels_service.socketio")
+
+CHANNEL_OF_NAMESPACE = {"shell": "shell", "stdin": "stdin", "stdio": "stdin", "iopub": "iopub", "control": "control"}
+NAMESPACE = re.compile(r"^/(?P<name>shell|stdin|stdio|iopub|control)/(?P<kernel_id>[\w-]+)/?$")
+PLACEHOLDER = '{{"_placeholder":true,"num":{}}}'
+
+
+def msg_event(message: KernelMessage) -> tuple[str, list[bytes]]:
+    """The `["msg", {...}]` event text, spliced from the raw parts (no JSON is decoded)."""
+    header, parent, metadata, content = (part.decode() for part in message.parts)
+    buffers = ",".join(PLACEHOLDER.format(i) for i in range(len(message.buffers)))
+    text = (
+        f'["msg",{{"header":{header},"parent_header":{parent},"metadata":{metadata},'
+        f'"content":{content},"buffers":[{buffers}]}}]'
+    )
+    return text, message.buffers
+
+
+def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
+    """A client's `msg` event as a kernel message; ProtocolError if it is not one."""
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise ProtocolError("msg takes one Jupyter message object")
+    body = args[0]
+    parts = []
+    for name in ("header", "parent_header", "metadata", "content"):
+        value = body.get(name, {})
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{name} must be an object")
+        parts.append(encode_json(value))
+    if not body.get("header"):
+        raise ProtocolError("message has no header")
+    buffers = body.get("buffers") or []
+    if not isinstance(buffers, list) or not all(isinstance(b, bytes) for b in buffers):
+        raise ProtocolError("buffers must be binary attachments")
+    return KernelMessage(channel, parts, buffers)
+
+
+class ChannelListener:
+    """Relays one channel of a kernel to one socket (a RelayListener)."""
+
+    def __init__(self, socket: Socket, channel: str, session: RelaySession):
+        self.socket = socket
+        self.channel = channel
+        self.session = session
+
+    def deliver(self, message: KernelMessage) -> None:
+        if message.channel == self.channel:
+            text, attachments = msg_event(message)
+            self.socket.emit_raw(text, attachments)
+            self.socket.connection.on_output()
+
+    def relay_closed(self, reason: str) -> None:
+        self.socket.disconnect()
+        self.socket.connection.on_output()
+
+
+class KernelChannelNamespace:
+    """The handler of one `/<channel>/<kernel id>` namespace."""
+
+    def __init__(self, hub: RelayHub, access: Any, channel: str, kernel_id: str):
+        self.hub = hub
+        self.access = access
+        self.channel = channel
+        self.kernel_id = kernel_id
+
+    async def on_connect(self, socket: Socket, auth: dict[str, Any]) -> None:
+        supplied = auth.get("token") if isinstance(auth.get("token"), str) else None
+        if not self.access.token_valid(supplied or token_from(socket.handshake.headers, socket.handshake.query)):
+            raise ConnectRefused("Forbidden: missing or bad token")
+        try:
+            relay = self.hub.get(self.kernel_id)
+        except NoSuchKernel as error:
+            raise ConnectRefused(str(error)) from None
+        await relay.wait_ready()
+        if relay.closed:
+            raise ConnectRefused(f"No such kernel: {self.kernel_id}")
+
+    def on_connected(self, socket: Socket, auth: dict[str, Any]) -> None:
+        try:
+            relay = self.hub.get(self.kernel_id)
+            session = relay.shared_session()
+        except NoSuchKernel:
+            socket.disconnect()
+            return
+        socket.context = ChannelListener(socket, self.channel, session)
+        relay.attach(session, socket.context)
+
+    def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None:
+        listener = socket.context
+        if event != "msg" or listener is None:
+            return
+        try:
+            message = message_from_event(self.channel, args)
+            listener.session.send(message)
+        except ProtocolError as error:
+            log.info("Bad msg on %s: %s", socket.namespace, error)
+            socket.emit("error", {"message": str(error)})
+
+    def on_disconnect(self, socket: Socket) -> None:
+        listener, socket.context = socket.context, None
+        if listener is not None and not listener.session.relay.closed:
+            listener.session.relay.detach(listener.session, listener)
+
+
+class KernelNamespaces:
+    """Resolves kernel channel namespaces, with or without the base path prefix."""
+
+    def __init__(self, hub: RelayHub, access: Any, base_path: str):
+        self.hub = hub
+        self.access = access
+        self.prefix = base_path.rstrip("/")
+
+    def resolve(self, namespace: str) -> KernelChannelNamespace | None:
+        if self.prefix and namespace.startswith(self.prefix + "/"):
+            namespace = namespace[len(self.prefix) :]
+        match = NAMESPACE.match(namespace)
+        if match is None:
+            return None
+        channel = CHANNEL_OF_NAMESPACE[match["name"]]
+        return KernelChannelNamespace(self.hub, self.access, channel, match["kernel_id"])

@@ -1,0 +1,47 @@
+"""kernel-relay's REST API: `GET|POST /spawn/<kernelspec>` and `GET|POST /shutdown/<id>`.
+
+Plain GETs from web pages of other origins, as enchannel-socketio-backend makes them.
+Answers are kernel-relay's: `{"id"}` for spawn; `{"id", "kernelId"}` for shutdown (its
+README documents `id`, its client checks `kernelId`); errors are `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado import web
+
+from kernels_service.kernels import KernelsError
+from kernels_service.web.base import JSONHandler, status_of
+
+
+class KernelRelayHandler(JSONHandler):
+    """kernel-relay's error shape: `{"error": message}`."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, KernelsError):
+            self.set_status(status_of(error))
+            message = str(error)
+        elif isinstance(error, web.HTTPError) and error.log_message:
+            message = error.log_message
+        else:
+            message = "Internal server error"
+        self.finish(json.dumps({"error": message}))
+
+
+class SpawnHandler(KernelRelayHandler):
+    async def get(self, name: str) -> None:
+        record = await self.services.registry.start(name)
+        self.write_json({"id": record.id})
+
+    post = get
+
+
+class ShutdownHandler(KernelRelayHandler):
+    async def get(self, kernel_id: str) -> None:
+        await self.services.registry.shutdown(kernel_id)
+        self.write_json({"id": kernel_id, "kernelId": kernel_id})
+
+    post = get
