@@ -80,8 +80,7 @@ class EngineSession:
         self._last_heard = now
         if packet.type == PING:
             if packet.data == "probe" and over == "websocket" and self.transport == "polling":
-                self.probed = True
-                self._outgoing.append(Packet(NOOP))  # let the pending poll return
+                self.probed = True  # a pending poll must now return (NOOP) so the client can pause
                 return [Packet(PONG, "probe")]
             if self.version == 3:
                 self._outgoing.append(Packet(PONG, packet.data))

@@ -14,7 +14,7 @@ from typing import Any
 from tornado import websocket
 
 from kernels_service.protocol import ProtocolError
-from kernels_service.socketio.eio_codec import decode_payload, decode_ws, encode_payload
+from kernels_service.socketio.eio_codec import NOOP, Packet, decode_payload, decode_ws, encode_payload
 from kernels_service.socketio.server import EngineServer, LiveSession
 
 log = logging.getLogger("kernels_service.socketio")
@@ -66,6 +66,9 @@ class EngineIOHandler(websocket.WebSocketHandler):
             self.set_header("Access-Control-Allow-Credentials", "true")
             self.set_header("Vary", "Origin")
 
+    def put(self, *args: str) -> None:
+        self._fail(BAD_METHOD)
+
     def options(self, *args: str) -> None:
         self._cors()
         self.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
@@ -96,8 +99,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
                 live.engine.close("overlapping polls")
                 self.server.flush(live)
             return self._fail(BAD_REQUEST)
-        if live.engine.has_outgoing():
-            return self._respond(live, live.engine.take_outgoing())
+        if live.engine.has_outgoing() or live.engine.probed:
+            return self._respond(live, live.engine.take_outgoing() or [Packet(NOOP)])
         live.poll = asyncio.get_running_loop().create_future()
         packets = await live.poll
         self._respond(live, packets)

@@ -94,6 +94,8 @@ class EngineServer:
                     ws.send_frame(encode_ws(reply, live.engine.version))
             if over == "websocket" and ws is live.probe and live.engine.transport == "websocket":
                 live.websocket, live.probe = ws, None
+            if live.engine.probed or live.engine.transport == "websocket":
+                self.release_poll(live)
             for message in live.engine.take_messages():
                 await live.connection.receive(message)
         self.flush(live)
@@ -111,6 +113,12 @@ class EngineServer:
         self._track_namespaces(live)
         if engine.closed:
             self._end(live)
+
+    def release_poll(self, live: LiveSession) -> None:
+        """Answer a pending poll with NOOP: the client is moving to websocket."""
+        if live.poll is not None and not live.poll.done():
+            live.poll.set_result([Packet(NOOP)])
+            live.poll = None
 
     def _track_namespaces(self, live: LiveSession) -> None:
         """A session in no namespace for `connect_timeout` is closed (as the reference server does)."""
