@@ -124,6 +124,22 @@ class KernelChannelNamespace:
             listener.session.relay.detach(listener.session, listener)
 
 
+class MainNamespace:
+    """`/`: joined by every client (protocol 4 joins it by itself); it carries nothing."""
+
+    async def on_connect(self, socket: Socket, auth: dict[str, Any]) -> None:
+        return None
+
+    def on_connected(self, socket: Socket, auth: dict[str, Any]) -> None:
+        return None
+
+    def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None:
+        return None
+
+    def on_disconnect(self, socket: Socket) -> None:
+        return None
+
+
 class KernelNamespaces:
     """Resolves kernel channel namespaces, with or without the base path prefix."""
 
@@ -131,8 +147,11 @@ class KernelNamespaces:
         self.hub = hub
         self.access = access
         self.prefix = base_path.rstrip("/")
+        self._main = MainNamespace()
 
-    def resolve(self, namespace: str) -> KernelChannelNamespace | None:
+    def resolve(self, namespace: str) -> KernelChannelNamespace | MainNamespace | None:
+        if namespace == "/":
+            return self._main
         if self.prefix and namespace.startswith(self.prefix + "/"):
             namespace = namespace[len(self.prefix) :]
         match = NAMESPACE.match(namespace)
