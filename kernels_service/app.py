@@ -148,6 +148,7 @@ class KernelsService(Application):
             KernelNamespaces(services.hub, services.policy, services.base_path),
             services.policy,
             EngineConfig(self.ping_interval, self.ping_timeout, self.max_message_size),
+            queue_limit=self.client_queue_limit,
         )
         app = make_web_app(
             services,

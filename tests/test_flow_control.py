@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import time
 
@@ -78,3 +79,25 @@ def read_until_close(client: ChannelsClient, timeout: float = 60) -> tuple[int, 
         if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
             return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
     raise AssertionError("not closed")
+
+
+def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():
+    service = Service("--KernelsService.client_queue_limit=1048576")
+    try:
+        (kernel,) = service.request("GET", "api/kernels")[2]
+        status, _, body = service.request("GET", "/socket.io/?EIO=4&transport=polling", raw_path=True)
+        sid = json.loads(body[1:])["sid"]
+        url = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        connect = f'40/iopub/{kernel["id"]},{{"token":"{service.token}"}}'
+        assert service.request("POST", url, connect, raw_path=True)[0] == 200
+        deadline = time.monotonic() + 10
+        while b"40/iopub" not in service.request("GET", url, raw_path=True)[2]:
+            assert time.monotonic() < deadline
+        fast = ChannelsClient(service, kernel["id"], "v1")
+        _, outputs = fast.execute(FLOOD, timeout=120)
+        assert stream_text(outputs) == FLOOD_TEXT
+        assert service.request("GET", url, raw_path=True)[0] == 400, "the slow session should be gone"
+        assert "client too slow" in service.output()
+        assert service.request("GET", f"api/kernels/{kernel['id']}")[2]["connections"] == 1
+    finally:
+        service.stop_and_check_no_leak()

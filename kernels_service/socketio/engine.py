@@ -52,6 +52,7 @@ class EngineSession:
         self.closed: Closed | None = None
         self.probed = False  # a websocket answered the probe; waiting for UPGRADE
         self._outgoing: list[Packet] = [self._open_packet()]
+        self._outgoing_bytes = 0
         self._messages: list[str | bytes] = []
         self._last_heard = now
         self._next_ping = now + config.ping_interval
@@ -116,6 +117,7 @@ class EngineSession:
         """Queue a message for the client."""
         if not self.closed:
             self._outgoing.append(Packet(MESSAGE, data))
+            self._outgoing_bytes += len(data)
 
     def close(self, reason: str, notify: bool = True) -> None:
         """End the session; `notify` queues a CLOSE packet for the client."""
@@ -134,8 +136,12 @@ class EngineSession:
         return self._pong_due if self._pong_due is not None else self._next_ping
 
     def take_outgoing(self) -> list[Packet]:
-        packets, self._outgoing = self._outgoing, []
+        packets, self._outgoing, self._outgoing_bytes = self._outgoing, [], 0
         return packets
+
+    def outgoing_bytes(self) -> int:
+        """Size of the messages waiting for the client (for flow control)."""
+        return self._outgoing_bytes
 
     def has_outgoing(self) -> bool:
         return bool(self._outgoing)

@@ -173,11 +173,11 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     # --- Transport (used by the EngineServer) ---------------------------------------------
 
-    def send_frame(self, frame: str | bytes) -> None:
+    def send_frame(self, frame: str | bytes) -> Any:
         try:
-            self.write_message(frame, binary=isinstance(frame, bytes))
+            return self.write_message(frame, binary=isinstance(frame, bytes))
         except websocket.WebSocketClosedError:
-            pass
+            return None
 
     def close_transport(self) -> None:
         if self.ws_connection is not None:

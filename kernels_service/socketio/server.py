@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from tornado.httputil import HTTPServerRequest
@@ -22,6 +23,8 @@ from kernels_service.socketio.eio_codec import NOOP, Packet, encode_ws
 from kernels_service.socketio.engine import EngineConfig, EngineSession
 
 log = logging.getLogger("kernels_service.socketio")
+
+HIGH_WATER = 4 * 1024 * 1024  # bytes on their way to one websocket before more wait in the session
 
 
 class AccessRules(Protocol):
@@ -37,7 +40,8 @@ class AccessRules(Protocol):
 class Transport(Protocol):
     """A websocket as the server sees it (the tornado handler)."""
 
-    def send_frame(self, frame: str | bytes) -> None: ...
+    def send_frame(self, frame: str | bytes) -> Any:
+        """Write a frame; return a future done when it has left, or None if it cannot be sent."""
 
     def close_transport(self) -> None: ...
 
@@ -53,6 +57,7 @@ class LiveSession:
     probe: Transport | None = None
     timer: Any = None
     idle_since: float | None = field(default=None)
+    in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
 
 
 class EngineServer:
@@ -64,11 +69,13 @@ class EngineServer:
         access: AccessRules,
         config: EngineConfig | None = None,
         connect_timeout: float = 45.0,
+        queue_limit: int = 128 * 1024 * 1024,
     ):
         self.namespaces = namespaces
         self.access = access
         self.config = config or EngineConfig()
         self.connect_timeout = connect_timeout
+        self.queue_limit = queue_limit
         self.sessions: dict[str, LiveSession] = {}
         self.connection_class: Any = SocketIOConnection  # the conformance server's Engine.IO echo swaps it
 
@@ -101,18 +108,40 @@ class EngineServer:
         self.flush(live)
 
     def flush(self, live: LiveSession) -> None:
-        """Send queued packets on the current transport; tidy up a closed session."""
+        """Send queued packets on the current transport; tidy up a closed session.
+
+        A websocket gets packets while less than `HIGH_WATER` bytes are still on their
+        way; the rest waits in the session. A client that lets more than `queue_limit`
+        bytes pile up is disconnected with a reason: output is never dropped silently.
+        """
         engine = live.engine
+        if engine.outgoing_bytes() > self.queue_limit:
+            log.warning("Closing Engine.IO session %s: client too slow", engine.sid)
+            engine.take_outgoing()
+            engine.close(f"client too slow: more than {self.queue_limit // (1024 * 1024)} MiB waiting")
         if engine.has_outgoing():
             if engine.transport == "websocket" and live.websocket is not None:
-                for packet in engine.take_outgoing():
-                    live.websocket.send_frame(encode_ws(packet, engine.version))
+                if live.in_flight < HIGH_WATER or engine.closed:
+                    self._write(live, live.websocket, engine.take_outgoing())
             elif live.poll is not None and not live.poll.done():
                 live.poll.set_result(engine.take_outgoing())
                 live.poll = None
         self._track_namespaces(live)
         if engine.closed:
             self._end(live)
+
+    def _write(self, live: LiveSession, ws: Transport, packets: list[Packet]) -> None:
+        for packet in packets:
+            frame = encode_ws(packet, live.engine.version)
+            sent = ws.send_frame(frame)
+            if sent is not None:
+                live.in_flight += len(frame)
+                sent.add_done_callback(partial(self._sent, live, len(frame)))
+
+    def _sent(self, live: LiveSession, size: int, _: Any = None) -> None:
+        live.in_flight -= size
+        if live.in_flight < HIGH_WATER and live.engine.has_outgoing() and live.engine.sid in self.sessions:
+            self.flush(live)
 
     def release_poll(self, live: LiveSession) -> None:
         """Answer a pending poll with NOOP: the client is moving to websocket."""
