@@ -4,7 +4,8 @@
 
 Figures: execute round trip of `pass` (median, p99), iopub streaming (messages/s and
 MB/s until idle, with a check that no output was lost), kernel start (request to
-kernel_info_reply). Ratios are against direct ZeroMQ (jupyter_client), the floor.
+kernel_info_reply). Ratios are against direct ZeroMQ (jupyter_client), the floor; the
+socket.io paths (websocket transport, Engine.IO 4 and 3) also against the v1 websocket.
 Servers run on free loopback ports and are stopped by PID; kernels are checked gone.
 """
 
@@ -64,41 +65,14 @@ class DirectClient:
         self.client.stop_channels()
 
 
-class WebsocketClient:
-    """A websocket-client connection in the legacy or v1 protocol."""
-
-    def __init__(self, service: Service, kernel_id: str, protocol: str):
-        self.v1 = protocol == "v1"
-        self.session = uuid.uuid4().hex
-        self.ws = websocket.create_connection(
-            service.ws_url(f"api/kernels/{kernel_id}/channels"),
-            header=[f"Authorization: token {service.token}"],
-            subprotocols=[V1] if self.v1 else None,
-            timeout=60,
-        )
-        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class MessageClient:
+    """Runs code and counts the iopub messages of that request; subclasses move the bytes."""
 
     def send_execute(self, code: str) -> str:
-        msg_id = uuid.uuid4().hex
-        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session, "username": "bench",
-                  "version": "5.3"}  # fmt: skip
-        content = {"code": code, "silent": False, "store_history": False}
-        if self.v1:
-            parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
-            self.ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
-        else:
-            msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"}
-            self.ws.send(json.dumps(msg))
-        return msg_id
+        raise NotImplementedError
 
     def recv(self) -> dict:
-        data = self.ws.recv()
-        if self.v1:
-            channel, parts = deserialize_msg_from_ws_v1(data)
-            return {"channel": channel, "header": json.loads(parts[0]), "parent_header": json.loads(parts[1]),
-                    "content": json.loads(parts[3])}  # fmt: skip
-        msg = json.loads(data)
-        return msg
+        raise NotImplementedError
 
     def run(self, code: str) -> tuple[int, str]:
         msg_id = self.send_execute(code)
@@ -116,6 +90,91 @@ class WebsocketClient:
                 text.append(msg["content"]["text"])
             idle = idle or (msg_type == "status" and msg["content"]["execution_state"] == "idle")
         return count, "".join(text)
+
+
+def execute_request(code: str, session: str) -> tuple[str, dict]:
+    msg_id = uuid.uuid4().hex
+    header = {
+        "msg_id": msg_id,
+        "msg_type": "execute_request",
+        "session": session,
+        "username": "bench",
+        "version": "5.3",
+    }
+    content = {"code": code, "silent": False, "store_history": False}
+    return msg_id, {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+
+
+class WebsocketClient(MessageClient):
+    """A websocket-client connection in the legacy or v1 protocol."""
+
+    def __init__(self, service: Service, kernel_id: str, protocol: str):
+        self.v1 = protocol == "v1"
+        self.session = uuid.uuid4().hex
+        self.ws = websocket.create_connection(
+            service.ws_url(f"api/kernels/{kernel_id}/channels"),
+            header=[f"Authorization: token {service.token}"],
+            subprotocols=[V1] if self.v1 else None,
+            timeout=60,
+        )
+        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_execute(self, code: str) -> str:
+        msg_id, msg = execute_request(code, self.session)
+        if self.v1:
+            parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]
+            self.ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
+        else:
+            self.ws.send(json.dumps({**msg, "channel": "shell"}))
+        return msg_id
+
+    def recv(self) -> dict:
+        data = self.ws.recv()
+        if self.v1:
+            channel, parts = deserialize_msg_from_ws_v1(data)
+            return {"channel": channel, "header": json.loads(parts[0]), "parent_header": json.loads(parts[1]),
+                    "content": json.loads(parts[3])}  # fmt: skip
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class SocketIOClient(MessageClient):
+    """A minimal socket.io client over websocket only: Engine.IO 3 or 4, shell and iopub namespaces."""
+
+    def __init__(self, service: Service, kernel_id: str, eio: int):
+        self.eio, self.session = eio, uuid.uuid4().hex
+        url = f"ws://127.0.0.1:{service.port}/socket.io/?EIO={eio}&transport=websocket&token={service.token}"
+        self.ws = websocket.create_connection(url, timeout=60)
+        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.ws.recv()  # Engine.IO open
+        if eio == 3:
+            assert self.ws.recv() == "40"
+        self.namespaces = {f"/shell/{kernel_id}": "shell", f"/iopub/{kernel_id}": "iopub"}
+        for namespace in self.namespaces:
+            self.ws.send(f"40{namespace}" + ("," if eio == 4 else ""))
+            while not self.ws.recv().startswith(f"40{namespace}"):
+                pass
+        self.shell = next(iter(self.namespaces))
+        self.last_ping = time.monotonic()
+
+    def send_execute(self, code: str) -> str:
+        msg_id, msg = execute_request(code, self.session)
+        self.ws.send(f"42{self.shell}," + json.dumps(["msg", msg]))
+        return msg_id
+
+    def recv(self) -> dict:
+        while True:
+            if self.eio == 3 and time.monotonic() - self.last_ping > 10:  # Engine.IO 3 clients ping
+                self.ws.send("2")
+                self.last_ping = time.monotonic()
+            data = self.ws.recv()
+            if data == "2":
+                self.ws.send("3")
+            elif data.startswith("42/"):
+                namespace, _, event = data[2:].partition(",")
+                return {**json.loads(event)[1], "channel": self.namespaces[namespace]}
 
     def close(self) -> None:
         self.ws.close()
@@ -201,9 +260,12 @@ def main() -> None:
 
     service = Service("--initial-kernels=0")
     try:
-        for protocol in ("legacy", "v1"):
+        for protocol in ("legacy", "v1", "sio-eio4", "sio-eio3"):
             kernel_id = service.start_kernel()
-            client = WebsocketClient(service, kernel_id, protocol)
+            if protocol.startswith("sio"):
+                client = SocketIOClient(service, kernel_id, int(protocol[-1]))
+            else:
+                client = WebsocketClient(service, kernel_id, protocol)
             try:
                 results[protocol] = measure(client, args)
             finally:
@@ -233,6 +295,13 @@ def report(results: dict, start_direct: float, start_service: float) -> None:
                 f"{figures['msgs_per_s']:12.0f} {figures['mb_per_s']:6.2f} {ratio:5.2f}x {figures['runs_with_loss']:4}"
             )
         print(" | ".join(cells))
+    for path in ("sio-eio4", "sio-eio3"):
+        r, v1 = results[path], results["v1"]
+        print(
+            f"{path} vs v1 websocket: round trip {r['rt_median_ms'] / v1['rt_median_ms']:.2f}x, "
+            f"print throughput {r['print_loop']['mb_per_s'] / v1['print_loop']['mb_per_s']:.2f}x, "
+            f"flush throughput {r['flushed']['msgs_per_s'] / v1['flushed']['msgs_per_s']:.2f}x"
+        )
     print(
         f"kernel start (median): direct {start_direct:.2f}s, service (POST -> reply over v1) {start_service:.2f}s, "
         f"ratio {start_service / start_direct:.2f}x"
