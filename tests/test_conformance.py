@@ -263,6 +263,7 @@ def test_oversized_polling_payload_is_refused(server):
     port, sid = server["eio"], handshake(server["eio"], path="/engine.io/")
     status, _ = request(port, "POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"4" + b"x" * 1_000_001)
     assert status == 413
+    assert request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}")[0] == 400, "session not closed"
 
 
 # --- Socket.IO -------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_malformed_msg_is_answered_with_an_error_event(service, kernel):
     recv_non_ping(sock)
     sock.send(f'42/shell/{kernel},["msg",{{"header":"not an object"}}]')
     reply = recv_non_ping(sock)
-    assert reply.startswith(f'42/shell/{kernel},["error",') and "header must be an object" in reply
+    assert reply.startswith(f'42/shell/{kernel},["error",') and "header must be a JSON object" in reply
     sock.send(f'42/iopub/{kernel},["msg",{{}}]')  # namespace not joined: the session closes
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionResetError)):
         for _ in range(5):

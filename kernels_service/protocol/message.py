@@ -48,6 +48,19 @@ class KernelMessage:
         return decode_json_part(self.parts[3], "content")
 
 
+def message_from_dict(channel: str, msg: dict[str, Any], buffers: list[bytes]) -> KernelMessage:
+    """A client's decoded message (header, parent_header, metadata, content) as wire parts."""
+    parts = []
+    for name in ("header", "parent_header", "metadata", "content"):
+        value = msg.get(name, {})
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{name} must be a JSON object")
+        parts.append(encode_json(value))
+    if not msg.get("header"):
+        raise ProtocolError("message has no header")
+    return KernelMessage(channel, parts, buffers)
+
+
 def decode_json_part(raw: bytes, what: str) -> dict[str, Any]:
     """Decode one JSON part that must be an object."""
     try:

@@ -18,7 +18,7 @@ from itertools import pairwise
 from typing import Any
 
 from kernels_service.protocol.errors import ProtocolError
-from kernels_service.protocol.message import KernelMessage, encode_json
+from kernels_service.protocol.message import KernelMessage, encode_json, message_from_dict
 
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 _JSON_PART_NAMES = ("header", "parent_header", "metadata", "content")
@@ -133,12 +133,4 @@ def _message_from_json(msg: dict[str, Any], buffers: list[bytes]) -> KernelMessa
     channel = msg.get("channel")
     if not isinstance(channel, str):
         raise ProtocolError("message has no channel")
-    parts = []
-    for name in _JSON_PART_NAMES:
-        value = msg.get(name, {})
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{name} must be a JSON object")
-        parts.append(encode_json(value))
-    if not msg.get("header"):
-        raise ProtocolError("message has no header")
-    return KernelMessage(channel, parts, buffers)
+    return message_from_dict(channel, msg, buffers)

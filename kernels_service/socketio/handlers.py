@@ -123,8 +123,12 @@ class EngineIOHandler(websocket.WebSocketHandler):
         live = self.live
         if live is None:
             return self._fail(BAD_METHOD)
-        if live.engine.transport != "polling" or len(self.request.body) > live.engine.config.max_payload:
-            return self._fail(BAD_REQUEST, 413 if live.engine.transport == "polling" else 400)
+        if live.engine.transport != "polling":
+            return self._fail(BAD_REQUEST)
+        if len(self.request.body) > live.engine.config.max_payload:
+            live.engine.close("payload larger than maxPayload")
+            self.server.flush(live)
+            return self._fail(BAD_REQUEST, 413)
         try:
             packets = decode_payload(self.request.body, live.engine.version, utf8_twice=live.engine.b64)
         except ProtocolError as error:

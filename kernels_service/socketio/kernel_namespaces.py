@@ -15,7 +15,7 @@ from typing import Any
 
 from kernels_service.kernels import NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
-from kernels_service.protocol.message import encode_json
+from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
 from kernels_service.socketio.connection import ConnectRefused, Socket
 from kernels_service.web.policy import token_from
@@ -42,19 +42,10 @@ def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
     """A client's `msg` event as a kernel message; ProtocolError if it is not one."""
     if len(args) != 1 or not isinstance(args[0], dict):
         raise ProtocolError("msg takes one Jupyter message object")
-    body = args[0]
-    parts = []
-    for name in ("header", "parent_header", "metadata", "content"):
-        value = body.get(name, {})
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{name} must be an object")
-        parts.append(encode_json(value))
-    if not body.get("header"):
-        raise ProtocolError("message has no header")
-    buffers = body.get("buffers") or []
+    buffers = args[0].get("buffers") or []
     if not isinstance(buffers, list) or not all(isinstance(b, bytes) for b in buffers):
         raise ProtocolError("buffers must be binary attachments")
-    return KernelMessage(channel, parts, buffers)
+    return message_from_dict(channel, args[0], buffers)
 
 
 class ChannelListener:
