@@ -11,9 +11,11 @@ import websocket
 from tests.support.channels import ChannelsClient, stream_text
 from tests.support.service import Service
 
-# 4000 flushed writes of 10 kB: 40 MB in thousands of messages, more than socket buffers hold
-FLOOD = "import sys\nfor i in range(4000):\n    sys.stdout.write(str(i % 10) * 9999 + '\\n'); sys.stdout.flush()"
-FLOOD_TEXT = "".join(str(i % 10) * 9999 + "\n" for i in range(4000))
+# 6000 flushed writes of 10 kB: 60 MB in thousands of messages, more than socket buffers hold
+FLOOD = "import sys\nfor i in range(6000):\n    sys.stdout.write(str(i % 10) * 9999 + '\\n'); sys.stdout.flush()"
+FLOOD_TEXT = "".join(str(i % 10) * 9999 + "\n" for i in range(6000))
+# A client that reads nothing piles up all 60 MB; one that reads, even on a busy machine, far less
+SMALL_LIMIT = "--KernelsService.client_queue_limit=16777216"
 
 
 def is_idle_of(msg_id):
@@ -54,7 +56,7 @@ def test_a_slow_reader_gets_everything_merged(service, kernel, open_client):
 
 
 def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
-    service = Service("--KernelsService.client_queue_limit=1048576")
+    service = Service(SMALL_LIMIT)
     try:
         (kernel,) = service.request("GET", "api/kernels")[2]
         fast = ChannelsClient(service, kernel["id"], "v1")
@@ -82,7 +84,7 @@ def read_until_close(client: ChannelsClient, timeout: float = 60) -> tuple[int, 
 
 
 def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():
-    service = Service("--KernelsService.client_queue_limit=1048576")
+    service = Service(SMALL_LIMIT)
     try:
         (kernel,) = service.request("GET", "api/kernels")[2]
         status, _, body = service.request("GET", "/socket.io/?EIO=4&transport=polling", raw_path=True)

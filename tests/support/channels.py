@@ -76,6 +76,8 @@ class ChannelsClient:
             return self.backlog.pop(0)
         self.ws.settimeout(timeout)
         opcode, data = self.ws.recv_data()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionError(f"closed by the server: {data[:2].hex()} {data[2:].decode(errors='replace')}")
         if opcode == websocket.ABNF.OPCODE_TEXT:
             return json.loads(data)
         if self.protocol == "v1":
