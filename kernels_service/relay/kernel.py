@@ -63,11 +63,7 @@ class KernelRelay:
 
     def open_session(self, listener: RelayListener) -> RelaySession:
         """A new session (own ZMQ identity) with one listener; a websocket connection's."""
-        if self.closed:
-            raise NoSuchKernel(self.kernel_id)
-        session = RelaySession(self, uuid.uuid4().hex.encode(), self._signer)
-        session.open(self.record.manager)
-        self._sessions.append(session)
+        session = self._new_session("ws")
         self.attach(session, listener)
         return session
 
@@ -77,13 +73,18 @@ class KernelRelay:
         The original client spreads one user's namespaces over two Engine.IO connections,
         so shell and stdin must share an identity whatever connection they are on.
         """
+        if self._shared is None or self._shared not in self._sessions:
+            self._shared = self._new_session("socketio")
+        return self._shared
+
+    def _new_session(self, kind: str) -> RelaySession:
+        """A session with a fresh ZMQ identity, its sockets connected; NoSuchKernel once closed."""
         if self.closed:
             raise NoSuchKernel(self.kernel_id)
-        if self._shared is None or self._shared not in self._sessions:
-            self._shared = RelaySession(self, f"socketio-{uuid.uuid4().hex}".encode(), self._signer)
-            self._shared.open(self.record.manager)
-            self._sessions.append(self._shared)
-        return self._shared
+        session = RelaySession(self, f"{kind}-{uuid.uuid4().hex}".encode(), self._signer)
+        session.open(self.record.manager)
+        self._sessions.append(session)
+        return session
 
     def attach(self, session: RelaySession, listener: RelayListener) -> None:
         session.listeners.append(listener)
