@@ -119,3 +119,23 @@ def test_kernel_env_gets_only_allowed_variables_and_never_the_token(service):
     finally:
         client.close()
         service.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+def test_kernel_relay_spawn_and_shutdown(service):
+    for method in ("GET", "POST"):
+        status, _, spawned = service.request(method, "spawn/python3")
+        assert status == 200 and set(spawned) == {"id"}
+        assert service.request("GET", f"api/kernels/{spawned['id']}")[0] == 200
+        status, _, stopped = service.request(method, f"shutdown/{spawned['id']}")
+        assert status == 200 and stopped == {"id": spawned["id"], "kernelId": spawned["id"]}
+
+
+@pytest.mark.parametrize("path", ["spawn/no-such-spec", "shutdown/no-such-kernel"])
+def test_kernel_relay_errors(service, path):
+    status, _, body = service.request("GET", path)
+    assert status == 404 and set(body) == {"error"} and "No such" in body["error"]
+
+
+def test_kernel_relay_rest_needs_the_token(service):
+    status, _, body = service.request("GET", "spawn/python3", token="wrong")
+    assert status == 403 and set(body) == {"error"}

@@ -99,6 +99,8 @@ def test_origin_policy_for_polling_and_websocket():
         assert headers["access-control-allow-credentials"] == "true"
         status, headers, _ = poll(service, "EIO=3&transport=polling", {"Origin": "http://evil.example"})
         assert status == 403 and "access-control-allow-origin" not in headers
+        status, headers, _ = service.request("GET", "spawn/python3", headers={"Origin": "http://app.example"})
+        assert status == 200 and headers["access-control-allow-origin"] == "http://app.example"
         connect_raw(service, 4, origin="http://app.example").close()
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             connect_raw(service, 4, origin="http://evil.example")
@@ -121,5 +123,17 @@ def test_vanished_clients_are_reaped_by_the_heartbeat():
         assert model["connections"] == 0, "the silent socket.io client still holds a relay listener"
         assert poll(service, f"EIO=4&transport=polling&sid={polling_sid}")[0] == 400
         sock.close()
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_allow_origin_star_lets_any_page_spawn():
+    service = Service("--initial-kernels=0", "--allow-origin=*")
+    try:
+        status, headers, body = service.request("GET", "spawn/python3", headers={"Origin": "http://any.example"})
+        assert status == 200 and headers["access-control-allow-origin"] == "http://any.example"
+        assert headers["access-control-allow-credentials"] == "true"
+        status, headers, _ = poll(service, "EIO=3&transport=polling", {"Origin": "http://other.example"})
+        assert status == 200 and headers["access-control-allow-origin"] == "http://other.example"
     finally:
         service.stop_and_check_no_leak()

@@ -73,8 +73,10 @@ async def python_client_flow(service, kernel_id: str, transports: list[str]) -> 
 
 
 @pytest.mark.parametrize("transports", [["polling", "websocket"], ["websocket"], ["polling"]])
-def test_python_socketio_client_flow(service, kernel, transports):
+def test_python_socketio_client_flow(service, transports):
+    kernel = service.request("GET", "spawn/python3")[2]["id"]
     result = asyncio.run(python_client_flow(service, kernel, transports))
+    assert service.request("GET", f"shutdown/{kernel}")[2]["kernelId"] == kernel
     assert result["text"] == "from python ✓\n" + "x" * 200000 + "\n"
     assert result["replies"][-1]["content"]["status"] == "ok"
     assert result["transport"] == transports[-1]
