@@ -145,7 +145,7 @@ class KernelsService(Application):
             client_queue_limit=self.client_queue_limit,
         )
         socketio = EngineServer(
-            KernelNamespaces(services.hub, services.policy, services.base_path),
+            KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
             services.policy,
             EngineConfig(self.ping_interval, self.ping_timeout, self.max_message_size),
             queue_limit=self.client_queue_limit,

@@ -103,3 +103,29 @@ def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():
         assert service.request("GET", f"api/kernels/{kernel['id']}")[2]["connections"] == 1
     finally:
         service.stop_and_check_no_leak()
+
+
+def test_a_slow_socketio_poller_gets_everything_merged(service, kernel):
+    """A polling client that does not poll during a flood gets all output, in fewer messages."""
+    status, _, body = service.request("GET", "/socket.io/?EIO=4&transport=polling", raw_path=True)
+    url = f"/socket.io/?EIO=4&transport=polling&sid={json.loads(body[1:])['sid']}"
+    namespace = f"/iopub/{kernel}"
+    assert service.request("POST", url, f'40{namespace},{{"token":"{service.token}"}}', raw_path=True)[0] == 200
+    assert f"40{namespace}" in service.request("GET", url, raw_path=True)[2].decode()
+    fast = ChannelsClient(service, kernel, "v1")
+    try:
+        reply, fast_outputs = fast.execute(FLOOD, timeout=120)
+    finally:
+        fast.close()
+    msg_id = reply["parent_header"]["msg_id"]
+    seen, deadline = [], time.monotonic() + 60
+    while not any(m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "idle" for m in seen):
+        assert time.monotonic() < deadline, "the poller never got the idle status"
+        payload = service.request("GET", url, raw_path=True)[2].decode()
+        for packet in payload.split("\x1e"):
+            if packet.startswith(f"42{namespace},"):
+                msg = json.loads(packet[len(namespace) + 3 :])[1]
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    seen.append(msg)
+    assert stream_text(seen) == FLOOD_TEXT
+    assert sum(m["header"]["msg_type"] == "stream" for m in seen) < len(fast_outputs) / 2

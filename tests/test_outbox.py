@@ -105,3 +105,18 @@ def test_a_closed_transport_counts_as_flushed():
     for i in range(3):
         outbox.put(stream(str(i)))
     assert texts(sent) == ["0", "1", "2"]
+
+
+def test_merged_runs_stop_growing_at_about_a_megabyte():
+    transport, outbox = make(high_water=10, limit=100 * 1024 * 1024)
+    outbox.put(stream("first"))
+    chunk = "y" * 100_000
+    for _ in range(25):
+        outbox.put(stream(chunk))
+    transport.flush_all()
+    while transport.pending:
+        transport.flush_all()
+    merged = texts(transport.sent[1:])
+    assert "".join(merged) == chunk * 25
+    assert 2 <= len(merged) < 25, "merged, but in runs of at most a megabyte"
+    assert all(len(text) <= 1024 * 1024 for text in merged)

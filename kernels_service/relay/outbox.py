@@ -16,6 +16,9 @@ from typing import Any
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.message import encode_json
 
+#: A merged stream message grows to about this size, then the next run starts.
+MAX_RUN_BYTES = 1024 * 1024
+
 #: Writes one message; returns its size in bytes and a future done when it is flushed.
 SendFunction = Callable[[KernelMessage], "tuple[int, Any]"]
 
@@ -109,6 +112,8 @@ class StreamRun:
     def extend(self, message: KernelMessage) -> bool:
         """Take the message into the run if it continues it; False if it does not."""
         if message.channel != "iopub" or message.buffers or message.parts[1] != self._first.parts[1]:
+            return False
+        if self.size + size_of(message) > MAX_RUN_BYTES:
             return False
         if message.msg_type != "stream":
             return False

@@ -93,6 +93,8 @@ class SocketIOConnection:
         self.engine = engine
         #: Called when something was queued outside a request; the server sets it to its flush.
         self.on_output: Callable[[], None] = lambda: None
+        #: A future done when the output queued so far has left; the server sets it.
+        self.drained: Callable[[], Any] = lambda: None
         self.protocol = 4 if engine.version == 3 else 5
         self.namespaces = namespaces
         self.handshake = handshake

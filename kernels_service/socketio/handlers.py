@@ -14,7 +14,7 @@ from typing import Any
 from tornado import websocket
 
 from kernels_service.protocol import ProtocolError
-from kernels_service.socketio.eio_codec import NOOP, Packet, decode_payload, decode_ws, encode_payload
+from kernels_service.socketio.eio_codec import decode_payload, decode_ws, encode_payload
 from kernels_service.socketio.server import EngineServer, LiveSession
 
 log = logging.getLogger("kernels_service.socketio")
@@ -100,7 +100,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
                 self.server.flush(live)
             return self._fail(BAD_REQUEST)
         if live.engine.has_outgoing() or live.engine.probed:
-            return self._respond(live, live.engine.take_outgoing() or [Packet(NOOP)])
+            return self._respond(live, self.server.take_for_poll(live))
         live.poll = asyncio.get_running_loop().create_future()
         packets = await live.poll
         self._respond(live, packets)

@@ -17,6 +17,7 @@ from kernels_service.kernels import NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
+from kernels_service.relay.outbox import Outbox
 from kernels_service.socketio.connection import ConnectRefused, Socket
 from kernels_service.web.policy import token_from
 
@@ -49,18 +50,30 @@ def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
 
 
 class ChannelListener:
-    """Relays one channel of a kernel to one socket (a RelayListener)."""
+    """Relays one channel of a kernel to one socket (a RelayListener), through an outbox
+    that holds output back and merges stream messages while the client is slow."""
 
-    def __init__(self, socket: Socket, channel: str, session: RelaySession):
+    def __init__(self, socket: Socket, channel: str, session: RelaySession, queue_limit: int):
         self.socket = socket
         self.channel = channel
         self.session = session
+        self.outbox = Outbox(self._emit, self._give_up, limit=queue_limit)
 
     def deliver(self, message: KernelMessage) -> None:
         if message.channel == self.channel:
-            text, attachments = msg_event(message)
-            self.socket.emit_raw(text, attachments)
-            self.socket.connection.on_output()
+            self.outbox.put(message)
+
+    def _emit(self, message: KernelMessage) -> tuple[int, Any]:
+        text, attachments = msg_event(message)
+        self.socket.emit_raw(text, attachments)
+        drained = self.socket.connection.drained()
+        self.socket.connection.on_output()
+        return len(text) + sum(len(a) for a in attachments), drained
+
+    def _give_up(self, reason: str) -> None:
+        log.warning("Closing Socket.IO session of %s: %s", self.socket.namespace, reason)
+        self.socket.connection.engine.close(reason)
+        self.socket.connection.on_output()
 
     def relay_closed(self, reason: str) -> None:
         self.socket.disconnect()
@@ -70,9 +83,10 @@ class ChannelListener:
 class KernelChannelNamespace:
     """The handler of one `/<channel>/<kernel id>` namespace."""
 
-    def __init__(self, hub: RelayHub, access: Any, channel: str, kernel_id: str):
-        self.hub = hub
-        self.access = access
+    def __init__(self, namespaces: KernelNamespaces, channel: str, kernel_id: str):
+        self.hub = namespaces.hub
+        self.access = namespaces.access
+        self.queue_limit = namespaces.queue_limit
         self.channel = channel
         self.kernel_id = kernel_id
 
@@ -95,7 +109,7 @@ class KernelChannelNamespace:
         except NoSuchKernel:
             socket.disconnect()
             return
-        socket.context = ChannelListener(socket, self.channel, session)
+        socket.context = ChannelListener(socket, self.channel, session, self.queue_limit)
         relay.attach(session, socket.context)
 
     def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None:
@@ -134,10 +148,11 @@ class MainNamespace:
 class KernelNamespaces:
     """Resolves kernel channel namespaces, with or without the base path prefix."""
 
-    def __init__(self, hub: RelayHub, access: Any, base_path: str):
+    def __init__(self, hub: RelayHub, access: Any, base_path: str, queue_limit: int = 128 * 1024 * 1024):
         self.hub = hub
         self.access = access
         self.prefix = base_path.rstrip("/")
+        self.queue_limit = queue_limit
         self._main = MainNamespace()
 
     def resolve(self, namespace: str) -> KernelChannelNamespace | MainNamespace | None:
@@ -149,4 +164,4 @@ class KernelNamespaces:
         if match is None:
             return None
         channel = CHANNEL_OF_NAMESPACE[match["name"]]
-        return KernelChannelNamespace(self.hub, self.access, channel, match["kernel_id"])
+        return KernelChannelNamespace(self, channel, match["kernel_id"])

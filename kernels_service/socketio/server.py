@@ -58,6 +58,7 @@ class LiveSession:
     timer: Any = None
     idle_since: float | None = field(default=None)
     in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
+    drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
 
 
 class EngineServer:
@@ -88,6 +89,7 @@ class EngineServer:
         )
         live = LiveSession(engine, self.connection_class(engine, self.namespaces, handshake))
         live.connection.on_output = lambda: self.flush(live)
+        live.connection.drained = lambda: self.drained(live)
         self.sessions[sid] = live
         live.connection.opened()
         self._schedule(live)
@@ -127,8 +129,32 @@ class EngineServer:
                 live.poll.set_result(engine.take_outgoing())
                 live.poll = None
         self._track_namespaces(live)
+        self._check_drained(live)
         if engine.closed:
             self._end(live)
+
+    def take_for_poll(self, live: LiveSession) -> list[Packet]:
+        """The packets a poll request answers with now (NOOP while upgrading)."""
+        packets = live.engine.take_outgoing() or [Packet(NOOP)]
+        self._check_drained(live)
+        return packets
+
+    def drained(self, live: LiveSession) -> asyncio.Future[None]:
+        """A future done once everything queued for the client so far has left the server.
+
+        Over websocket: nothing waits in the session and less than `HIGH_WATER` is in
+        flight; over polling: a poll has taken the queue. Per-socket outboxes use it to
+        hold output back (merging stream output) while a client is slow.
+        """
+        if live.drain is None or live.drain.done():
+            live.drain = asyncio.get_running_loop().create_future()
+        return live.drain
+
+    def _check_drained(self, live: LiveSession) -> None:
+        if live.drain is None or live.drain.done():
+            return
+        if live.engine.closed or (not live.engine.has_outgoing() and live.in_flight < HIGH_WATER):
+            live.drain.set_result(None)
 
     def _write(self, live: LiveSession, ws: Transport, packets: list[Packet]) -> None:
         for packet in packets:
@@ -140,7 +166,7 @@ class EngineServer:
 
     def _sent(self, live: LiveSession, size: int, _: Any = None) -> None:
         live.in_flight -= size
-        if live.in_flight < HIGH_WATER and live.engine.has_outgoing() and live.engine.sid in self.sessions:
+        if live.in_flight < HIGH_WATER and live.engine.sid in self.sessions:
             self.flush(live)
 
     def release_poll(self, live: LiveSession) -> None:
@@ -171,6 +197,7 @@ class EngineServer:
         if live.timer is not None:
             IOLoop.current().remove_timeout(live.timer)
         live.connection.closed()
+        self._check_drained(live)
         if live.poll is not None and not live.poll.done():
             live.poll.set_result(live.engine.take_outgoing() or [Packet(NOOP)])
         for ws in (live.websocket, live.probe):
