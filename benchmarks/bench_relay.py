@@ -6,7 +6,9 @@ Figures: execute round trip of `pass` (median, p99), iopub streaming (messages/s
 MB/s until idle, with a check that no output was lost), kernel start (request to
 kernel_info_reply). Ratios are against direct ZeroMQ (jupyter_client), the floor; the
 socket.io paths (websocket transport, Engine.IO 4 and 3) also against the v1 websocket.
-Servers run on free loopback ports and are stopped by PID; kernels are checked gone.
+The paths take turns (one round trip each, then the next round; one streaming run each,
+then the next), so the machine's noise falls on all of them alike. Servers run on free
+loopback ports and are stopped by PID; kernels are checked gone.
 """
 
 from __future__ import annotations
@@ -180,39 +182,45 @@ class SocketIOClient(MessageClient):
         self.ws.close()
 
 
-def round_trips(client, n: int) -> list[float]:
-    client.run("pass")
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        client.run("pass")
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def throughput(client, code: str, repeats: int) -> dict:
-    rates, mbs, lost = [], [], 0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        count, text = client.run(code)
-        elapsed = time.perf_counter() - start
-        rates.append(count / elapsed)
-        mbs.append(len(text.encode()) / elapsed / 1e6)
-        lost += text != EXPECTED[code]
-    return {"msgs_per_s": statistics.median(rates), "mb_per_s": statistics.median(mbs), "runs_with_loss": lost}
-
-
 def p99(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
 
-def measure(client, args) -> dict:
-    times = round_trips(client, args.round_trips)
+def timed_run(client, code: str) -> tuple[float, int, str]:
+    start = time.perf_counter()
+    count, text = client.run(code)
+    return time.perf_counter() - start, count, text
+
+
+def measure_interleaved(clients: dict, args) -> dict:
+    """Every figure for every path, the paths taking turns, so noise falls on all alike."""
+    times: dict[str, list[float]] = {path: [] for path in clients}
+    for client in clients.values():
+        client.run("pass")
+    for _ in range(args.round_trips):
+        for path, client in clients.items():
+            times[path].append(timed_run(client, "pass")[0])
+    runs: dict[str, dict[str, list]] = {path: {PRINT_LOOP: [], FLUSHED_WRITES: []} for path in clients}
+    for _ in range(args.repeats):
+        for code in (PRINT_LOOP, FLUSHED_WRITES):
+            for path, client in clients.items():
+                runs[path][code].append(timed_run(client, code))
     return {
-        "rt_median_ms": statistics.median(times) * 1000,
-        "rt_p99_ms": p99(times) * 1000,
-        "print_loop": throughput(client, PRINT_LOOP, args.repeats),
-        "flushed": throughput(client, FLUSHED_WRITES, args.repeats),
+        path: {
+            "rt_median_ms": statistics.median(times[path]) * 1000,
+            "rt_p99_ms": p99(times[path]) * 1000,
+            "print_loop": streaming_figures(runs[path][PRINT_LOOP], PRINT_LOOP),
+            "flushed": streaming_figures(runs[path][FLUSHED_WRITES], FLUSHED_WRITES),
+        }
+        for path in clients
+    }
+
+
+def streaming_figures(runs: list[tuple[float, int, str]], code: str) -> dict:
+    return {
+        "msgs_per_s": statistics.median(count / elapsed for elapsed, count, _ in runs),
+        "mb_per_s": statistics.median(len(text.encode()) / elapsed / 1e6 for elapsed, _, text in runs),
+        "runs_with_loss": sum(text != EXPECTED[code] for _, _, text in runs),
     }
 
 
@@ -248,31 +256,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    results = {}
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(stderr=subprocess.DEVNULL)
-    direct = DirectClient(manager)
-    try:
-        results["direct"] = measure(direct, args)
-    finally:
-        direct.close()
-        manager.shutdown_kernel(now=True)
-
     service = Service("--initial-kernels=0")
+    clients: dict = {}
     try:
-        for protocol in ("legacy", "v1", "sio-eio4", "sio-eio3"):
+        clients["direct"] = DirectClient(manager)
+        for path in ("legacy", "v1", "sio-eio4", "sio-eio3"):
             kernel_id = service.start_kernel()
-            if protocol.startswith("sio"):
-                client = SocketIOClient(service, kernel_id, int(protocol[-1]))
+            if path.startswith("sio"):
+                clients[path] = SocketIOClient(service, kernel_id, int(path[-1]))
             else:
-                client = WebsocketClient(service, kernel_id, protocol)
-            try:
-                results[protocol] = measure(client, args)
-            finally:
-                client.close()
-                service.request("DELETE", f"api/kernels/{kernel_id}")
+                clients[path] = WebsocketClient(service, kernel_id, path)
+        results = measure_interleaved(clients, args)
+        for client in clients.values():
+            client.close()
         start_service = service_start_times(service, args.repeats)
     finally:
+        manager.shutdown_kernel(now=True)
         children = descendants(service.pid)
         service.stop()
     start_direct = direct_start_times(args.repeats)

@@ -14,6 +14,7 @@ import time
 import pytest
 import websocket
 
+from tests.support.engineio import recv_non_ping, wait_closed
 from tests.support.service import ROOT, alive, free_port
 
 
@@ -65,26 +66,6 @@ def handshake(port, version=4, path="/socket.io/"):
 def ws_open(port, query, path="/socket.io/"):
     sock = websocket.create_connection(f"ws://127.0.0.1:{port}{path}?{query}", timeout=5)
     return sock
-
-
-def recv_non_ping(sock):
-    while True:
-        data = sock.recv()
-        if data != "2":
-            return data
-
-
-def wait_closed(sock, timeout=3.0):
-    sock.settimeout(timeout)
-    try:
-        while True:
-            frame = sock.recv_frame()
-            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-                return True
-    except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
-        return True
-    except websocket.WebSocketTimeoutException:
-        return False
 
 
 def sio_ws(port, version=4):

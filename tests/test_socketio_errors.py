@@ -9,6 +9,7 @@ import time
 import pytest
 import websocket
 
+from tests.support.engineio import recv_non_ping
 from tests.support.service import Service
 
 
@@ -19,14 +20,6 @@ def connect_raw(service, version=4, query="", origin=None):
     if version == 3:
         assert sock.recv() == "40"
     return sock
-
-
-def recv_non_ping(sock):
-    while True:
-        data = sock.recv()
-        if data != "2":
-            return data
-        sock.send("3")
 
 
 def poll(service, query, headers=None):

@@ -60,11 +60,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
         return None
 
     def _cors(self) -> None:
-        origin = self.server.access.cors_origin(self.request)
-        if origin:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Allow-Credentials", "true")
-            self.set_header("Vary", "Origin")
+        for name, value in self.server.access.cors_headers(self.request).items():
+            self.set_header(name, value)
 
     def put(self, *args: str) -> None:
         self._fail(BAD_METHOD)

@@ -61,11 +61,8 @@ class JSONHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
 
     def prepare(self) -> None:
-        origin = self.services.policy.cors_origin(self.request)
-        if origin:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Allow-Credentials", "true")
-            self.set_header("Vary", "Origin")
+        for name, value in self.services.policy.cors_headers(self.request).items():
+            self.set_header(name, value)
         if self.request.method == "OPTIONS":
             return
         if not self.services.policy.token_accepted(self.request):

@@ -41,6 +41,13 @@ class AccessPolicy:
             return True
         return urlsplit(origin).netloc.lower() == request.host.lower()
 
+    def cors_headers(self, request: HTTPServerRequest) -> dict[str, str]:
+        """The CORS headers of a response to this request (none for disallowed origins)."""
+        origin = self.cors_origin(request)
+        if origin is None:
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+
     def cors_origin(self, request: HTTPServerRequest) -> str | None:
         """The value of Access-Control-Allow-Origin for this request, if any.
 
