@@ -168,7 +168,7 @@ class SocketIOClient(MessageClient):
 
     def recv(self) -> dict:
         while True:
-            if self.eio == 3 and time.monotonic() - self.last_ping > 10:  # Engine.IO 3 clients ping
+            if self.eio == 3 and time.monotonic() - self.last_ping > 60:  # Engine.IO 3 clients ping
                 self.ws.send("2")
                 self.last_ping = time.monotonic()
             data = self.ws.recv()
@@ -258,7 +258,9 @@ def main() -> None:
 
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(stderr=subprocess.DEVNULL)
-    service = Service("--initial-kernels=0")
+    # Clients wait their turn for a minute or more; long Engine.IO heartbeats keep the
+    # socket.io sessions of the waiting ones alive (heartbeats are not what is measured).
+    service = Service("--initial-kernels=0", "--KernelsService.ping_interval=600", "--KernelsService.ping_timeout=600")
     clients: dict = {}
     try:
         clients["direct"] = DirectClient(manager)

@@ -103,3 +103,16 @@ def test_help_lists_the_options():
     assert result.returncode == 0
     for option in ("--port", "--ip", "--base-path", "--token", "--kernel-name", "--initial-kernels"):
         assert option in result.stdout
+
+
+def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
+    config = tmp_path / "service_config.py"
+    config.write_text("c.KernelsService.initial_kernels = 0\nc.KernelsService.max_kernels = 1\n")
+    service = Service(f"--config={config}", "--max-kernels=2")
+    try:
+        assert service.request("GET", "api/kernels")[2] == []
+        service.start_kernel()
+        service.start_kernel()
+        assert service.request("POST", "api/kernels")[0] == 503
+    finally:
+        service.stop_and_check_no_leak()
