@@ -258,9 +258,14 @@ def main() -> None:
 
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(stderr=subprocess.DEVNULL)
-    # Clients wait their turn for a minute or more; long Engine.IO heartbeats keep the
-    # socket.io sessions of the waiting ones alive (heartbeats are not what is measured).
-    service = Service("--initial-kernels=0", "--KernelsService.ping_interval=600", "--KernelsService.ping_timeout=600")
+    # Clients wait their turn for a minute or more without reading; heartbeats (Engine.IO's
+    # and tornado's websocket pings) would drop them, and heartbeats are not what is measured.
+    service = Service(
+        "--initial-kernels=0",
+        "--KernelsService.ping_interval=600",
+        "--KernelsService.ping_timeout=600",
+        "--KernelsService.websocket_ping_interval=0",
+    )
     clients: dict = {}
     try:
         clients["direct"] = DirectClient(manager)
