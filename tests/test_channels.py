@@ -205,3 +205,8 @@ def assert_closed_with(client: ChannelsClient, code: int) -> None:
             assert code == 1009 or frame.data[2:], "close frame has no reason"
             return
     raise AssertionError("connection was not closed")
+
+
+def test_plain_http_get_of_the_websocket_url_is_a_json_400(service, kernel):
+    status, headers, error = service.request("GET", f"api/kernels/{kernel}/channels")
+    assert status == 400 and headers["content-type"].startswith("application/json") and "websocket" in error["message"]

@@ -130,3 +130,8 @@ def test_allow_origin_star_lets_any_page_spawn():
         assert status == 200 and headers["access-control-allow-origin"] == "http://other.example"
     finally:
         service.stop_and_check_no_leak()
+
+
+def test_websocket_transport_without_upgrade_is_a_json_400(service):
+    status, headers, body = poll(service, "EIO=4&transport=websocket")
+    assert status == 400 and json.loads(body) == {"code": 3, "message": "Bad request"}

@@ -80,6 +80,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
         if transport is None:
             return
         if transport == "websocket":
+            if self.request.headers.get("Upgrade", "").lower() != "websocket":
+                return self._fail(BAD_REQUEST)
             if self.live is not None and (self.live.engine.transport != "polling" or self.live.probe is not None):
                 return self._fail(BAD_REQUEST)
             await super().get(*args)

@@ -52,6 +52,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.relay = self.services.hub.get(kernel_id)
         except NoSuchKernel as error:
             return self._refuse(404, str(error))
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            return self._refuse(400, "This is a websocket endpoint: send an 'Upgrade: websocket' request")
         await super().get(kernel_id)
 
     def _refuse(self, status: int, message: str) -> None:
