@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import time
 
 import pytest
@@ -136,3 +137,30 @@ def test_allow_origin_star_lets_any_page_spawn():
 def test_websocket_transport_without_upgrade_is_a_json_400(service):
     status, headers, body = poll(service, "EIO=4&transport=websocket")
     assert status == 400 and json.loads(body) == {"code": 3, "message": "Bad request"}
+
+
+def test_heartbeat_goes_on_while_a_connect_waits_for_a_slow_kernel(tmp_path):
+    """A namespace connect waits for its kernel to be ready; pings and pongs must not."""
+    spec = tmp_path / "kernels" / "slow"
+    spec.mkdir(parents=True)
+    launcher = (
+        "import sys, time; time.sleep(2); from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
+    )
+    argv = [sys.executable, "-c", launcher, "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Slow", "language": "python"}))
+    service = Service(
+        "--initial-kernels=0",
+        "--KernelsService.ping_interval=0.3",
+        "--KernelsService.ping_timeout=0.2",
+        env={"JUPYTER_PATH": str(tmp_path)},
+    )
+    try:
+        kernel_id = service.request("GET", "spawn/slow")[2]["id"]
+        sock = connect_raw(service, 4)
+        started = time.monotonic()
+        sock.send(f'40/shell/{kernel_id},{{"token":"{service.token}"}}')
+        assert recv_non_ping(sock).startswith(f"40/shell/{kernel_id},"), "the session died while connecting"
+        assert time.monotonic() - started > 0.5, "the connect did not wait for the kernel"
+        sock.close()
+    finally:
+        service.stop_and_check_no_leak()

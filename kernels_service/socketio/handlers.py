@@ -116,7 +116,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
             poll.cancel()
         super().on_connection_close()
 
-    async def post(self, *args: str) -> None:
+    def post(self, *args: str) -> None:
         if self._check("polling") is None:
             return
         live = self.live
@@ -135,7 +135,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
             live.engine.close(str(error))
             self.server.flush(live)
             return self._fail(BAD_REQUEST)
-        await self.server.receive(live, packets, "polling")
+        self.server.receive(live, packets, "polling")
         self._cors()
         self.set_header("Content-Type", "text/html")
         self.finish("ok")
@@ -154,7 +154,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
         else:
             self.live.probe = self
 
-    async def on_message(self, frame: str | bytes) -> None:
+    def on_message(self, frame: str | bytes) -> None:
         live = self.live
         if live is None or live.engine.closed:
             return
@@ -168,7 +168,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
             live.engine.close(str(error))
             self.server.flush(live)
             return
-        await self.server.receive(live, [packet], "websocket", ws=self)
+        self.server.receive(live, [packet], "websocket", ws=self)
 
     def on_close(self) -> None:
         if self.live is not None:

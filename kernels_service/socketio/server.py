@@ -25,6 +25,7 @@ from kernels_service.socketio.engine import EngineConfig, EngineSession
 log = logging.getLogger("kernels_service.socketio")
 
 HIGH_WATER = 4 * 1024 * 1024  # bytes on their way to one websocket before more wait in the session
+MAX_PENDING_MESSAGES = 1000  # client messages waiting for the Socket.IO layer (a namespace connect may wait)
 
 
 class AccessRules(Protocol):
@@ -59,6 +60,8 @@ class LiveSession:
     idle_since: float | None = field(default=None)
     in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
+    inbox: asyncio.Queue[str | bytes] = field(default_factory=asyncio.Queue)  # messages for the Socket.IO layer
+    consumer: asyncio.Task[None] | None = None
 
 
 class EngineServer:
@@ -92,11 +95,17 @@ class EngineServer:
         live.connection.drained = lambda: self.drained(live)
         self.sessions[sid] = live
         live.connection.opened()
+        live.consumer = asyncio.ensure_future(self._consume(live))
         self._schedule(live)
         return live
 
-    async def receive(self, live: LiveSession, packets: list[Packet], over: str, ws: Transport | None = None) -> None:
-        """Feed packets from the client to the session, in order, then send what is due."""
+    def receive(self, live: LiveSession, packets: list[Packet], over: str, ws: Transport | None = None) -> None:
+        """Feed packets from the client to the session, then send what is due.
+
+        Engine.IO packets (heartbeats, upgrade) take effect at once; messages go, in order,
+        to the Socket.IO layer's own task, so a namespace connect that waits for its kernel
+        never holds up the heartbeat.
+        """
         for packet in packets:
             for reply in live.engine.receive(packet, time.monotonic(), over):
                 if ws is not None:
@@ -106,8 +115,17 @@ class EngineServer:
             if live.engine.probed or live.engine.transport == "websocket":
                 self.release_poll(live)
             for message in live.engine.take_messages():
-                await live.connection.receive(message)
+                live.inbox.put_nowait(message)
+        if live.inbox.qsize() > MAX_PENDING_MESSAGES:
+            live.engine.close("too many messages waiting")
         self.flush(live)
+
+    async def _consume(self, live: LiveSession) -> None:
+        """Hand the client's messages to the Socket.IO layer, one at a time, in order."""
+        while True:
+            message = await live.inbox.get()
+            await live.connection.receive(message)
+            self.flush(live)
 
     def flush(self, live: LiveSession) -> None:
         """Send queued packets on the current transport; tidy up a closed session.
@@ -196,6 +214,8 @@ class EngineServer:
         log.debug("Engine.IO session %s closed: %s", live.engine.sid, live.engine.closed)
         if live.timer is not None:
             IOLoop.current().remove_timeout(live.timer)
+        if live.consumer is not None:
+            live.consumer.cancel()
         live.connection.closed()
         self._check_drained(live)
         if live.poll is not None and not live.poll.done():
