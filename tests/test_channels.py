@@ -11,7 +11,7 @@ import time
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, stream_text
+from tests.support.channels import ChannelsClient, interrupt_until_replied, stream_text
 
 PROTOCOLS = ["legacy", "v1"]
 
@@ -87,8 +87,9 @@ def test_interrupt_stops_a_sleeping_cell(service, kernel, open_client):
     client = open_client(kernel)
     msg_id = client.send("shell", "execute_request", {"code": "import time; time.sleep(30)"})
     client.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
-    assert service.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
-    reply, outputs = client.wait_for(msg_id, timeout=20)
+    reply = interrupt_until_replied(
+        lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0], client, msg_id
+    )
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
 
 

@@ -138,3 +138,21 @@ def stream_text(outputs: list[dict], name: str = "stdout") -> str:
     return "".join(
         m["content"]["text"] for m in outputs if m["header"]["msg_type"] == "stream" and m["content"]["name"] == name
     )
+
+
+def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str) -> dict:
+    """Ask for an interrupt until the cell's execute_reply comes, and return that reply.
+
+    An interrupt that reaches ipykernel just as a cell starts can be lost (seen on a busy
+    machine), so a client that must stop a cell asks again, as a user would.
+    """
+    for _ in range(5):
+        assert interrupt() == 204
+        try:
+            replies = client.recv_until(
+                lambda m: m["channel"] == "shell" and m["parent_header"].get("msg_id") == msg_id, timeout=4
+            )
+            return replies[-1]
+        except (TimeoutError, websocket.WebSocketTimeoutException):
+            continue
+    raise AssertionError("the cell was never interrupted")
