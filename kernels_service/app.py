@@ -21,6 +21,7 @@ from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from kernels_service import __version__
+from kernels_service.access import AccessPolicy
 from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.relay import RelayHub
@@ -30,7 +31,6 @@ from kernels_service.socketio.kernel_namespaces import KernelNamespaces
 from kernels_service.socketio.server import EngineServer
 from kernels_service.web import make_web_app
 from kernels_service.web.base import Services
-from kernels_service.web.policy import AccessPolicy
 from kernels_service.web.routes import normalise_base_path
 
 log = logging.getLogger("kernels_service")
@@ -90,6 +90,20 @@ class KernelsService(Application):
         help="Bytes of output that may wait for one slow client (stream output merged) before "
         "that client is disconnected with a reason. Output is never dropped silently.",
     )
+    max_http_buffer_size = Integer(
+        1_000_000,
+        config=True,
+        help="Largest socket.io polling body or websocket message, in bytes (Engine.IO maxPayload, "
+        "socket.io's maxHttpBufferSize). A larger polling body is refused with 413 before it is read.",
+    )
+    max_socketio_sessions = Integer(
+        1000, config=True, help="Most Engine.IO sessions open at once; past it new ones get 503."
+    )
+    connect_timeout = Float(
+        45.0,
+        config=True,
+        help="Seconds an Engine.IO session may stay without an authorized namespace before it is closed.",
+    )
     ping_interval = Float(25.0, config=True, help="Engine.IO ping interval, in seconds.")
     ping_timeout = Float(20.0, config=True, help="Engine.IO ping timeout, in seconds: silent clients are dropped.")
     websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
@@ -104,6 +118,9 @@ class KernelsService(Application):
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",
         "allow-origin": "KernelsService.allow_origin",
+        "max-http-buffer-size": "KernelsService.max_http_buffer_size",
+        "max-socketio-sessions": "KernelsService.max_socketio_sessions",
+        "connect-timeout": "KernelsService.connect_timeout",
         "config": "KernelsService.config_file",
         "log-level": "Application.log_level",
     }
@@ -147,8 +164,10 @@ class KernelsService(Application):
         socketio = EngineServer(
             KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
             services.policy,
-            EngineConfig(self.ping_interval, self.ping_timeout, self.max_message_size),
+            EngineConfig(self.ping_interval, self.ping_timeout, self.max_http_buffer_size),
+            connect_timeout=self.connect_timeout,
             queue_limit=self.client_queue_limit,
+            max_sessions=self.max_socketio_sessions,
         )
         app = make_web_app(
             services,

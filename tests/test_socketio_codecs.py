@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels_service.protocol import ProtocolError
+from kernels_service.socketio.errors import SocketIOProtocolError
 from kernels_service.socketio import sio_codec as sio
 from kernels_service.socketio.eio_codec import (
     CLOSE,
@@ -40,14 +40,14 @@ def test_binary_message_frames_differ_by_generation():
 
 @pytest.mark.parametrize("frame", ["", "9", "x", "b4!!notbase64"])
 def test_bad_text_packets(frame):
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         decode_ws(frame, 3)
 
 
 def test_bad_binary_v3_frame():
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         decode_ws(b"\x09abc", 3)
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         decode_ws(b"", 3)
 
 
@@ -70,9 +70,17 @@ def test_v3_binary_payload_exact_bytes():
 
 
 def test_v3_binary_payload_counts_utf8_bytes_with_multi_digit_lengths():
-    body, _ = encode_payload([Packet(MESSAGE, "é" * 10)], 3)
-    assert body == b"\x00\x02\x01\xff4" + "é".encode() * 10
-    assert decode_payload(body, 3) == [Packet(MESSAGE, "é" * 10)]
+    body, content_type = encode_payload([Packet(MESSAGE, "é" * 10), Packet(MESSAGE, b"\x07")], 3)
+    assert body == b"\x00\x02\x01\xff4" + "é".encode() * 10 + b"\x01\x02\xff\x04\x07"
+    assert content_type == "application/octet-stream"
+    assert decode_payload(body, 3) == [Packet(MESSAGE, "é" * 10), Packet(MESSAGE, b"\x07")]
+
+
+def test_v3_payload_without_binary_packets_is_text_with_utf16_lengths():
+    """As engine.io 3 answers a client that is not in base64 mode (the v3 suite's handshake)."""
+    body, content_type = encode_payload([Packet(OPEN, "{}"), Packet(MESSAGE, "é😀")], 3)
+    assert body == "3:0{}4:4é😀".encode() and content_type == "text/plain; charset=UTF-8"
+    assert decode_payload(body, 3) == [Packet(OPEN, "{}"), Packet(MESSAGE, "é😀")]
 
 
 def test_v3_text_payload_is_utf8_encoded_once_more_for_base64_clients():
@@ -101,13 +109,13 @@ def test_v3_text_payload_from_socketio_client_2x_counts_utf16_units():
      b"\x00\x01", b"3:"],
 )  # fmt: skip
 def test_malformed_v3_payloads(body):
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         decode_payload(body, 3)
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe", b"4a\x1e", b"b!!"])
 def test_malformed_v4_payloads(body):
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         decode_payload(body, 4)
 
 
@@ -172,13 +180,13 @@ def test_socketio_decode(text, packet, attachments):
     ["", "abc", "7", "2{}", "2[]", "2[1]", '2abc["m"]', "3[1]", "4/x,{}", "0[1]", "5x-[]", '51["m"]', '59999-["m"]'],
 )
 def test_socketio_decode_rejects(text):
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         sio.decode(text)
 
 
 def test_reconstruct_and_ascii_only():
     value = sio.reconstruct(["m", {"_placeholder": True, "num": 1}, [{"_placeholder": True, "num": 0}]], [b"a", b"b"])
     assert value == ["m", b"b", [b"a"]]
-    with pytest.raises(ProtocolError):
+    with pytest.raises(SocketIOProtocolError):
         sio.reconstruct([{"_placeholder": True, "num": 2}], [b"a"])
     assert sio.ascii_only('2["é✓🚀"]') == '2["\\u00e9\\u2713\\ud83d\\ude80"]'

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-from kernels_service.socketio.connection import ConnectRefused, Handshake, SocketIOConnection
+from kernels_service.socketio.connection import ConnectRequested, Disconnected, EventReceived, SocketIOConnection
 from kernels_service.socketio.eio_codec import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Packet
-from kernels_service.socketio.engine import EngineConfig, EngineSession
+from kernels_service.socketio.engine import EngineConfig, EngineIOSession
 
 CONFIG = EngineConfig(ping_interval=0.3, ping_timeout=0.2, max_payload=1000)
 
 
 def session(version, transport="polling", now=0.0):
-    return EngineSession("sid1", version, CONFIG, now, transport)
+    return EngineIOSession("sid1", version, CONFIG, now, transport)
 
 
 def test_open_packet_of_each_generation():
@@ -22,7 +21,7 @@ def test_open_packet_of_each_generation():
         "sid": "sid1", "upgrades": ["websocket"], "pingInterval": 300, "pingTimeout": 200, "maxPayload": 1000
     }  # fmt: skip
     (v3_open,) = session(3, "websocket").take_outgoing()
-    assert json.loads(v3_open.data)["upgrades"] == [] and "maxPayload" not in json.loads(v3_open.data)
+    assert json.loads(v3_open.data)["upgrades"] == [] and json.loads(v3_open.data)["maxPayload"] == 1000
 
 
 def test_v3_client_pings_and_server_answers_then_times_out_when_silent():
@@ -63,9 +62,55 @@ def test_probe_then_upgrade_moves_the_session_to_websocket():
     engine = session(4)
     engine.take_outgoing()
     assert engine.receive(Packet(PING, "probe"), 0.1, "websocket") == [Packet(PONG, "probe")]
-    assert engine.probed and engine.transport == "polling"
+    assert engine.upgrading and engine.transport == "polling"
+    assert engine.poll_requested() and engine.poll_answered() == [Packet(NOOP)]  # the poll ends at once
     engine.receive(Packet(UPGRADE), 0.1, "websocket")
-    assert engine.transport == "websocket"
+    assert engine.transport == "websocket" and not engine.poll_requested()
+
+
+def test_noop_owed_to_a_poll_that_never_came_goes_out_after_the_upgrade():
+    engine = session(3)
+    engine.take_outgoing()
+    engine.receive(Packet(PING, "probe"), 0.1, "websocket")
+    engine.receive(Packet(UPGRADE), 0.1, "websocket")
+    engine.send("hello")
+    assert engine.take_outgoing() == [Packet(NOOP), Packet(MESSAGE, "hello")]
+
+
+def test_overlapping_polls_close_the_session_and_the_first_gets_close():
+    engine = session(4)
+    engine.take_outgoing()
+    assert engine.poll_requested()
+    assert not engine.poll_requested()
+    assert engine.closed.reason == "overlapping polls" and engine.poll_answered() == [Packet(CLOSE)]
+
+
+def test_abandoned_poll_ends_the_session():
+    engine = session(4)
+    engine.take_outgoing()
+    engine.poll_requested()
+    engine.poll_abandoned()
+    assert engine.closed.reason == "poll request cancelled" and not engine.poll_requested()
+
+
+def test_payload_limit_closes_the_session():
+    engine = session(4)
+    assert engine.payload_allowed(1000) and not engine.closed
+    assert not engine.payload_allowed(1001) and "maxPayload" in engine.closed.reason
+
+
+def test_inbox_is_bounded_by_count_and_bytes():
+    config = EngineConfig(max_pending_messages=3, max_pending_bytes=10)
+    engine = EngineIOSession("s", 4, config, 0.0, "websocket")
+    for data in ["a", "b", "c"]:
+        engine.receive(Packet(MESSAGE, data), 0.1, "websocket")
+    assert not engine.closed and engine.next_message() == "a"
+    engine.receive(Packet(MESSAGE, "d"), 0.1, "websocket")
+    engine.receive(Packet(MESSAGE, "e"), 0.1, "websocket")
+    assert engine.closed.reason == "too many messages waiting" and engine.next_message() is None
+    big = EngineIOSession("s", 4, config, 0.0, "websocket")
+    big.receive(Packet(MESSAGE, "x" * 11), 0.1, "websocket")
+    assert big.closed.reason == "too many messages waiting"
 
 
 def test_upgrade_without_probe_or_over_polling_is_a_protocol_error():
@@ -87,101 +132,104 @@ def test_messages_are_collected_in_order():
     engine = session(4, "websocket")
     for data in ["a", b"b", "c"]:
         engine.receive(Packet(MESSAGE, data), 0.1, "websocket")
-    assert engine.take_messages() == ["a", b"b", "c"]
+    assert [engine.next_message() for _ in range(4)] == ["a", b"b", "c", None]
 
 
 # --- Socket.IO connection -------------------------------------------------------------------
 
 
-class Recorder:
-    """A namespace that records what happens and refuses `/private`."""
-
-    def __init__(self):
-        self.events = []
-
-    def resolve(self, namespace):
-        return self if namespace in ("/", "/custom", "/private") else None
-
-    async def on_connect(self, socket, auth):
-        if socket.namespace == "/private":
-            raise ConnectRefused("Forbidden")
-
-    def on_connected(self, socket, auth):
-        socket.emit("auth", auth)
-
-    def on_event(self, socket, event, args, ack_id):
-        self.events.append((socket.namespace, event, args, ack_id))
-        if ack_id is not None:
-            socket.ack(ack_id, args)
-
-    def on_disconnect(self, socket):
-        self.events.append((socket.namespace, "disconnected"))
-
-
-def connection(version):
-    engine = EngineSession("sid1", version, CONFIG, 0.0, "websocket")
+def connection(version, connect_timeout=1.0):
+    engine = EngineIOSession("sid1", version, CONFIG, 0.0, "websocket")
     engine.take_outgoing()
-    namespaces = Recorder()
-    conn = SocketIOConnection(engine, namespaces, Handshake({}, {}))
+    conn = SocketIOConnection(engine, 0.0, connect_timeout)
+    return conn, engine
+
+
+def sent(engine):
+    return [p.data for p in engine.take_outgoing()]
+
+
+def test_protocol_4_asks_for_main_namespace_at_once():
+    conn, engine = connection(3)
+    assert conn.opened() == [ConnectRequested("/", {})]
+    assert conn.accept("/") and sent(engine) == ["0"]
+    assert conn.receive("0/custom", 0.1) == [ConnectRequested("/custom", {})]
+    conn.accept("/custom")
+    assert sent(engine) == ["0/custom"]
+    assert conn.receive("0", 0.1) == [], "a client asking for / again is ignored"
+
+
+def test_protocol_5_joins_on_request_with_auth_and_a_socket_id():
+    conn, engine = connection(4)
+    assert conn.opened() == []
+    assert conn.receive('0/custom,{"token":"abc"}', 0.1) == [ConnectRequested("/custom", {"token": "abc"})]
+    sid = conn.accept("/custom")
+    assert sent(engine) == [f'0/custom,{{"sid":"{sid}"}}'] and conn.joined == {"/custom": sid}
+
+
+def test_refused_and_unknown_namespaces_get_connect_errors_in_both_generations():
+    for version, expected in [(4, '4/private,{"message":"Forbidden"}'), (3, '4/private,{"message":"Forbidden"}')]:
+        conn, engine = connection(version)
+        conn.receive("0/private,", 0.1)
+        conn.refuse("/private", "Forbidden")
+        assert sent(engine) == [expected] and not conn.joined and not conn.connecting
+
+
+def test_protocol_4_text_is_ascii_only():
+    conn, engine = connection(3)
     conn.opened()
-    return conn, engine, namespaces
-
-
-def feed(conn, *messages):
-    for message in messages:
-        asyncio.run(conn.receive(message))
-    return [p.data for p in conn.engine.take_outgoing()]
-
-
-def test_protocol_4_joins_main_namespace_at_once():
-    conn, engine, _ = connection(3)
-    assert [p.data for p in engine.take_outgoing()] == ["0", '2["auth",{}]']
-    assert feed(conn, "0/custom") == ["0/custom", '2/custom,["auth",{}]']
-
-
-def test_protocol_5_joins_on_request_with_auth():
-    conn, engine, _ = connection(4)
-    assert engine.take_outgoing() == []
-    out = feed(conn, '0/custom,{"token":"abc"}')
-    assert out[0].startswith('0/custom,{"sid":"') and out[1] == '2/custom,["auth",{"token":"abc"}]'
-
-
-def test_refused_and_unknown_namespaces_get_connect_errors():
-    conn, _, _ = connection(4)
-    assert feed(conn, "0/private,", "0/random,") == [
-        '4/private,{"message":"Forbidden"}', '4/random,{"message":"Invalid namespace"}'
-    ]  # fmt: skip
-    conn3, engine3, _ = connection(3)
-    engine3.take_outgoing()
-    assert feed(conn3, "0/random") == ['4/random,"Invalid namespace"']
+    conn.accept("/")
+    engine.take_outgoing()
+    conn.emit("/", "m", "é😀")
+    assert sent(engine) == ['2["m","\\u00e9\\ud83d\\ude00"]']
 
 
 def test_binary_event_is_assembled_and_acked_with_attachments():
-    conn, _, namespaces = connection(4)
-    feed(conn, "0")
-    out = feed(conn, '52-789["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', b"\x01", b"\x02")
-    assert namespaces.events[-1] == ("/", "message", [b"\x01", b"\x02"], 789)
-    assert out == ['62-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', b"\x01", b"\x02"]
+    conn, engine = connection(4)
+    conn.receive("0", 0.0)
+    conn.accept("/")
+    engine.take_outgoing()
+    assert conn.receive('52-789["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', 0.1) == []
+    assert conn.receive(b"\x01", 0.1) == []
+    assert conn.receive(b"\x02", 0.1) == [EventReceived("/", "message", [b"\x01", b"\x02"], 789)]
+    conn.ack("/", 789, [b"\x01", b"\x02"])
+    assert sent(engine) == ['62-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', b"\x01", b"\x02"]
 
 
 def test_packet_for_a_namespace_not_joined_closes_the_session():
-    conn, engine, _ = connection(4)
-    feed(conn, '2/custom,["message"]')
+    conn, engine = connection(4)
+    conn.receive('2/custom,["message"]', 0.1)
     assert engine.closed and "not joined" in engine.closed.reason
 
 
-def test_malformed_packets_close_the_session():
-    for bad in ["4abc", "42{}", '42abc["m"]', b"\x00"]:
-        conn, engine, _ = connection(4)
-        feed(conn, "0")
-        feed(conn, bad[1:] if isinstance(bad, str) else bad)
-        assert engine.closed, bad
+def test_malformed_packets_close_the_session_and_leave_every_namespace():
+    for bad in ["4abc", "42{}", '42abc["m"]', b"\x00", "42[NaN]", '42["\\ud800"]', "42" + "[" * 100000]:
+        conn, engine = connection(4)
+        conn.receive("0", 0.0)
+        conn.accept("/")
+        events = conn.receive(bad[1:] if isinstance(bad, str) else bad, 0.1)
+        assert engine.closed and events == [Disconnected("/")], bad
 
 
-def test_disconnect_and_close_tell_the_namespace():
-    conn, _, namespaces = connection(4)
-    feed(conn, "0", "0/custom,")
-    feed(conn, "1/custom,")
-    assert ("/custom", "disconnected") in namespaces.events and "/custom" not in conn.sockets
-    conn.closed()
-    assert ("/", "disconnected") in namespaces.events and not conn.sockets
+def test_disconnects_and_the_connect_timeout():
+    conn, engine = connection(4, connect_timeout=1.0)
+    assert conn.deadline() == 1.0
+    conn.receive("0", 0.1)
+    conn.accept("/")
+    assert conn.deadline() is None
+    assert conn.receive("1", 0.5) == [Disconnected("/")] and conn.deadline() == 1.5
+    conn.tick(1.49)
+    assert not engine.closed
+    conn.tick(1.5)
+    assert engine.closed.reason == "no namespace joined in time"
+
+
+def test_server_side_disconnect_and_session_end():
+    conn, engine = connection(4)
+    for namespace in ("/", "/custom"):
+        conn.receive(f"0{namespace},", 0.0)
+        conn.accept(namespace)
+    engine.take_outgoing()
+    assert conn.disconnect("/custom", 0.1) and sent(engine) == ["1/custom,"]
+    assert not conn.disconnect("/custom", 0.1)
+    assert conn.session_closed(0.2) == [Disconnected("/")] and not conn.joined

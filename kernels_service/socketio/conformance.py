@@ -19,11 +19,11 @@ from typing import Any
 
 from tornado.web import Application
 
-from kernels_service.socketio.connection import Handshake, Socket
+from kernels_service.access import AccessPolicy
 from kernels_service.socketio.engine import EngineConfig
 from kernels_service.socketio.handlers import engineio_routes
+from kernels_service.socketio.namespaces import Socket
 from kernels_service.socketio.server import EngineServer
-from kernels_service.web.policy import AccessPolicy
 
 REFERENCE = EngineConfig(ping_interval=0.3, ping_timeout=0.2, max_payload=1_000_000)
 CONNECT_TIMEOUT = 1.0
@@ -58,28 +58,9 @@ class ReferenceNamespaces:
         return self._echo if namespace in ("/", "/custom") else None
 
 
-class EngineEcho:
-    """Engine.IO only: stands in for the Socket.IO layer and echoes every message."""
-
-    def __init__(self, engine: Any, namespaces: Any, handshake: Handshake):
-        self.engine = engine
-        self.sockets = {"/": True}  # never "idle": the connect timeout is a Socket.IO matter
-        self.on_output = lambda: None
-
-    def opened(self) -> None:
-        return None
-
-    async def receive(self, message: str | bytes) -> None:
-        self.engine.send(message)
-
-    def closed(self) -> None:
-        return None
-
-
 def make_app(path: str, engine_only: bool) -> Application:
-    server = EngineServer(ReferenceNamespaces(), AccessPolicy(token="", allow_origin="*"), REFERENCE, CONNECT_TIMEOUT)
-    if engine_only:
-        server.connection_class = EngineEcho
+    access = AccessPolicy(token="", allow_origin="*")
+    server = EngineServer(ReferenceNamespaces(), access, REFERENCE, CONNECT_TIMEOUT, engine_only=engine_only)
     return Application(engineio_routes(server, [path]))
 
 

@@ -1,135 +1,95 @@
-"""The Socket.IO side of one Engine.IO session: namespaces, attachments, acks, errors.
+"""The Socket.IO side of one Engine.IO session, as a state machine: messages in, events out.
+
+Sans-IO like `engine.py`: no awaits, no callbacks. `receive` takes one Engine.IO
+message and returns what happened (`ConnectRequested`, `EventReceived`,
+`Disconnected`); the I/O layer decides a connect (it may have to wait for a kernel) and
+answers with `accept` or `refuse`. Packets for the client go to the Engine.IO session.
 
 Protocol 4 (Engine.IO 3) joins `/` as soon as the session opens and answers a namespace
 connect with `0/nsp`; protocol 5 (Engine.IO 4) joins only on request and answers with
 `0/nsp,{"sid":...}`. A refused connect is a CONNECT_ERROR the client sees, never a hang.
 Anything malformed, or a packet for a namespace the client has not joined, closes the
-session, as the reference server does.
+session, as the reference server does. A session that has joined no namespace for
+`connect_timeout` seconds is closed too: an idle session costs the server and gives
+nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from kernels_service.protocol import ProtocolError
 from kernels_service.socketio import sio_codec as sio
-from kernels_service.socketio.engine import EngineSession
-
-log = logging.getLogger("kernels_service.socketio")
-
-
-class ConnectRefused(Exception):
-    """Raised by a namespace's `on_connect`; the message goes to the client."""
+from kernels_service.socketio.engine import EngineIOSession
+from kernels_service.socketio.errors import SocketIOProtocolError
 
 
 @dataclass(frozen=True)
-class Handshake:
-    """What the client sent when it opened the Engine.IO session."""
+class ConnectRequested:
+    """The client asks to join `namespace`; answer with `accept` or `refuse`."""
 
-    query: dict[str, str]
-    headers: dict[str, str]
-
-
-class NamespaceHandler(Protocol):
-    """What a namespace does with its sockets."""
-
-    def on_connect(self, socket: Socket, auth: dict[str, Any]) -> Awaitable[None]:
-        """Check a connect (raise ConnectRefused to refuse); nothing may be sent yet."""
-
-    def on_connected(self, socket: Socket, auth: dict[str, Any]) -> None:
-        """The client has its connect acknowledgement: the socket may now emit."""
-
-    def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None: ...
-
-    def on_disconnect(self, socket: Socket) -> None: ...
-
-
-class Namespaces(Protocol):
-    """Finds the handler of a namespace name, or None for an unknown namespace."""
-
-    def resolve(self, namespace: str) -> NamespaceHandler | None: ...
-
-
-@dataclass(eq=False)
-class Socket:
-    """One client's membership of one namespace."""
-
-    connection: SocketIOConnection
     namespace: str
-    handler: NamespaceHandler
-    sid: str = field(default_factory=lambda: secrets.token_urlsafe(15))
-    context: Any = None  # what the namespace handler keeps for this socket
+    auth: dict[str, Any]
 
-    @property
-    def handshake(self) -> Handshake:
-        return self.connection.handshake
 
-    def emit(self, event: str, *args: Any) -> None:
-        self.connection.send(sio.SioPacket(sio.EVENT, self.namespace, [event, *args]))
+@dataclass(frozen=True)
+class EventReceived:
+    """An event (with `ack_id` if the client wants an ack) on a joined namespace."""
 
-    def emit_raw(self, data: str, attachments: list[bytes]) -> None:
-        """Emit an event whose JSON array text is already made (placeholders for attachments)."""
-        packet = sio.SioPacket(sio.EVENT, self.namespace, attachments=attachments)
-        self.connection.send(packet, raw_data=data)
+    namespace: str
+    name: str
+    args: list[Any]
+    ack_id: int | None
 
-    def ack(self, ack_id: int, args: list[Any]) -> None:
-        self.connection.send(sio.SioPacket(sio.ACK, self.namespace, list(args), ack_id))
 
-    def disconnect(self) -> None:
-        """Server-side disconnect from this namespace."""
-        if self.connection.sockets.get(self.namespace) is self:
-            self.connection.send(sio.SioPacket(sio.DISCONNECT, self.namespace))
-            self.connection.drop(self)
+@dataclass(frozen=True)
+class Disconnected:
+    """A joined namespace was left (by the client, or because the session ended)."""
+
+    namespace: str
+
+
+Event = ConnectRequested | EventReceived | Disconnected
 
 
 class SocketIOConnection:
-    """Socket.IO packets over one Engine.IO session."""
+    """Namespaces, acks and binary attachments over one Engine.IO session."""
 
-    def __init__(self, engine: EngineSession, namespaces: Namespaces, handshake: Handshake):
+    def __init__(self, engine: EngineIOSession, now: float, connect_timeout: float):
         self.engine = engine
-        #: Called when something was queued outside a request; the server sets it to its flush.
-        self.on_output: Callable[[], None] = lambda: None
-        #: A future done when the output queued so far has left; the server sets it.
-        self.drained: Callable[[], Any] = lambda: None
         self.protocol = 4 if engine.version == 3 else 5
-        self.namespaces = namespaces
-        self.handshake = handshake
-        self.sockets: dict[str, Socket] = {}
+        self.connect_timeout = connect_timeout
+        self.joined: dict[str, str] = {}  # namespace -> socket id
+        self.connecting: set[str] = set()
+        self._idle_since: float | None = now
         self._partial: sio.SioPacket | None = None
         self._expected = 0
 
-    def opened(self) -> None:
-        """Protocol 4 joins the main namespace at once."""
-        handler = self.namespaces.resolve("/")
-        if self.protocol == 4 and handler is not None:
-            socket = self.sockets["/"] = Socket(self, "/", handler)
-            self.send(sio.SioPacket(sio.CONNECT, "/"))
-            handler.on_connected(socket, {})
+    # --- inputs -----------------------------------------------------------------------
 
-    def send(self, packet: sio.SioPacket, raw_data: str | None = None) -> None:
-        text, *attachments = sio.encode(packet, self.protocol, raw_data)
-        self.engine.send(sio.ascii_only(text) if self.engine.b64 else text)  # type: ignore[arg-type]
-        for attachment in attachments:
-            self.engine.send(attachment)
+    def opened(self) -> list[Event]:
+        """Protocol 4 clients are in `/` from the start: ask for that connect at once."""
+        if self.protocol == 4:
+            self.connecting.add("/")
+            return [ConnectRequested("/", {})]
+        return []
 
-    async def receive(self, message: str | bytes) -> None:
+    def receive(self, message: str | bytes, now: float) -> list[Event]:
         """Handle one Engine.IO message; a protocol error closes the session."""
+        if self.engine.closed:
+            return []
         try:
             packet = self._assemble(message)
-            if packet is not None:
-                await self._dispatch(packet)
-        except ProtocolError as error:
-            log.info("Closing Socket.IO session %s: %s", self.engine.sid, error)
+            return [] if packet is None else self._dispatch(packet, now)
+        except SocketIOProtocolError as error:
             self.engine.close(str(error))
+            return self.session_closed(now)
 
     def _assemble(self, message: str | bytes) -> sio.SioPacket | None:
         if isinstance(message, bytes):
             if self._partial is None:
-                raise ProtocolError("binary message without a packet expecting it")
+                raise SocketIOProtocolError("binary message without a packet expecting it")
             self._partial.attachments.append(message)
             if len(self._partial.attachments) < self._expected:
                 return None
@@ -137,55 +97,91 @@ class SocketIOConnection:
             packet.data = sio.reconstruct(packet.data, packet.attachments)
             return packet
         if self._partial is not None:
-            raise ProtocolError("text message while binary attachments were expected")
+            raise SocketIOProtocolError("text message while binary attachments were expected")
         packet, self._expected = sio.decode(message)
         if self._expected:
             self._partial = packet
             return None
         return packet
 
-    async def _dispatch(self, packet: sio.SioPacket) -> None:
-        socket = self.sockets.get(packet.namespace)
-        if packet.type == sio.CONNECT and socket is None:
-            await self._connect(packet.namespace, packet.data or {})
-        elif packet.type == sio.CONNECT and self.protocol == 4 and packet.namespace == "/":
-            pass  # protocol 4 joined `/` already; some clients still ask
-        elif socket is None or packet.type == sio.CONNECT:
-            raise ProtocolError(f"packet type {packet.type} for namespace {packet.namespace} not joined")
-        elif packet.type == sio.DISCONNECT:
-            self.drop(socket)
-        elif packet.type in (sio.EVENT, sio.BINARY_EVENT):
-            socket.handler.on_event(socket, packet.data[0], packet.data[1:], packet.ack_id)
+    def _dispatch(self, packet: sio.SioPacket, now: float) -> list[Event]:
+        namespace = packet.namespace
+        if packet.type == sio.CONNECT:
+            if namespace in self.joined or namespace in self.connecting:
+                return []  # protocol 4 joined `/` already, yet some clients still ask
+            self.connecting.add(namespace)
+            return [ConnectRequested(namespace, packet.data or {})]
+        if namespace not in self.joined:
+            if namespace in self.connecting:
+                raise SocketIOProtocolError(f"packet for {namespace} before its connect was answered")
+            raise SocketIOProtocolError(f"packet type {packet.type} for namespace {namespace} not joined")
+        if packet.type == sio.DISCONNECT:
+            self._leave(namespace, now)
+            return [Disconnected(namespace)]
+        if packet.type in (sio.EVENT, sio.BINARY_EVENT):
+            return [EventReceived(namespace, packet.data[0], packet.data[1:], packet.ack_id)]
+        return []  # acks from the client: the server never asks for one
 
-    async def _connect(self, namespace: str, auth: dict[str, Any]) -> None:
-        handler = self.namespaces.resolve(namespace)
-        if handler is None:
-            return self._refuse(namespace, "Invalid namespace")
-        socket = Socket(self, namespace, handler)
-        try:
-            await handler.on_connect(socket, auth)
-        except ConnectRefused as refusal:
-            return self._refuse(namespace, str(refusal))
+    def accept(self, namespace: str) -> str | None:
+        """Answer a ConnectRequested with yes; return the socket id (None if the session ended)."""
+        self.connecting.discard(namespace)
         if self.engine.closed:
-            handler.on_disconnect(socket)
             return None
-        self.sockets[namespace] = socket
-        data = {"sid": socket.sid} if self.protocol == 5 else None
-        self.send(sio.SioPacket(sio.CONNECT, namespace, data))
-        handler.on_connected(socket, auth)
-        return None
+        sid = self.joined[namespace] = secrets.token_urlsafe(15)
+        self._idle_since = None
+        self.send(sio.SioPacket(sio.CONNECT, namespace, {"sid": sid} if self.protocol == 5 else None))
+        return sid
 
-    def _refuse(self, namespace: str, message: str) -> None:
-        data: Any = {"message": message} if self.protocol == 5 else message
-        self.send(sio.SioPacket(sio.CONNECT_ERROR, namespace, data))
+    def refuse(self, namespace: str, message: str) -> None:
+        """Answer a ConnectRequested with no; the client sees the message."""
+        self.connecting.discard(namespace)
+        self.send(sio.SioPacket(sio.CONNECT_ERROR, namespace, {"message": message}))
 
-    def drop(self, socket: Socket) -> None:
-        """Forget a socket and tell its handler."""
-        if self.sockets.get(socket.namespace) is socket:
-            del self.sockets[socket.namespace]
-            socket.handler.on_disconnect(socket)
+    def tick(self, now: float) -> None:
+        """Close a session that has joined no namespace for `connect_timeout`."""
+        if self._idle_since is not None and now >= self._idle_since + self.connect_timeout:
+            self.engine.close("no namespace joined in time")
 
-    def closed(self) -> None:
-        """The Engine.IO session ended: every socket is disconnected."""
-        for socket in list(self.sockets.values()):
-            self.drop(socket)
+    def session_closed(self, now: float) -> list[Event]:
+        """The Engine.IO session ended: every joined namespace is left."""
+        left = [Disconnected(namespace) for namespace in self.joined]
+        self.joined.clear()
+        self.connecting.clear()
+        return left
+
+    # --- outputs ----------------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        """When `tick` must next be called, if ever."""
+        return None if self._idle_since is None else self._idle_since + self.connect_timeout
+
+    def emit(self, namespace: str, event: str, *args: Any) -> None:
+        self.send(sio.SioPacket(sio.EVENT, namespace, [event, *args]))
+
+    def emit_raw(self, namespace: str, data: str, attachments: list[bytes]) -> None:
+        """Emit an event whose JSON array text is already made (placeholders for attachments)."""
+        self.send(sio.SioPacket(sio.EVENT, namespace, attachments=attachments), raw_data=data)
+
+    def ack(self, namespace: str, ack_id: int, args: list[Any]) -> None:
+        self.send(sio.SioPacket(sio.ACK, namespace, list(args), ack_id))
+
+    def disconnect(self, namespace: str, now: float) -> bool:
+        """Server-side disconnect from a namespace; False if it was not joined."""
+        if namespace not in self.joined:
+            return False
+        self.send(sio.SioPacket(sio.DISCONNECT, namespace))
+        self._leave(namespace, now)
+        return True
+
+    def _leave(self, namespace: str, now: float) -> None:
+        del self.joined[namespace]
+        if not self.joined:
+            self._idle_since = now
+
+    def send(self, packet: sio.SioPacket, raw_data: str | None = None) -> None:
+        """Queue a packet; protocol 4 text is ASCII-only, so every Engine.IO 3 client
+        (1.x re-encodes text payloads as UTF-8, 2.x does not) reads the same characters."""
+        text, *attachments = sio.encode(packet, self.protocol, raw_data)
+        self.engine.send(sio.ascii_only(text) if self.protocol == 4 else text)
+        for attachment in attachments:
+            self.engine.send(attachment)

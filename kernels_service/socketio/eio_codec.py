@@ -18,10 +18,10 @@ Protocol 4 (socket.io-client 3.x/4.x, python-socketio 5):
 from __future__ import annotations
 
 import base64
-import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kernels_service.protocol import ProtocolError
+from kernels_service.socketio.errors import SocketIOProtocolError
 
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
 SEPARATOR = "\x1e"
@@ -57,7 +57,7 @@ def decode_ws(frame: str | bytes, version: int) -> Packet:
         if version == 4:
             return Packet(MESSAGE, frame)
         if not frame or frame[0] > NOOP:
-            raise ProtocolError("binary frame without a valid packet type")
+            raise SocketIOProtocolError("binary frame without a valid packet type")
         return Packet(frame[0], frame[1:])
     return decode_text_packet(frame, version)
 
@@ -65,17 +65,17 @@ def decode_ws(frame: str | bytes, version: int) -> Packet:
 def decode_text_packet(text: str, version: int) -> Packet:
     """Parse a text packet; `b…` carries base64 binary (polling only)."""
     if not text:
-        raise ProtocolError("empty packet")
+        raise SocketIOProtocolError("empty packet")
     if text[0] == "b":
         encoded = text[2:] if version == 3 else text[1:]
         if version == 3 and text[1:2] != str(MESSAGE):
-            raise ProtocolError("base64 packet is not a message")
+            raise SocketIOProtocolError("base64 packet is not a message")
         try:
             return Packet(MESSAGE, base64.b64decode(encoded, validate=True))
-        except binascii.Error:
-            raise ProtocolError("invalid base64 in binary packet") from None
+        except ValueError:  # binascii.Error, or non-ASCII text
+            raise SocketIOProtocolError("invalid base64 in binary packet") from None
     if not "0" <= text[0] <= "6":
-        raise ProtocolError(f"unknown packet type {text[0]!r}")
+        raise SocketIOProtocolError(f"unknown packet type {text[0]!r}")
     return Packet(int(text[0]), text[1:])
 
 
@@ -90,12 +90,19 @@ def _text_form(packet: Packet, version: int) -> str:
 
 
 def encode_payload(packets: list[Packet], version: int, b64: bool = False) -> tuple[bytes, str]:
-    """The body and content type of a polling response carrying these packets."""
+    """The body and content type of a polling response carrying these packets.
+
+    Protocol 3 answers as engine.io 3 did: a text payload (`len:packet`, lengths in
+    UTF-16 code units) unless a packet is binary and the client reads binary payloads;
+    clients in base64 mode (`b64=1`) always get text, in socket.io-client 1.x's form.
+    """
     if version == 4:
         return SEPARATOR.join(_text_form(p, 4) for p in packets).encode(), TEXT_CONTENT_TYPE
-    if not b64:
+    if b64:
+        return "".join(_v3_text_entry(p) for p in packets).encode(), TEXT_CONTENT_TYPE
+    if any(p.binary for p in packets):
         return b"".join(_binary_payload_entry(p) for p in packets), BINARY_CONTENT_TYPE
-    return "".join(_v3_text_entry(p) for p in packets).encode(), TEXT_CONTENT_TYPE
+    return "".join(_v3_plain_text_entry(p) for p in packets).encode(), TEXT_CONTENT_TYPE
 
 
 def _binary_payload_entry(packet: Packet) -> bytes:
@@ -112,8 +119,19 @@ def _v3_text_entry(packet: Packet) -> str:
     return f"{len(form)}:{form}"
 
 
+def _v3_plain_text_entry(packet: Packet) -> str:
+    """`len:packet` with the length in UTF-16 code units, as engine.io 3 writes it."""
+    form = _text_form(packet, 3)
+    return f"{len(form.encode('utf-16-le')) // 2}:{form}"
+
+
 def decode_payload(body: bytes, version: int, utf8_twice: bool = False) -> list[Packet]:
-    """Parse a polling request body into packets; ProtocolError if it is malformed.
+    """All packets of a polling request body; SocketIOProtocolError if it is malformed."""
+    return list(iter_payload(body, version, utf8_twice))
+
+
+def iter_payload(body: bytes, version: int, utf8_twice: bool = False) -> Iterator[Packet]:
+    """The packets of a polling request body, one at a time (the caller may stop early).
 
     `utf8_twice`: text packets of a v3 text payload may carry one extra UTF-8 encoding
     (socket.io-client 1.x in base64 mode); undo it where it is present.
@@ -122,56 +140,61 @@ def decode_payload(body: bytes, version: int, utf8_twice: bool = False) -> list[
         try:
             text = body.decode()
         except UnicodeDecodeError:
-            raise ProtocolError("payload is not UTF-8") from None
-        return [decode_text_packet(part, 4) for part in text.split(SEPARATOR)]
+            raise SocketIOProtocolError("payload is not UTF-8") from None
+        return (decode_text_packet(part, 4) for part in text.split(SEPARATOR))
     if body[:1] in (b"\x00", b"\x01"):
         return _decode_binary_payload(body)
     return _decode_v3_text_payload(body, utf8_twice)
 
 
-def _decode_binary_payload(body: bytes) -> list[Packet]:
-    packets, i = [], 0
+def _decode_binary_payload(body: bytes) -> Iterator[Packet]:
+    """`<0|1><length digits as bytes 0-9>\\xff<packet>` repeated."""
+    i = 0
     while i < len(body):
-        kind = body[i]
-        end = body.find(b"\xff", i + 1)
-        if kind not in (0, 1) or end < 0 or end - i - 1 > 10 or any(d > 9 for d in body[i + 1 : end]):
-            raise ProtocolError("malformed binary payload header")
-        length = int("".join(str(d) for d in body[i + 1 : end]) or "x")
+        kind, end = body[i], body.find(b"\xff", i + 1)
+        digits = body[i + 1 : end]
+        if kind not in (0, 1) or end < 0 or not 0 < len(digits) <= 10 or any(d > 9 for d in digits):
+            raise SocketIOProtocolError("malformed binary payload header")
+        length = int("".join(str(d) for d in digits))
         chunk = body[end + 1 : end + 1 + length]
         if len(chunk) != length or length == 0:
-            raise ProtocolError("binary payload shorter than its length")
+            raise SocketIOProtocolError("binary payload shorter than its length")
         if kind == 1:
-            packets.append(Packet(chunk[0], chunk[1:]))
+            if chunk[0] > NOOP:
+                raise SocketIOProtocolError("binary packet without a valid packet type")
+            yield Packet(chunk[0], chunk[1:])
         else:
             try:
-                packets.append(decode_text_packet(chunk.decode(), 3))
+                text = chunk.decode()
             except UnicodeDecodeError:
-                raise ProtocolError("text packet is not UTF-8") from None
+                raise SocketIOProtocolError("text packet is not UTF-8") from None
+            yield decode_text_packet(text, 3)
         i = end + 1 + length
-    return packets
 
 
-def _decode_v3_text_payload(body: bytes, utf8_twice: bool) -> list[Packet]:
+def _decode_v3_text_payload(body: bytes, utf8_twice: bool) -> Iterator[Packet]:
     """`len:packet…`, lengths counted in UTF-16 code units as JavaScript counts them."""
     try:
         units = body.decode().encode("utf-16-le")
     except UnicodeDecodeError:
-        raise ProtocolError("payload is not UTF-8") from None
-    packets, i = [], 0
+        raise SocketIOProtocolError("payload is not UTF-8") from None
+    i = 0
     while i < len(units):
         colon = units.find(b":\x00", i)
         while colon >= 0 and (colon - i) % 2:
             colon = units.find(b":\x00", colon + 1)
         digits = units[i:colon].decode("utf-16-le") if colon >= 0 else ""
-        if not digits.isdigit() or len(digits) > 10:
-            raise ProtocolError("malformed payload length")
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 10:
+            raise SocketIOProtocolError("malformed payload length")
         start, end = colon + 2, colon + 2 + 2 * int(digits)
         if end > len(units) or end == start:
-            raise ProtocolError("payload shorter than its length")
-        text = units[start:end].decode("utf-16-le", errors="strict")
-        packets.append(decode_text_packet(_undo_extra_utf8(text) if utf8_twice else text, 3))
+            raise SocketIOProtocolError("payload shorter than its length")
+        try:
+            text = units[start:end].decode("utf-16-le")
+        except UnicodeDecodeError:
+            raise SocketIOProtocolError("payload length splits a character") from None
+        yield decode_text_packet(_undo_extra_utf8(text) if utf8_twice else text, 3)
         i = end
-    return packets
 
 
 def _undo_extra_utf8(text: str) -> str:

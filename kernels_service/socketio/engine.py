@@ -1,8 +1,11 @@
-"""One Engine.IO session as a state machine: bytes and events in, packets and events out.
+"""One Engine.IO session as a state machine: packets and the clock in, packets out.
 
-Sans-IO, like h11 and wsproto: no sockets, no timers inside. The transport layer feeds it
-received packets and the current time, asks when it next needs the clock (`deadline`),
-and sends whatever `take_outgoing` returns on the session's current transport.
+Sans-IO, like h11 and wsproto: no sockets, no timers inside. The transport layer feeds
+it received packets and the current time, asks when it next needs the clock
+(`deadline`), sends whatever `take_outgoing` returns on the session's current transport,
+and hands the messages from `next_message` to the layer above. Every rule of the
+protocol lives here: heartbeats, the probe/upgrade dance, one poll at a time, the
+payload limit and a bounded inbox.
 
 Heartbeats differ by generation: in protocol 3 the client pings and the server answers;
 in protocol 4 the server pings every `ping_interval` and expects a pong within
@@ -12,25 +15,23 @@ in protocol 4 the server pings every `ping_interval` and expects a pong within
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass
 
-from kernels_service.socketio.eio_codec import (
-    CLOSE,
-    MESSAGE,
-    NOOP,
-    OPEN,
-    PING,
-    PONG,
-    UPGRADE,
-    Packet,
-)
+from kernels_service.socketio.eio_codec import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Packet
 
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """Protocol settings of every session of one server."""
+
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
+    #: Largest polling body or websocket message, in bytes (socket.io's maxHttpBufferSize).
     max_payload: int = 1_000_000
+    #: Client messages that may wait for the Socket.IO layer, by count and by bytes.
+    max_pending_messages: int = 1000
+    max_pending_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Closed:
     reason: str
 
 
-class EngineSession:
+class EngineIOSession:
     """State of one Engine.IO session, for either protocol generation."""
 
     def __init__(self, sid: str, version: int, config: EngineConfig, now: float, transport: str, b64: bool = False):
@@ -50,10 +51,12 @@ class EngineSession:
         self.transport = transport
         self.b64 = b64
         self.closed: Closed | None = None
-        self.probed = False  # a websocket answered the probe; waiting for UPGRADE
+        self.upgrading = False  # a websocket answered the probe; waiting for UPGRADE
+        self.poll_open = False  # a polling GET is waiting for packets
         self._outgoing: list[Packet] = [self._open_packet()]
         self._outgoing_bytes = 0
-        self._messages: list[str | bytes] = []
+        self._inbox: deque[str | bytes] = deque()
+        self._inbox_bytes = 0
         self._last_heard = now
         self._next_ping = now + config.ping_interval
         self._pong_due: float | None = None
@@ -64,39 +67,80 @@ class EngineSession:
             "upgrades": ["websocket"] if self.transport == "polling" else [],
             "pingInterval": int(self.config.ping_interval * 1000),
             "pingTimeout": int(self.config.ping_timeout * 1000),
+            "maxPayload": self.config.max_payload,  # socket.io 4 sends it to Engine.IO 3 clients too
         }
-        if self.version == 4:
-            handshake["maxPayload"] = self.config.max_payload
         return Packet(OPEN, json.dumps(handshake, separators=(",", ":")))
 
     # --- inputs -----------------------------------------------------------------------
 
     def receive(self, packet: Packet, now: float, over: str) -> list[Packet]:
-        """Take one packet from the client; return probe replies for the websocket `over`.
+        """Take one packet from the client; return the probe reply for the websocket `over`.
 
-        Messages are collected for `take_messages`; anything to send goes to the queue.
+        Messages go to the inbox for `next_message`; anything else to send is queued.
         """
         if self.closed:
             return []
         self._last_heard = now
-        if packet.type == PING:
-            if packet.data == "probe" and over == "websocket" and self.transport == "polling":
-                self.probed = True  # a pending poll must now return (NOOP) so the client can pause
-                return [Packet(PONG, "probe")]
-            if self.version == 3:
-                self._outgoing.append(Packet(PONG, packet.data))
+        if packet.type == PING and packet.data == "probe" and over == "websocket" and self.transport == "polling":
+            self.upgrading = True
+            self._outgoing.append(Packet(NOOP))  # ends the pending (or next) poll; else goes out on the websocket
+            return [Packet(PONG, "probe")]
+        if packet.type == PING and self.version == 3:
+            self._outgoing.append(Packet(PONG, packet.data))
         elif packet.type == PONG:
             self._pong_due = None
         elif packet.type == MESSAGE:
-            self._messages.append(packet.data)
-        elif packet.type == UPGRADE and self.probed and over == "websocket":
-            self.transport, self.probed = "websocket", False
+            self._take_in(packet.data)
+        elif packet.type == UPGRADE and self.upgrading and over == "websocket":
+            self.transport, self.upgrading = "websocket", False
         elif packet.type == CLOSE:
             self._outgoing.append(Packet(NOOP))
             self.close("client closed the session", notify=False)
-        elif packet.type != NOOP:
-            self.close(f"unexpected packet type {packet.type}")
+        elif packet.type not in (NOOP, PING):
+            self.close(f"unexpected packet type {packet.type} over {over}")
         return []
+
+    def _take_in(self, data: str | bytes) -> None:
+        self._inbox.append(data)
+        self._inbox_bytes += len(data)
+        if len(self._inbox) > self.config.max_pending_messages or self._inbox_bytes > self.config.max_pending_bytes:
+            self.close("too many messages waiting")
+
+    def payload_allowed(self, size: int) -> bool:
+        """Whether a polling body or websocket message of `size` bytes may be decoded;
+        a larger one closes the session."""
+        if size <= self.config.max_payload:
+            return True
+        self.close(f"payload of {size} bytes is larger than maxPayload ({self.config.max_payload})")
+        return False
+
+    def poll_requested(self) -> bool:
+        """A polling GET arrived. False means answer 400: the session is not on polling,
+        or another poll is already waiting (a broken client: that closes the session)."""
+        if self.closed or self.transport != "polling":
+            return False
+        if self.poll_open:
+            self.close("overlapping polls")
+            return False
+        self.poll_open = True
+        return True
+
+    def poll_answered(self) -> list[Packet]:
+        """The packets that end the open poll (NOOP if nothing is queued)."""
+        self.poll_open = False
+        return self.take_outgoing() or [Packet(NOOP)]
+
+    def poll_abandoned(self) -> None:
+        """The client went away while its poll waited: the session is over (as engine.io does)."""
+        self.poll_open = False
+        self.close("poll request cancelled", notify=False)
+
+    def websocket_closed(self, was_probe: bool) -> None:
+        """A websocket of this session closed; only the session's own transport ends it."""
+        if was_probe:
+            self.upgrading = False
+        else:
+            self.close("transport closed", notify=False)
 
     def tick(self, now: float) -> None:
         """Let time pass: send a due ping (protocol 4) or close a silent session."""
@@ -126,6 +170,8 @@ class EngineSession:
         if notify:
             self._outgoing.append(Packet(CLOSE))
         self.closed = Closed(reason)
+        self._inbox.clear()
+        self._inbox_bytes = 0
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -146,6 +192,10 @@ class EngineSession:
     def has_outgoing(self) -> bool:
         return bool(self._outgoing)
 
-    def take_messages(self) -> list[str | bytes]:
-        messages, self._messages = self._messages, []
-        return messages
+    def next_message(self) -> str | bytes | None:
+        """The oldest message not yet handed to the layer above, if any."""
+        if not self._inbox:
+            return None
+        message = self._inbox.popleft()
+        self._inbox_bytes -= len(message)
+        return message

@@ -1,21 +1,22 @@
 """The tornado handler of the Engine.IO path: polling GET/POST, websocket, CORS preflight.
 
-It checks the request (EIO, transport, sid, method, origin, size) and answers errors with
-Engine.IO's JSON error bodies and status 400/403; everything else is the EngineServer's.
+It checks the request (EIO, transport, sid, method, origin, size), answers errors with
+Engine.IO's JSON error bodies (400, 403, 413, 503), and otherwise moves bytes: it decodes
+what arrives, hands packets to the EngineServer and writes what the server gives back.
+A polling body larger than `max_payload` is refused before it is read or decoded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
 
-from tornado import websocket
+from tornado import web, websocket
 
-from kernels_service.protocol import ProtocolError
-from kernels_service.socketio.eio_codec import decode_payload, decode_ws, encode_payload
-from kernels_service.socketio.server import EngineServer, LiveSession
+from kernels_service.socketio.eio_codec import decode_ws, encode_payload, iter_payload
+from kernels_service.socketio.errors import SocketIOProtocolError
+from kernels_service.socketio.server import EngineServer, SessionIO
 
 log = logging.getLogger("kernels_service.socketio")
 
@@ -25,15 +26,40 @@ MESSAGES = ["Transport unknown", "Session ID unknown", "Bad handshake method", "
             "Unsupported protocol version"]  # fmt: skip
 
 
+@web.stream_request_body
 class EngineIOHandler(websocket.WebSocketHandler):
     """`/socket.io/`: one handler for both transports and both protocol generations."""
 
     def initialize(self, server: EngineServer) -> None:
         self.server = server
-        self.live: LiveSession | None = None
+        self.session: SessionIO | None = None
         self.version = 4
+        self._body = bytearray()
+        self._refuse_after_open = False
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        """Websocket messages past maxPayload are refused by tornado (close 1009)."""
+        return self.server.config.max_payload
 
     # --- request checks ----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Refuse an oversized polling body from its Content-Length, before reading it."""
+        if self.request.method != "POST":
+            return
+        limit = self.server.config.max_payload
+        length = self.request.headers.get("Content-Length", "0")
+        if not (length.isascii() and length.isdigit()) or int(length) > limit:
+            session = self.server.sessions.get(self.get_query_argument("sid", ""))
+            if session is not None:
+                self.server.close_session(session, f"polling body of {length} bytes is larger than maxPayload")
+            self._fail(BAD_REQUEST, 413, "Payload too large")
+            return
+        self.request.connection.set_max_body_size(limit)  # a chunked body past it drops the connection
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body += chunk
 
     def _check(self, transport_needed: str | None = None) -> str | None:
         """The transport of a valid request; otherwise answer 400/403 and return None."""
@@ -47,16 +73,16 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return self._fail(FORBIDDEN, 403)
         sid = self.get_query_argument("sid", None)
         if sid is not None:
-            self.live = self.server.sessions.get(sid)
-            if self.live is None or self.live.engine.version != self.version:
+            self.session = self.server.sessions.get(sid)
+            if self.session is None or self.session.engine.version != self.version:
                 return self._fail(UNKNOWN_SID)
         return transport
 
-    def _fail(self, code: int, status: int = 400) -> None:
+    def _fail(self, code: int, status: int = 400, message: str | None = None) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self._cors()
-        self.finish(json.dumps({"code": code, "message": MESSAGES[code]}))
+        self.finish(json.dumps({"code": code, "message": message or MESSAGES[code]}))
         return None
 
     def _cors(self) -> None:
@@ -82,60 +108,54 @@ class EngineIOHandler(websocket.WebSocketHandler):
         if transport == "websocket":
             if self.request.headers.get("Upgrade", "").lower() != "websocket":
                 return self._fail(BAD_REQUEST)
-            if self.live is not None and (self.live.engine.transport != "polling" or self.live.probe is not None):
-                return self._fail(BAD_REQUEST)
+            if self.session is not None and (self.session.engine.transport != "polling" or self.session.probe):
+                self._refuse_after_open = True  # as the reference does: accept, then close at once
             await super().get(*args)
             return
-        if self.live is None:
+        if self.session is None:
             b64 = self.get_query_argument("b64", "") in ("1", "true")
-            live = self.server.open_session(self.version, "polling", self.request, b64)
-            return self._respond(live, live.engine.take_outgoing())
-        await self._poll(self.live)
-
-    async def _poll(self, live: LiveSession) -> None:
-        if live.engine.transport != "polling" or live.poll is not None:
-            if live.poll is not None:  # two polls at once: the client is broken
-                live.engine.close("overlapping polls")
-                self.server.flush(live)
+            session = self.server.open_session(self.version, "polling", self.request, b64)
+            if session is None:
+                return self._fail(BAD_REQUEST, 503, "Too many sessions")
+            return self._respond(session, session.engine.take_outgoing())
+        packets = await self.server.poll(self.session)
+        if packets is None:
             return self._fail(BAD_REQUEST)
-        if live.engine.has_outgoing() or live.engine.probed:
-            return self._respond(live, self.server.take_for_poll(live))
-        live.poll = asyncio.get_running_loop().create_future()
-        packets = await live.poll
-        self._respond(live, packets)
+        if self.request.connection.stream is not None and not self.request.connection.stream.closed():
+            self._respond(self.session, packets)
 
-    def _respond(self, live: LiveSession, packets: list) -> None:
-        body, content_type = encode_payload(packets, live.engine.version, live.engine.b64)
+    def _respond(self, session: SessionIO, packets: list) -> None:
+        body, content_type = encode_payload(packets, session.engine.version, session.engine.b64)
         self._cors()
         self.set_header("Content-Type", content_type)
         self.finish(body)
 
     def on_connection_close(self) -> None:
-        if self.ws_connection is None and self.live is not None and self.live.poll is not None:
-            poll, self.live.poll = self.live.poll, None
-            poll.cancel()
+        if self.ws_connection is None and self.session is not None:
+            self.server.poll_abandoned(self.session)
         super().on_connection_close()
 
     def post(self, *args: str) -> None:
         if self._check("polling") is None:
             return
-        live = self.live
-        if live is None:
+        session = self.session
+        if session is None:
             return self._fail(BAD_METHOD)
-        if live.engine.transport != "polling":
+        if session.engine.transport != "polling":
             return self._fail(BAD_REQUEST)
-        if len(self.request.body) > live.engine.config.max_payload:
-            live.engine.close("payload larger than maxPayload")
-            self.server.flush(live)
-            return self._fail(BAD_REQUEST, 413)
+        body = bytes(self._body)
+        if not session.engine.payload_allowed(len(body)):
+            self.server.flush(session)
+            return self._fail(BAD_REQUEST, 413, "Payload too large")
         try:
-            packets = decode_payload(self.request.body, live.engine.version, utf8_twice=live.engine.b64)
-        except ProtocolError as error:
-            log.info("Bad polling payload for session %s: %s", live.engine.sid, error)
-            live.engine.close(str(error))
-            self.server.flush(live)
+            for packet in iter_payload(body, session.engine.version, utf8_twice=session.engine.b64):
+                self.server.receive(session, packet, "polling")
+                if session.engine.closed:
+                    break
+        except SocketIOProtocolError as error:
+            self.server.close_session(session, f"bad polling payload: {error}")
             return self._fail(BAD_REQUEST)
-        self.server.receive(live, packets, "polling")
+        self.server.flush(session)
         self._cors()
         self.set_header("Content-Type", "text/html")
         self.finish("ok")
@@ -147,32 +167,34 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     def open(self, *args: str) -> None:
         self.set_nodelay(True)
-        if self.live is None:
-            self.live = self.server.open_session(self.version, "websocket", self.request, b64=False)
-            self.live.websocket = self
-            self.server.flush(self.live)
+        if self._refuse_after_open:
+            self.session = None
+            self.close(1008, "session already has a websocket")
+        elif self.session is None:
+            self.session = self.server.open_session(self.version, "websocket", self.request, b64=False)
+            if self.session is None:
+                self.close(1013, "too many sessions")
+                return
+            self.session.websocket = self
+            self.server.flush(self.session)
         else:
-            self.live.probe = self
+            self.session.probe = self
 
     def on_message(self, frame: str | bytes) -> None:
-        live = self.live
-        if live is None or live.engine.closed:
-            return
-        if len(frame) > live.engine.config.max_payload:
-            live.engine.close("message larger than maxPayload")
-            self.server.flush(live)
+        session = self.session
+        if session is None or session.engine.closed:
             return
         try:
-            packet = decode_ws(frame, live.engine.version)
-        except ProtocolError as error:
-            live.engine.close(str(error))
-            self.server.flush(live)
+            packet = decode_ws(frame, session.engine.version)
+        except SocketIOProtocolError as error:
+            self.server.close_session(session, f"bad websocket frame: {error}")
             return
-        self.server.receive(live, [packet], "websocket", ws=self)
+        self.server.receive(session, packet, "websocket", ws=self)
+        self.server.flush(session)
 
     def on_close(self) -> None:
-        if self.live is not None:
-            self.server.transport_closed(self.live, self)
+        if self.session is not None:
+            self.server.transport_closed(self.session, self)
 
     # --- Transport (used by the EngineServer) ---------------------------------------------
 

@@ -13,13 +13,13 @@ import logging
 import re
 from typing import Any
 
+from kernels_service.access import AccessPolicy, token_from
 from kernels_service.kernels import NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
 from kernels_service.relay.outbox import Outbox
-from kernels_service.socketio.connection import ConnectRefused, Socket
-from kernels_service.web.policy import token_from
+from kernels_service.socketio.namespaces import ConnectRefused, Socket
 
 log = logging.getLogger("kernels_service.socketio")
 
@@ -66,18 +66,14 @@ class ChannelListener:
     def _emit(self, message: KernelMessage) -> tuple[int, Any]:
         text, attachments = msg_event(message)
         self.socket.emit_raw(text, attachments)
-        drained = self.socket.connection.drained()
-        self.socket.connection.on_output()
-        return len(text) + sum(len(a) for a in attachments), drained
+        return len(text) + sum(len(a) for a in attachments), self.socket.drained()
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing Socket.IO session of %s: %s", self.socket.namespace, reason)
-        self.socket.connection.engine.close(reason)
-        self.socket.connection.on_output()
+        self.socket.close_session(reason)
 
     def relay_closed(self, reason: str) -> None:
         self.socket.disconnect()
-        self.socket.connection.on_output()
 
 
 class KernelChannelNamespace:
@@ -91,9 +87,7 @@ class KernelChannelNamespace:
         self.kernel_id = kernel_id
 
     async def on_connect(self, socket: Socket, auth: dict[str, Any]) -> None:
-        supplied = auth.get("token") if isinstance(auth.get("token"), str) else None
-        if not self.access.token_valid(supplied or token_from(socket.handshake.headers, socket.handshake.query)):
-            raise ConnectRefused("Forbidden: missing or bad token")
+        check_token(self.access, socket, auth)
         try:
             relay = self.hub.get(self.kernel_id)
         except NoSuchKernel as error:
@@ -129,11 +123,24 @@ class KernelChannelNamespace:
             listener.session.relay.detach(listener.session, listener)
 
 
+def check_token(access: AccessPolicy, socket: Socket, auth: dict[str, Any]) -> None:
+    """Refuse a connect without the service's token: in the connect's `auth` (protocol 5),
+    or in the handshake's `Authorization` header or `?token=` (any protocol)."""
+    supplied = auth.get("token") if isinstance(auth.get("token"), str) else None
+    if not access.token_valid(supplied or token_from(socket.handshake.headers, socket.handshake.query)):
+        raise ConnectRefused("Forbidden: missing or bad token")
+
+
 class MainNamespace:
-    """`/`: joined by every client (protocol 4 joins it by itself); it carries nothing."""
+    """`/`: protocol 4 clients are in it from the start; it carries nothing, but it needs
+    the token like every namespace, so an unauthenticated session joins nothing and is
+    closed after the connect timeout."""
+
+    def __init__(self, access: AccessPolicy):
+        self.access = access
 
     async def on_connect(self, socket: Socket, auth: dict[str, Any]) -> None:
-        return None
+        check_token(self.access, socket, auth)
 
     def on_connected(self, socket: Socket, auth: dict[str, Any]) -> None:
         return None
@@ -148,12 +155,12 @@ class MainNamespace:
 class KernelNamespaces:
     """Resolves kernel channel namespaces, with or without the base path prefix."""
 
-    def __init__(self, hub: RelayHub, access: Any, base_path: str, queue_limit: int = 128 * 1024 * 1024):
+    def __init__(self, hub: RelayHub, access: AccessPolicy, base_path: str, queue_limit: int = 128 * 1024 * 1024):
         self.hub = hub
         self.access = access
         self.prefix = base_path.rstrip("/")
         self.queue_limit = queue_limit
-        self._main = MainNamespace()
+        self._main = MainNamespace(access)
 
     def resolve(self, namespace: str) -> KernelChannelNamespace | MainNamespace | None:
         if namespace == "/":

@@ -1,8 +1,10 @@
-"""Moves bytes between tornado and the sans-IO sessions: polling requests, websockets, timers.
+"""Moves bytes between tornado and the sans-IO sessions: polls, websockets, timers, tasks.
 
 One `EngineServer` serves both generations on one path; the `EIO` query parameter of
-each request picks the generation of that session. The handlers only parse HTTP and
-hand packets over; every protocol decision is in `engine.py` and `connection.py`.
+each request picks the generation of that session. Every protocol decision is made in
+`engine.py` (Engine.IO) and `connection.py` (Socket.IO); this module only runs them:
+it answers polls, writes websocket frames, fires timers, and runs each session's
+Socket.IO task, which hands events to the namespace handlers one at a time, in order.
 """
 
 from __future__ import annotations
@@ -18,24 +20,28 @@ from typing import Any, Protocol
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
-from kernels_service.socketio.connection import Handshake, Namespaces, SocketIOConnection
-from kernels_service.socketio.eio_codec import NOOP, Packet, encode_ws
-from kernels_service.socketio.engine import EngineConfig, EngineSession
+from kernels_service.socketio.connection import (
+    ConnectRequested,
+    Disconnected,
+    Event,
+    EventReceived,
+    SocketIOConnection,
+)
+from kernels_service.socketio.eio_codec import Packet, encode_ws
+from kernels_service.socketio.engine import EngineConfig, EngineIOSession
+from kernels_service.socketio.namespaces import ConnectRefused, Handshake, Namespaces, Socket
 
 log = logging.getLogger("kernels_service.socketio")
 
 HIGH_WATER = 4 * 1024 * 1024  # bytes on their way to one websocket before more wait in the session
-MAX_PENDING_MESSAGES = 1000  # client messages waiting for the Socket.IO layer (a namespace connect may wait)
 
 
 class AccessRules(Protocol):
-    """The origin policy the service applies at every door (see web.policy.AccessPolicy)."""
+    """The origin policy the service applies at every door (see access.AccessPolicy)."""
 
     def origin_allowed(self, request: HTTPServerRequest) -> bool: ...
 
     def cors_headers(self, request: HTTPServerRequest) -> dict[str, str]: ...
-
-    def token_accepted(self, request: HTTPServerRequest) -> bool: ...
 
 
 class Transport(Protocol):
@@ -48,20 +54,21 @@ class Transport(Protocol):
 
 
 @dataclass(eq=False)
-class LiveSession:
-    """An Engine.IO session with its Socket.IO connection and the I/O attached to it."""
+class SessionIO:
+    """The I/O side of one Engine.IO session: transports, timer, and its Socket.IO task."""
 
-    engine: EngineSession
+    engine: EngineIOSession
     connection: SocketIOConnection
-    poll: asyncio.Future[list[Packet]] | None = None
+    handshake: Handshake
+    sockets: dict[str, Socket] = field(default_factory=dict)
+    poll: asyncio.Future[list[Packet] | None] | None = None
     websocket: Transport | None = None
     probe: Transport | None = None
     timer: Any = None
-    idle_since: float | None = field(default=None)
     in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
-    inbox: asyncio.Queue[str | bytes] = field(default_factory=asyncio.Queue)  # messages for the Socket.IO layer
-    consumer: asyncio.Task[None] | None = None
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # messages wait in the engine's inbox
+    task: asyncio.Task[None] | None = None
 
 
 class EngineServer:
@@ -74,176 +81,244 @@ class EngineServer:
         config: EngineConfig | None = None,
         connect_timeout: float = 45.0,
         queue_limit: int = 128 * 1024 * 1024,
+        max_sessions: int = 1000,
+        engine_only: bool = False,
     ):
         self.namespaces = namespaces
         self.access = access
         self.config = config or EngineConfig()
         self.connect_timeout = connect_timeout
         self.queue_limit = queue_limit
-        self.sessions: dict[str, LiveSession] = {}
-        self.connection_class: Any = SocketIOConnection  # the conformance server's Engine.IO echo swaps it
+        self.max_sessions = max_sessions
+        self.engine_only = engine_only  # the conformance server's Engine.IO echo: no Socket.IO layer
+        self.sessions: dict[str, SessionIO] = {}
 
-    def open_session(self, version: int, transport: str, request: HTTPServerRequest, b64: bool) -> LiveSession:
-        sid = secrets.token_urlsafe(15)
-        engine = EngineSession(sid, version, self.config, time.monotonic(), transport, b64)
+    def open_session(self, version: int, transport: str, request: HTTPServerRequest, b64: bool) -> SessionIO | None:
+        """A new session, or None when `max_sessions` are open already."""
+        if len(self.sessions) >= self.max_sessions:
+            log.warning("Refusing an Engine.IO session: %d sessions are open", len(self.sessions))
+            return None
+        now = time.monotonic()
+        engine = EngineIOSession(secrets.token_urlsafe(15), version, self.config, now, transport, b64)
+        connect_timeout = float("inf") if self.engine_only else self.connect_timeout
         handshake = Handshake(
             {k: v[-1].decode("utf-8", "replace") for k, v in request.query_arguments.items()},
             {k.lower(): v for k, v in request.headers.items()},
         )
-        live = LiveSession(engine, self.connection_class(engine, self.namespaces, handshake))
-        live.connection.on_output = lambda: self.flush(live)
-        live.connection.drained = lambda: self.drained(live)
-        self.sessions[sid] = live
-        live.connection.opened()
-        live.consumer = asyncio.ensure_future(self._consume(live))
-        self._schedule(live)
-        return live
+        session = SessionIO(engine, SocketIOConnection(engine, now, connect_timeout), handshake)
+        self.sessions[engine.sid] = session
+        session.task = asyncio.ensure_future(self._run(session))
+        session.task.add_done_callback(partial(self._task_done, session))
+        self._schedule(session)
+        return session
 
-    def receive(self, live: LiveSession, packets: list[Packet], over: str, ws: Transport | None = None) -> None:
-        """Feed packets from the client to the session, then send what is due.
+    # --- from the client ------------------------------------------------------------------
 
-        Engine.IO packets (heartbeats, upgrade) take effect at once; messages go, in order,
-        to the Socket.IO layer's own task, so a namespace connect that waits for its kernel
-        never holds up the heartbeat.
+    def receive(self, session: SessionIO, packet: Packet, over: str, ws: Transport | None = None) -> None:
+        """Feed one packet from the client to its session (call `flush` after a batch).
+
+        Engine.IO packets (heartbeats, upgrade) take effect at once; messages wait in the
+        engine's bounded inbox for the session's task, so a namespace connect that waits
+        for its kernel never holds up the heartbeat.
         """
-        for packet in packets:
-            for reply in live.engine.receive(packet, time.monotonic(), over):
-                if ws is not None:
-                    ws.send_frame(encode_ws(reply, live.engine.version))
-            if over == "websocket" and ws is live.probe and live.engine.transport == "websocket":
-                live.websocket, live.probe = ws, None
-            if live.engine.probed or live.engine.transport == "websocket":
-                self.release_poll(live)
-            for message in live.engine.take_messages():
-                live.inbox.put_nowait(message)
-        if live.inbox.qsize() > MAX_PENDING_MESSAGES:
-            live.engine.close("too many messages waiting")
-        self.flush(live)
+        for reply in session.engine.receive(packet, time.monotonic(), over):
+            if ws is not None:
+                ws.send_frame(encode_ws(reply, session.engine.version))
+        if ws is not None and ws is session.probe and session.engine.transport == "websocket":
+            session.websocket, session.probe = ws, None
+        session.wakeup.set()
 
-    async def _consume(self, live: LiveSession) -> None:
-        """Hand the client's messages to the Socket.IO layer, one at a time, in order."""
-        while True:
-            message = await live.inbox.get()
-            await live.connection.receive(message)
-            self.flush(live)
+    async def poll(self, session: SessionIO) -> list[Packet] | None:
+        """The packets that answer a polling GET, once there are some; None means 400."""
+        if not session.engine.poll_requested():
+            self.flush(session)
+            return None
+        if session.engine.has_outgoing() or session.engine.closed:
+            return self._answer_poll(session)
+        session.poll = asyncio.get_running_loop().create_future()
+        return await session.poll
 
-    def flush(self, live: LiveSession) -> None:
+    def poll_abandoned(self, session: SessionIO) -> None:
+        """The client closed the connection of its waiting poll."""
+        if session.poll is not None and not session.poll.done():
+            session.poll.set_result(None)
+            session.poll = None
+            session.engine.poll_abandoned()
+            self.flush(session)
+
+    def transport_closed(self, session: SessionIO, ws: Transport) -> None:
+        if ws is session.probe:
+            session.probe = None
+            session.engine.websocket_closed(was_probe=True)
+        elif ws is session.websocket:
+            session.engine.websocket_closed(was_probe=False)
+        self.flush(session)
+
+    # --- the session's task: Socket.IO events, in order --------------------------------------
+
+    async def _run(self, session: SessionIO) -> None:
+        """Hand the client's messages to the Socket.IO layer (or echo them), one at a time."""
+        engine, connection = session.engine, session.connection
+        if not self.engine_only:
+            for event in connection.opened():
+                await self._handle(session, event)
+        while not engine.closed:
+            message = engine.next_message()
+            if message is None:
+                session.wakeup.clear()
+                await session.wakeup.wait()
+            elif self.engine_only:
+                engine.send(message)
+            else:
+                for event in connection.receive(message, time.monotonic()):
+                    await self._handle(session, event)
+            self.flush(session)
+
+    async def _handle(self, session: SessionIO, event: Event) -> None:
+        if isinstance(event, ConnectRequested):
+            await self._connect(session, event.namespace, event.auth)
+        elif isinstance(event, EventReceived):
+            socket = session.sockets[event.namespace]
+            socket.handler.on_event(socket, event.name, event.args, event.ack_id)
+        elif isinstance(event, Disconnected):
+            self._forget(session, event.namespace)
+
+    async def _connect(self, session: SessionIO, namespace: str, auth: dict[str, Any]) -> None:
+        handler = self.namespaces.resolve(namespace)
+        if handler is None:
+            return session.connection.refuse(namespace, "Invalid namespace")
+        socket = Socket(self, session, namespace, handler)
+        try:
+            await handler.on_connect(socket, auth)
+        except ConnectRefused as refusal:
+            return session.connection.refuse(namespace, str(refusal))
+        sid = session.connection.accept(namespace)
+        if sid is None:
+            return None
+        socket.sid = sid
+        session.sockets[namespace] = socket
+        handler.on_connected(socket, auth)
+        return None
+
+    def _forget(self, session: SessionIO, namespace: str) -> None:
+        socket = session.sockets.pop(namespace, None)
+        if socket is not None:
+            socket.handler.on_disconnect(socket)
+
+    def _task_done(self, session: SessionIO, task: asyncio.Task[None]) -> None:
+        """A session task that failed is a bug of ours: log it and close that session."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Socket.IO task of session %s failed", session.engine.sid, exc_info=task.exception())
+            self.close_session(session, "internal error")
+
+    # --- what namespace handlers call (through their Socket) -------------------------------
+
+    def disconnect(self, session: SessionIO, socket: Socket) -> None:
+        """Server-side disconnect of one socket."""
+        if session.sockets.get(socket.namespace) is socket:
+            session.connection.disconnect(socket.namespace, time.monotonic())
+            self._forget(session, socket.namespace)
+            self.flush(session)
+
+    def close_session(self, session: SessionIO, reason: str) -> None:
+        session.engine.close(reason)
+        self.flush(session)
+
+    # --- to the client ----------------------------------------------------------------------
+
+    def flush(self, session: SessionIO) -> None:
         """Send queued packets on the current transport; tidy up a closed session.
 
         A websocket gets packets while less than `HIGH_WATER` bytes are still on their
         way; the rest waits in the session. A client that lets more than `queue_limit`
         bytes pile up is disconnected with a reason: output is never dropped silently.
         """
-        engine = live.engine
+        engine = session.engine
         if engine.outgoing_bytes() > self.queue_limit:
-            log.warning("Closing Engine.IO session %s: client too slow", engine.sid)
             engine.take_outgoing()
             engine.close(f"client too slow: more than {self.queue_limit // (1024 * 1024)} MiB waiting")
-        if engine.has_outgoing():
-            if engine.transport == "websocket" and live.websocket is not None:
-                if live.in_flight < HIGH_WATER or engine.closed:
-                    self._write(live, live.websocket, engine.take_outgoing())
-            elif live.poll is not None and not live.poll.done():
-                live.poll.set_result(engine.take_outgoing())
-                live.poll = None
-        self._track_namespaces(live)
-        self._check_drained(live)
+        if engine.has_outgoing() or engine.closed:
+            if engine.transport == "websocket" and session.websocket is not None:
+                if session.in_flight < HIGH_WATER or engine.closed:
+                    self._write(session, session.websocket, engine.take_outgoing())
+            elif session.poll is not None and not session.poll.done():
+                session.poll.set_result(self._answer_poll(session))
+                session.poll = None
+        self._check_drained(session)
         if engine.closed:
-            self._end(live)
+            self._end(session)
 
-    def take_for_poll(self, live: LiveSession) -> list[Packet]:
-        """The packets a poll request answers with now (NOOP while upgrading)."""
-        packets = live.engine.take_outgoing() or [Packet(NOOP)]
-        self._check_drained(live)
+    def _answer_poll(self, session: SessionIO) -> list[Packet]:
+        packets = session.engine.poll_answered()
+        self._check_drained(session)
         return packets
 
-    def drained(self, live: LiveSession) -> asyncio.Future[None]:
+    def drained(self, session: SessionIO) -> asyncio.Future[None]:
         """A future done once everything queued for the client so far has left the server.
 
         Over websocket: nothing waits in the session and less than `HIGH_WATER` is in
         flight; over polling: a poll has taken the queue. Per-socket outboxes use it to
         hold output back (merging stream output) while a client is slow.
         """
-        if live.drain is None or live.drain.done():
-            live.drain = asyncio.get_running_loop().create_future()
-        return live.drain
+        if session.drain is None or session.drain.done():
+            session.drain = asyncio.get_running_loop().create_future()
+        self._check_drained(session)
+        return session.drain
 
-    def _check_drained(self, live: LiveSession) -> None:
-        if live.drain is None or live.drain.done():
+    def _check_drained(self, session: SessionIO) -> None:
+        if session.drain is None or session.drain.done():
             return
-        if live.engine.closed or (not live.engine.has_outgoing() and live.in_flight < HIGH_WATER):
-            live.drain.set_result(None)
+        if session.engine.closed or (not session.engine.has_outgoing() and session.in_flight < HIGH_WATER):
+            session.drain.set_result(None)
 
-    def _write(self, live: LiveSession, ws: Transport, packets: list[Packet]) -> None:
+    def _write(self, session: SessionIO, ws: Transport, packets: list[Packet]) -> None:
         for packet in packets:
-            frame = encode_ws(packet, live.engine.version)
+            frame = encode_ws(packet, session.engine.version)
             sent = ws.send_frame(frame)
             if sent is not None:
-                live.in_flight += len(frame)
-                sent.add_done_callback(partial(self._sent, live, len(frame)))
+                session.in_flight += len(frame)
+                sent.add_done_callback(partial(self._sent, session, len(frame)))
 
-    def _sent(self, live: LiveSession, size: int, _: Any = None) -> None:
-        live.in_flight -= size
-        if live.in_flight < HIGH_WATER and live.engine.sid in self.sessions:
-            self.flush(live)
+    def _sent(self, session: SessionIO, size: int, _: Any = None) -> None:
+        session.in_flight -= size
+        if session.in_flight < HIGH_WATER and session.engine.sid in self.sessions:
+            self.flush(session)
 
-    def release_poll(self, live: LiveSession) -> None:
-        """Answer a pending poll with NOOP: the client is moving to websocket."""
-        if live.poll is not None and not live.poll.done():
-            live.poll.set_result([Packet(NOOP)])
-            live.poll = None
-
-    def _track_namespaces(self, live: LiveSession) -> None:
-        """A session in no namespace for `connect_timeout` is closed (as the reference server does)."""
-        if live.connection.sockets:
-            live.idle_since = None
-        elif live.idle_since is None:
-            live.idle_since = time.monotonic()
-            self._schedule(live)
-
-    def transport_closed(self, live: LiveSession, ws: Transport) -> None:
-        if live.probe is ws:
-            live.probe = None
-        elif live.websocket is ws:
-            live.engine.close("transport closed", notify=False)
-            self.flush(live)
-
-    def _end(self, live: LiveSession) -> None:
-        if self.sessions.pop(live.engine.sid, None) is None:
+    def _end(self, session: SessionIO) -> None:
+        if self.sessions.pop(session.engine.sid, None) is None:
             return
-        log.debug("Engine.IO session %s closed: %s", live.engine.sid, live.engine.closed)
-        if live.timer is not None:
-            IOLoop.current().remove_timeout(live.timer)
-        if live.consumer is not None:
-            live.consumer.cancel()
-        live.connection.closed()
-        self._check_drained(live)
-        if live.poll is not None and not live.poll.done():
-            live.poll.set_result(live.engine.take_outgoing() or [Packet(NOOP)])
-        for ws in (live.websocket, live.probe):
+        log.info("Engine.IO session %s closed: %s", session.engine.sid, session.engine.closed.reason)
+        if session.timer is not None:
+            IOLoop.current().remove_timeout(session.timer)
+        if session.task is not None:
+            session.task.cancel()
+        for event in session.connection.session_closed(time.monotonic()):
+            self._forget(session, event.namespace)
+        self._check_drained(session)
+        if session.poll is not None and not session.poll.done():
+            session.poll.set_result(session.engine.poll_answered())
+        for ws in (session.websocket, session.probe):
             if ws is not None:
                 ws.close_transport()
 
-    def _schedule(self, live: LiveSession) -> None:
-        loop = IOLoop.current()
-        if live.timer is not None:
-            loop.remove_timeout(live.timer)
-        deadline = live.engine.deadline()
-        if live.idle_since is not None:
-            deadline = min(deadline, live.idle_since + self.connect_timeout)
-        live.timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._tick, live)
+    # --- timers -------------------------------------------------------------------------------
 
-    def _tick(self, live: LiveSession) -> None:
-        live.timer = None
+    def _schedule(self, session: SessionIO) -> None:
+        loop = IOLoop.current()
+        if session.timer is not None:
+            loop.remove_timeout(session.timer)
+        deadline = min(session.engine.deadline(), session.connection.deadline() or float("inf"))
+        session.timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._tick, session)
+
+    def _tick(self, session: SessionIO) -> None:
+        session.timer = None
         now = time.monotonic()
-        if live.idle_since is not None and now >= live.idle_since + self.connect_timeout:
-            live.engine.close("no namespace joined in time")
-        live.engine.tick(now)
-        self.flush(live)
-        if not live.engine.closed:
-            self._schedule(live)
+        session.connection.tick(now)
+        session.engine.tick(now)
+        self.flush(session)
+        if not session.engine.closed:
+            self._schedule(session)
 
     def close_all(self) -> None:
-        for live in list(self.sessions.values()):
-            live.engine.close("server shutting down")
-            self.flush(live)
+        for session in list(self.sessions.values()):
+            self.close_session(session, "server shutting down")

@@ -10,6 +10,7 @@ from typing import Any
 
 from tornado import web
 
+from kernels_service.access import AccessPolicy
 from kernels_service.kernels import (
     InvalidRequest,
     KernelRegistry,
@@ -19,7 +20,6 @@ from kernels_service.kernels import (
     NoSuchKernelSpec,
 )
 from kernels_service.relay import RelayHub
-from kernels_service.web.policy import AccessPolicy
 
 log = logging.getLogger("kernels_service.web")
 

@@ -1,0 +1,94 @@
+"""What a namespace handler sees: its sockets, the handshake, and the way to refuse.
+
+A `Socket` is one client's membership of one namespace. Handlers emit on it; the
+Socket.IO connection turns that into packets and the server sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from kernels_service.socketio.server import EngineServer, SessionIO
+
+
+class ConnectRefused(Exception):
+    """Raised by a namespace's `on_connect`; the message goes to the client."""
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What the client sent when it opened the Engine.IO session."""
+
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+class NamespaceHandler(Protocol):
+    """What a namespace does with its sockets."""
+
+    def on_connect(self, socket: Socket, auth: dict[str, Any]) -> Awaitable[None]:
+        """Check a connect (raise ConnectRefused to refuse); nothing may be sent yet."""
+
+    def on_connected(self, socket: Socket, auth: dict[str, Any]) -> None:
+        """The client has its connect acknowledgement: the socket may now emit."""
+
+    def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None: ...
+
+    def on_disconnect(self, socket: Socket) -> None: ...
+
+
+class Namespaces(Protocol):
+    """Finds the handler of a namespace name, or None for an unknown namespace."""
+
+    def resolve(self, namespace: str) -> NamespaceHandler | None: ...
+
+
+class Socket:
+    """One client's membership of one namespace, as its handler uses it."""
+
+    def __init__(self, server: EngineServer, session: SessionIO, namespace: str, handler: NamespaceHandler):
+        self._server = server
+        self._session = session
+        self.namespace = namespace
+        self.handler = handler
+        self.sid = ""  # set when the connect is accepted
+        self.context: Any = None  # what the namespace handler keeps for this socket
+
+    @property
+    def handshake(self) -> Handshake:
+        return self._session.handshake
+
+    @property
+    def session_id(self) -> str:
+        """The Engine.IO session id (for logs)."""
+        return self._session.engine.sid
+
+    def emit(self, event: str, *args: Any) -> None:
+        self._session.connection.emit(self.namespace, event, *args)
+        self._server.flush(self._session)
+
+    def emit_raw(self, data: str, attachments: list[bytes]) -> None:
+        """Emit an event whose JSON array text is already made (placeholders for attachments)."""
+        self._session.connection.emit_raw(self.namespace, data, attachments)
+        self._server.flush(self._session)
+
+    def ack(self, ack_id: int, args: list[Any]) -> None:
+        self._session.connection.ack(self.namespace, ack_id, args)
+        self._server.flush(self._session)
+
+    def drained(self) -> asyncio.Future[None]:
+        """A future done once everything queued for this client so far has left the server."""
+        return self._server.drained(self._session)
+
+    def disconnect(self) -> None:
+        """Server-side disconnect from this namespace."""
+        self._server.disconnect(self._session, self)
+
+    def close_session(self, reason: str) -> None:
+        """End the client's whole Engine.IO session, with a reason."""
+        self._server.close_session(self._session, reason)
