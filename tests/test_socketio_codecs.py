@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from kernels_service.socketio.errors import SocketIOProtocolError
 from kernels_service.socketio import sio_codec as sio
 from kernels_service.socketio.eio_codec import (
     CLOSE,
@@ -19,6 +18,7 @@ from kernels_service.socketio.eio_codec import (
     encode_payload,
     encode_ws,
 )
+from kernels_service.socketio.errors import SocketIOProtocolError
 
 # --- Engine.IO packets over websocket --------------------------------------------------
 

@@ -39,6 +39,7 @@ class Closed:
     """The session ended; `reason` says why (for logs and the socket.io layer)."""
 
     reason: str
+    by_client: bool = False  # the client asked for it (a CLOSE packet)
 
 
 class EngineIOSession:
@@ -95,7 +96,7 @@ class EngineIOSession:
             self.transport, self.upgrading = "websocket", False
         elif packet.type == CLOSE:
             self._outgoing.append(Packet(NOOP))
-            self.close("client closed the session", notify=False)
+            self.close("client closed the session", notify=False, by_client=True)
         elif packet.type not in (NOOP, PING):
             self.close(f"unexpected packet type {packet.type} over {over}")
         return []
@@ -163,13 +164,13 @@ class EngineIOSession:
             self._outgoing.append(Packet(MESSAGE, data))
             self._outgoing_bytes += len(data)
 
-    def close(self, reason: str, notify: bool = True) -> None:
+    def close(self, reason: str, notify: bool = True, by_client: bool = False) -> None:
         """End the session; `notify` queues a CLOSE packet for the client."""
         if self.closed:
             return
         if notify:
             self._outgoing.append(Packet(CLOSE))
-        self.closed = Closed(reason)
+        self.closed = Closed(reason, by_client)
         self._inbox.clear()
         self._inbox_bytes = 0
 

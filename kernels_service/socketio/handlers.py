@@ -156,6 +156,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
             self.server.close_session(session, f"bad polling payload: {error}")
             return self._fail(BAD_REQUEST)
         self.server.flush(session)
+        if session.engine.closed and not session.engine.closed.by_client:
+            return self._fail(BAD_REQUEST)  # e.g. too many messages waiting
         self._cors()
         self.set_header("Content-Type", "text/html")
         self.finish("ok")
