@@ -1,0 +1,149 @@
+"""Service memory under socket.io load: RSS before, at the peak, and after.
+
+    python benchmarks/bench_memory.py [--sessions 2000] [--message-mb 60]
+
+Two workloads, each against a fresh service on a free loopback port:
+
+* sessions: N Engine.IO 4 websocket sessions join `/` with the token and stay open,
+  then all close. The service must give back what they took.
+* large message: a kernel prints one N MB stream message; a socket.io client on
+  `/iopub/<id>` receives it whole.
+
+The service's RSS is sampled from /proc every 10 ms. "after" is read once the clients
+are gone and the service has had a few seconds to settle; the target is after <= 2x
+the baseline. Services are stopped by PID and checked to leave no kernel behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import websocket
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.service import Service  # noqa: E402
+
+MB = 1024 * 1024
+STREAM = re.compile(r'"msg_type":\s*"stream"')
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class PeakSampler:
+    """Samples a process's RSS in a thread; `peak` is the largest seen."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, rss(pid), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, rss(self.pid))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def open_session(service: Service) -> websocket.WebSocket:
+    url = f"ws://127.0.0.1:{service.port}/socket.io/?EIO=4&transport=websocket"
+    sock = websocket.create_connection(url, timeout=30)
+    sock.recv()  # Engine.IO open
+    sock.send(f'40{{"token":"{service.token}"}}')
+    assert sock.recv().startswith("40{"), "the main namespace refused the token"
+    return sock
+
+
+def settle(service: Service, seconds: float) -> int:
+    time.sleep(seconds)
+    return rss(service.pid)
+
+
+def sessions_workload(count: int) -> dict:
+    service = Service("--initial-kernels=0", f"--max-socketio-sessions={count + 10}")
+    try:
+        baseline = settle(service, 2)
+        sampler = PeakSampler(service.pid)
+        socks = []
+        for i in range(count):
+            socks.append(open_session(service))
+            if (i + 1) % 500 == 0:
+                print(f"  {i + 1} sessions open", flush=True)
+        for sock in socks:
+            sock.close()
+        peak = sampler.stop()
+        return {"baseline": baseline, "peak": peak, "after": settle(service, 5)}
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def large_message_workload(size_mb: int) -> dict:
+    service = Service()
+    try:
+        kernel_id = service.request("GET", "api/kernels")[2][0]["id"]
+        sock = open_session(service)
+        for channel in ("shell", "iopub"):
+            sock.send(f'40/{channel}/{kernel_id},{{"token":"{service.token}"}}')
+            assert sock.recv().startswith(f"40/{channel}/")
+        baseline = settle(service, 2)
+        sampler = PeakSampler(service.pid)
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": msg_id, "username": "", "version": "5.3"}
+        code = f"print('x' * {size_mb * MB})"
+        content = {"code": code, "silent": False, "store_history": False}
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        sock.send(f"42/shell/{kernel_id}," + json.dumps(["msg", message]))
+        received = 0
+        while True:
+            data = sock.recv()
+            if data == "2":
+                sock.send("3")
+            elif data.startswith("42/iopub/") and STREAM.search(data[:2000]):
+                received = len(data)
+                break
+        peak = sampler.stop()
+        sock.close()
+        assert received > size_mb * MB, "the message did not arrive whole"
+        return {"baseline": baseline, "peak": peak, "after": settle(service, 5)}
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def report(name: str, figures: dict) -> None:
+    ratio = figures["after"] / figures["baseline"]
+    verdict = "ok" if ratio <= 2 else "OVER TARGET"
+    print(
+        f"{name:<28} baseline {figures['baseline'] / MB:7.1f} MB   peak {figures['peak'] / MB:7.1f} MB   "
+        f"after {figures['after'] / MB:7.1f} MB   after/baseline {ratio:4.2f}x ({verdict}, target <= 2x)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--message-mb", type=int, default=60)
+    args = parser.parse_args()
+    print(f"{args.sessions} socket.io sessions...", flush=True)
+    sessions = sessions_workload(args.sessions)
+    print(f"one {args.message_mb} MB message through socket.io...", flush=True)
+    message = large_message_workload(args.message_mb)
+    report(f"{args.sessions} sessions", sessions)
+    report(f"{args.message_mb} MB message", message)
+
+
+if __name__ == "__main__":
+    main()
