@@ -85,7 +85,9 @@ def test_any_json_like_payload_decodes_or_is_refused(head, body):
 
 
 def packets(version):
-    text = st.builds(Packet, st.integers(0, 6), SCALAR_TEXT)
+    """Packets a payload can carry: Engine.IO 4 text may not hold its separator \\x1e (Socket.IO's
+    JSON never does: it writes control characters as escapes)."""
+    text = st.builds(Packet, st.integers(0, 6), SCALAR_TEXT.filter(lambda t: version == 3 or "\x1e" not in t))
     binary = st.builds(Packet, st.just(MESSAGE), st.binary(max_size=30))
     return st.lists(st.one_of(text, binary), min_size=1, max_size=6)
 
