@@ -7,14 +7,14 @@ import os
 import pytest
 from hypothesis import settings
 
+from tests.support.channels import ChannelsClient
+from tests.support.service import Service
+
 # CI runs the same examples every time (a property failure there is reproducible, never luck);
 # elsewhere each run explores new ones.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-from tests.support.channels import ChannelsClient
-from tests.support.service import Service
 
 
 @pytest.fixture(scope="session")
