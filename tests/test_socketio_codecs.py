@@ -13,6 +13,7 @@ from kernels_service.socketio.eio_codec import (
     PING,
     PONG,
     Packet,
+    TextBytes,
     decode_payload,
     decode_ws,
     encode_payload,
@@ -151,9 +152,17 @@ def test_socketio_encode_exact(packet, protocol, wire):
 
 
 def test_socketio_encode_raw_data_with_attachments():
+    """Raw UTF-8 pieces are joined once into text that stays bytes (TextBytes) down to the socket."""
     packet = sio.SioPacket(sio.EVENT, "/iopub/k", attachments=[b"\x00"])
-    raw = '["msg",{"buffers":[{"_placeholder":true,"num":0}]}]'
-    assert sio.encode(packet, 4, raw) == ["51-/iopub/k," + raw, b"\x00"]
+    pieces = [b'["msg",{"text":', '"é"'.encode(), b',"buffers":[{"_placeholder":true,"num":0}]}]']
+    text, attachment = sio.encode(packet, 4, pieces)
+    assert isinstance(text, TextBytes) and attachment == b"\x00"
+    assert text == '51-/iopub/k,["msg",{"text":"é","buffers":[{"_placeholder":true,"num":0}]}]'.encode()
+    assert sio.ascii_only(text) == b'51-/iopub/k,["msg",{"text":"\\u00e9","buffers":[{"_placeholder":true,"num":0}]}]'
+    assert encode_ws(Packet(MESSAGE, text), 4) == b"4" + text and not Packet(MESSAGE, text).binary
+    body, content_type = encode_payload([Packet(MESSAGE, TextBytes("4é😀".encode()))], 3)
+    assert body == "5:44é😀".encode() and content_type == "text/plain; charset=UTF-8"
+    assert encode_payload([Packet(MESSAGE, TextBytes("é".encode()))], 3, b64=True)[0] == "3:4\u00c3\u00a9".encode()
 
 
 @pytest.mark.parametrize(

@@ -158,8 +158,9 @@ class SocketIOConnection:
     def emit(self, namespace: str, event: str, *args: Any) -> None:
         self.send(sio.SioPacket(sio.EVENT, namespace, [event, *args]))
 
-    def emit_raw(self, namespace: str, data: str, attachments: list[bytes]) -> None:
-        """Emit an event whose JSON array text is already made (placeholders for attachments)."""
+    def emit_raw(self, namespace: str, data: list[bytes], attachments: list[bytes]) -> None:
+        """Emit an event whose JSON array is already made, as UTF-8 pieces (placeholders
+        stand for the attachments); the pieces are joined once, never decoded."""
         self.send(sio.SioPacket(sio.EVENT, namespace, attachments=attachments), raw_data=data)
 
     def ack(self, namespace: str, ack_id: int, args: list[Any]) -> None:
@@ -178,7 +179,7 @@ class SocketIOConnection:
         if not self.joined:
             self._idle_since = now
 
-    def send(self, packet: sio.SioPacket, raw_data: str | None = None) -> None:
+    def send(self, packet: sio.SioPacket, raw_data: list[bytes] | None = None) -> None:
         """Queue a packet; protocol 4 text is ASCII-only, so every Engine.IO 3 client
         (1.x re-encodes text payloads as UTF-8, 2.x does not) reads the same characters."""
         text, *attachments = sio.encode(packet, self.protocol, raw_data)

@@ -29,25 +29,40 @@ TEXT_CONTENT_TYPE = "text/plain; charset=UTF-8"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 
 
+class TextBytes(bytes):
+    """Text already encoded as UTF-8: a text message, never a binary one.
+
+    Large kernel output travels this way from the relay's raw JSON parts to the socket,
+    so no layer decodes it to a `str` and encodes it back.
+    """
+
+
 @dataclass(frozen=True)
 class Packet:
-    """One Engine.IO packet; `data` is text, bytes (binary messages) or empty."""
+    """One Engine.IO packet; `data` is text (`str` or TextBytes), binary data, or empty."""
 
     type: int
     data: str | bytes = ""
 
     @property
     def binary(self) -> bool:
-        return isinstance(self.data, bytes)
+        return is_binary(self.data)
+
+
+def is_binary(data: str | bytes) -> bool:
+    """Binary data, as opposed to text (`str` or TextBytes)."""
+    return isinstance(data, bytes) and not isinstance(data, TextBytes)
 
 
 # --- single packets (websocket frames) ---------------------------------------------------
 
 
 def encode_ws(packet: Packet, version: int) -> str | bytes:
-    """A websocket frame for a packet: text, or bytes for binary messages."""
+    """A websocket frame for a packet: text (`str` or TextBytes), or bytes for binary messages."""
     if packet.binary:
         return bytes([packet.type]) + packet.data if version == 3 else packet.data  # type: ignore[operator]
+    if isinstance(packet.data, TextBytes):
+        return TextBytes(b"%d%b" % (packet.type, packet.data))
     return f"{packet.type}{packet.data}"
 
 
@@ -79,11 +94,18 @@ def decode_text_packet(text: str, version: int) -> Packet:
     return Packet(int(text[0]), text[1:])
 
 
-def _text_form(packet: Packet, version: int) -> str:
+def _text_form(packet: Packet, version: int) -> bytes:
+    """The packet as UTF-8 text: `<type><data>`, binary data as `b<base64>` (`b4<base64>` in v3)."""
     if packet.binary:
-        prefix = "b" if version == 4 else f"b{MESSAGE}"
-        return prefix + base64.b64encode(packet.data).decode()  # type: ignore[arg-type]
-    return f"{packet.type}{packet.data}"
+        prefix = b"b" if version == 4 else b"b%d" % MESSAGE
+        return prefix + base64.b64encode(packet.data)  # type: ignore[arg-type]
+    data = packet.data if isinstance(packet.data, bytes) else packet.data.encode()
+    return b"%d%b" % (packet.type, data)
+
+
+def _utf16_length(text: bytes) -> int:
+    """How many UTF-16 code units (JavaScript's string length) this UTF-8 text has."""
+    return len(text) if text.isascii() else len(text.decode().encode("utf-16-le")) // 2
 
 
 # --- polling payloads ---------------------------------------------------------------------
@@ -97,32 +119,33 @@ def encode_payload(packets: list[Packet], version: int, b64: bool = False) -> tu
     clients in base64 mode (`b64=1`) always get text, in socket.io-client 1.x's form.
     """
     if version == 4:
-        return SEPARATOR.join(_text_form(p, 4) for p in packets).encode(), TEXT_CONTENT_TYPE
+        return SEPARATOR.encode().join(_text_form(p, 4) for p in packets), TEXT_CONTENT_TYPE
     if b64:
-        return "".join(_v3_text_entry(p) for p in packets).encode(), TEXT_CONTENT_TYPE
+        return b"".join(_v3_text_entry(p) for p in packets), TEXT_CONTENT_TYPE
     if any(p.binary for p in packets):
         return b"".join(_binary_payload_entry(p) for p in packets), BINARY_CONTENT_TYPE
-    return "".join(_v3_plain_text_entry(p) for p in packets).encode(), TEXT_CONTENT_TYPE
+    return b"".join(_v3_plain_text_entry(p) for p in packets), TEXT_CONTENT_TYPE
 
 
 def _binary_payload_entry(packet: Packet) -> bytes:
     if packet.binary:
         body, kind = bytes([packet.type]) + packet.data, b"\x01"  # type: ignore[operator]
     else:
-        body, kind = f"{packet.type}{packet.data}".encode(), b"\x00"
+        body, kind = _text_form(packet, 3), b"\x00"
     return kind + bytes(int(digit) for digit in str(len(body))) + b"\xff" + body
 
 
-def _v3_text_entry(packet: Packet) -> str:
-    """`len:packet` with the packet UTF-8-encoded once more, as socket.io-client 1.x reads it."""
-    form = _text_form(packet, 3).encode().decode("latin-1")
-    return f"{len(form)}:{form}"
+def _v3_text_entry(packet: Packet) -> bytes:
+    """`len:packet` with the packet UTF-8-encoded once more, as socket.io-client 1.x reads it:
+    each byte of its UTF-8 form is one character."""
+    form = _text_form(packet, 3)
+    return b"%d:%b" % (len(form), form if form.isascii() else form.decode("latin-1").encode())
 
 
-def _v3_plain_text_entry(packet: Packet) -> str:
+def _v3_plain_text_entry(packet: Packet) -> bytes:
     """`len:packet` with the length in UTF-16 code units, as engine.io 3 writes it."""
     form = _text_form(packet, 3)
-    return f"{len(form.encode('utf-16-le')) // 2}:{form}"
+    return b"%d:%b" % (_utf16_length(form), form)
 
 
 def decode_payload(body: bytes, version: int, utf8_twice: bool = False) -> list[Packet]:

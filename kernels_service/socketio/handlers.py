@@ -14,7 +14,7 @@ from typing import Any
 
 from tornado import web, websocket
 
-from kernels_service.socketio.eio_codec import decode_ws, encode_payload, iter_payload
+from kernels_service.socketio.eio_codec import decode_ws, encode_payload, is_binary, iter_payload
 from kernels_service.socketio.errors import SocketIOProtocolError
 from kernels_service.socketio.server import EngineServer, SessionIO
 
@@ -202,7 +202,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     def send_frame(self, frame: str | bytes) -> Any:
         try:
-            return self.write_message(frame, binary=isinstance(frame, bytes))
+            return self.write_message(frame, binary=is_binary(frame))
         except websocket.WebSocketClosedError:
             return None
 

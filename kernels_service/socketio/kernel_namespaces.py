@@ -28,15 +28,16 @@ NAMESPACE = re.compile(r"^/(?P<name>shell|stdin|stdio|iopub|control)/(?P<kernel_
 PLACEHOLDER = '{{"_placeholder":true,"num":{}}}'
 
 
-def msg_event(message: KernelMessage) -> tuple[str, list[bytes]]:
-    """The `["msg", {...}]` event text, spliced from the raw parts (no JSON is decoded)."""
-    header, parent, metadata, content = (part.decode() for part in message.parts)
-    buffers = ",".join(PLACEHOLDER.format(i) for i in range(len(message.buffers)))
-    text = (
-        f'["msg",{{"header":{header},"parent_header":{parent},"metadata":{metadata},'
-        f'"content":{content},"buffers":[{buffers}]}}]'
-    )
-    return text, message.buffers
+def msg_event(message: KernelMessage) -> tuple[list[bytes], list[bytes]]:
+    """The `["msg", {...}]` event as UTF-8 pieces spliced from the raw parts (no JSON is
+    decoded, no part copied: the socket.io codec joins the pieces once), and its buffers."""
+    header, parent, metadata, content = message.parts
+    buffers = ",".join(PLACEHOLDER.format(i) for i in range(len(message.buffers))).encode()
+    pieces = [
+        b'["msg",{"header":', header, b',"parent_header":', parent, b',"metadata":', metadata,
+        b',"content":', content, b',"buffers":[', buffers, b"]}]",
+    ]  # fmt: skip
+    return pieces, message.buffers
 
 
 def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
@@ -64,9 +65,9 @@ class ChannelListener:
             self.outbox.put(message)
 
     def _emit(self, message: KernelMessage) -> tuple[int, Any]:
-        text, attachments = msg_event(message)
-        self.socket.emit_raw(text, attachments)
-        return len(text) + sum(len(a) for a in attachments), self.socket.drained()
+        pieces, attachments = msg_event(message)
+        self.socket.emit_raw(pieces, attachments)
+        return sum(map(len, pieces)) + sum(map(len, attachments)), self.socket.drained()
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing Socket.IO session of %s: %s", self.socket.namespace, reason)

@@ -72,8 +72,9 @@ class Socket:
         self._session.connection.emit(self.namespace, event, *args)
         self._server.flush(self._session)
 
-    def emit_raw(self, data: str, attachments: list[bytes]) -> None:
-        """Emit an event whose JSON array text is already made (placeholders for attachments)."""
+    def emit_raw(self, data: list[bytes], attachments: list[bytes]) -> None:
+        """Emit an event whose JSON array is already made, as UTF-8 pieces (placeholders
+        stand for the attachments)."""
         self._session.connection.emit_raw(self.namespace, data, attachments)
         self._server.flush(self._session)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernels_service.protocol import strict_json
+from kernels_service.socketio.eio_codec import TextBytes
 from kernels_service.socketio.errors import SocketIOProtocolError
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
@@ -32,47 +33,64 @@ class SioPacket:
     attachments: list[bytes] = field(default_factory=list)
 
 
-def encode(packet: SioPacket, protocol: int, raw_data: str | None = None) -> list[str | bytes]:
+def encode(packet: SioPacket, protocol: int, raw_data: list[bytes] | None = None) -> list[str | bytes]:
     """Engine.IO messages for a packet: its text, then its binary attachments.
 
-    `raw_data` is JSON text already made (the relay splices it from raw message parts);
-    then `packet.attachments` are the buffers its placeholders refer to.
+    `raw_data` is the packet's JSON data already made, as UTF-8 pieces (the relay splices
+    it from raw message parts); then the text is one TextBytes joined once from the
+    pieces, and `packet.attachments` are the buffers its placeholders refer to.
     """
     attachments = list(packet.attachments)
+    json_data = ""
     if raw_data is None and packet.data is not None:
         data, attachments = deconstruct(packet.data)
-        raw_data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        json_data = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     kind = packet.type
     if attachments and kind in (EVENT, ACK):
         kind += BINARY_EVENT - EVENT
     head = str(kind) + (f"{len(attachments)}-" if kind in (BINARY_EVENT, BINARY_ACK) else "")
-    tail = ("" if packet.ack_id is None else str(packet.ack_id)) + (raw_data or "")
-    if packet.namespace != "/" and (tail or protocol == 5):
+    ack = "" if packet.ack_id is None else str(packet.ack_id)
+    has_tail = bool(ack or json_data or raw_data)
+    if packet.namespace != "/" and (has_tail or protocol == 5):
         head += packet.namespace + ","
     elif packet.namespace != "/":
         head += packet.namespace
-    return [head + tail, *attachments]
+    if raw_data is not None:
+        return [TextBytes(b"".join([(head + ack).encode(), *raw_data])), *attachments]
+    return [head + ack + json_data, *attachments]
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NON_ASCII_BYTES = re.compile(rb"[\x80-\xff]+")
 
 
 def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    return _escape_char_code(ord(match.group()))
+
+
+def ascii_only(text: str | TextBytes) -> str | TextBytes:
+    """The packet with every non-ASCII character as a JSON `\\uXXXX` escape.
+
+    Non-ASCII can only stand inside JSON strings, so this keeps the packet's meaning.
+    Engine.IO 3 clients disagree on text payloads (1.x UTF-8-encodes each packet once
+    more, 2.x does not); an ASCII packet reads the same to both.
+    """
+    if text.isascii():
+        return text
+    if isinstance(text, bytes):
+        return TextBytes(_NON_ASCII_BYTES.sub(lambda run: _escape_run(run.group().decode()).encode(), text))
+    return _NON_ASCII.sub(_escape_char, text)
+
+
+def _escape_run(run: str) -> str:
+    return "".join(_escape_char_code(ord(char)) for char in run)
+
+
+def _escape_char_code(code: int) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     code -= 0x10000
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-
-def ascii_only(text: str) -> str:
-    """The packet with every non-ASCII character as a JSON `\\uXXXX` escape.
-
-    Non-ASCII can only stand inside JSON strings, so this keeps the packet's meaning.
-    Engine.IO 3 clients in base64 mode disagree on text payloads (1.x UTF-8-encodes each
-    packet once more, 2.x does not); an ASCII packet reads the same to both.
-    """
-    return _NON_ASCII.sub(_escape_char, text)
 
 
 def deconstruct(value: Any) -> tuple[Any, list[bytes]]:
