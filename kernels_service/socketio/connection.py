@@ -158,10 +158,10 @@ class SocketIOConnection:
     def emit(self, namespace: str, event: str, *args: Any) -> None:
         self.send(sio.SioPacket(sio.EVENT, namespace, [event, *args]))
 
-    def emit_raw(self, namespace: str, data: list[bytes], attachments: list[bytes]) -> None:
-        """Emit an event whose JSON array is already made, as UTF-8 pieces (placeholders
-        stand for the attachments); the pieces are joined once, never decoded."""
-        self.send(sio.SioPacket(sio.EVENT, namespace, attachments=attachments), raw_data=data)
+    def send_encoded(self, messages: list[str | bytes]) -> None:
+        """Queue a packet already encoded for this connection's protocol (`encode_packet`)."""
+        for message in messages:
+            self.engine.send(message)
 
     def ack(self, namespace: str, ack_id: int, args: list[Any]) -> None:
         self.send(sio.SioPacket(sio.ACK, namespace, list(args), ack_id))
@@ -180,9 +180,16 @@ class SocketIOConnection:
             self._idle_since = now
 
     def send(self, packet: sio.SioPacket, raw_data: list[bytes] | None = None) -> None:
-        """Queue a packet; protocol 4 text is ASCII-only, so every Engine.IO 3 client
-        (1.x re-encodes text payloads as UTF-8, 2.x does not) reads the same characters."""
-        text, *attachments = sio.encode(packet, self.protocol, raw_data)
-        self.engine.send(sio.ascii_only(text) if self.protocol == 4 else text)
-        for attachment in attachments:
-            self.engine.send(attachment)
+        """Queue a packet for the client."""
+        self.send_encoded(encode_packet(packet, self.protocol, raw_data))
+
+
+def encode_packet(packet: sio.SioPacket, protocol: int, raw_data: list[bytes] | None = None) -> list[str | bytes]:
+    """The Engine.IO messages of a packet: its text, then its attachments.
+
+    `raw_data`: the packet's JSON data already made, as UTF-8 pieces (joined once, never
+    decoded). Protocol 4 text is ASCII-only, so every Engine.IO 3 client (1.x re-encodes
+    text payloads as UTF-8, 2.x does not) reads the same characters.
+    """
+    text, *attachments = sio.encode(packet, protocol, raw_data)
+    return [sio.ascii_only(text) if protocol == 4 else text, *attachments]

@@ -9,6 +9,7 @@ as binary attachments.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -19,6 +20,8 @@ from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
 from kernels_service.relay.outbox import Outbox
+from kernels_service.socketio import sio_codec as sio
+from kernels_service.socketio.connection import encode_packet
 from kernels_service.socketio.namespaces import ConnectRefused, Socket
 
 log = logging.getLogger("kernels_service.socketio")
@@ -50,14 +53,38 @@ def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
     return message_from_dict(channel, args[0], buffers)
 
 
+class SharedEncodings:
+    """Encodes a kernel message once per namespace spelling and protocol, for every socket
+    it fans out to in this turn of the event loop; forgotten at the end of the turn.
+
+    Fan-out hands one message object to every listener in one go, so clients that keep
+    up share one encoded copy of even a very large output.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str, int], tuple[KernelMessage, list[str | bytes]]] = {}
+
+    def encoded(self, message: KernelMessage, namespace: str, protocol: int) -> list[str | bytes]:
+        key = (id(message), namespace, protocol)
+        entry = self._entries.get(key)
+        if entry is None:
+            if not self._entries:
+                asyncio.get_running_loop().call_soon(self._entries.clear)
+            pieces, buffers = msg_event(message)
+            packet = sio.SioPacket(sio.EVENT, namespace, attachments=buffers)
+            entry = self._entries[key] = (message, encode_packet(packet, protocol, pieces))
+        return entry[1]
+
+
 class ChannelListener:
     """Relays one channel of a kernel to one socket (a RelayListener), through an outbox
     that holds output back and merges stream messages while the client is slow."""
 
-    def __init__(self, socket: Socket, channel: str, session: RelaySession, queue_limit: int):
+    def __init__(self, socket: Socket, channel: str, session: RelaySession, queue_limit: int, shared: SharedEncodings):
         self.socket = socket
         self.channel = channel
         self.session = session
+        self.shared = shared
         self.outbox = Outbox(self._emit, self._give_up, limit=queue_limit)
 
     def deliver(self, message: KernelMessage) -> None:
@@ -65,9 +92,9 @@ class ChannelListener:
             self.outbox.put(message)
 
     def _emit(self, message: KernelMessage) -> tuple[int, Any]:
-        pieces, attachments = msg_event(message)
-        self.socket.emit_raw(pieces, attachments)
-        return sum(map(len, pieces)) + sum(map(len, attachments)), self.socket.drained()
+        messages = self.shared.encoded(message, self.socket.namespace, self.socket.protocol)
+        self.socket.emit_encoded(messages)
+        return sum(map(len, messages)), self.socket.drained()
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing Socket.IO session of %s: %s", self.socket.namespace, reason)
@@ -84,6 +111,7 @@ class KernelChannelNamespace:
         self.hub = namespaces.hub
         self.access = namespaces.access
         self.queue_limit = namespaces.queue_limit
+        self.shared = namespaces.shared
         self.channel = channel
         self.kernel_id = kernel_id
 
@@ -104,7 +132,7 @@ class KernelChannelNamespace:
         except NoSuchKernel:
             socket.disconnect()
             return
-        socket.context = ChannelListener(socket, self.channel, session, self.queue_limit)
+        socket.context = ChannelListener(socket, self.channel, session, self.queue_limit, self.shared)
         relay.attach(session, socket.context)
 
     def on_event(self, socket: Socket, event: str, args: list[Any], ack_id: int | None) -> None:
@@ -161,6 +189,7 @@ class KernelNamespaces:
         self.access = access
         self.prefix = base_path.rstrip("/")
         self.queue_limit = queue_limit
+        self.shared = SharedEncodings()
         self._main = MainNamespace(access)
 
     def resolve(self, namespace: str) -> KernelChannelNamespace | MainNamespace | None:

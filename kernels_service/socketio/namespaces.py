@@ -72,10 +72,15 @@ class Socket:
         self._session.connection.emit(self.namespace, event, *args)
         self._server.flush(self._session)
 
-    def emit_raw(self, data: list[bytes], attachments: list[bytes]) -> None:
-        """Emit an event whose JSON array is already made, as UTF-8 pieces (placeholders
-        stand for the attachments)."""
-        self._session.connection.emit_raw(self.namespace, data, attachments)
+    @property
+    def protocol(self) -> int:
+        """The Socket.IO protocol of this client: 4 (Engine.IO 3) or 5 (Engine.IO 4)."""
+        return self._session.connection.protocol
+
+    def emit_encoded(self, messages: list[str | bytes]) -> None:
+        """Send a packet already encoded for this socket's namespace and protocol
+        (`connection.encode_packet`): the same bytes may go to many sockets."""
+        self._session.connection.send_encoded(messages)
         self._server.flush(self._session)
 
     def ack(self, ack_id: int, args: list[Any]) -> None:
