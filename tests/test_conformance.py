@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 import pytest
 import websocket
 
-from tests.support.engineio import recv_non_ping, wait_closed
+from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
 from tests.support.service import ROOT, alive, free_port
 
 
@@ -268,16 +267,6 @@ def test_oversized_chunked_polling_body_is_cut_off(server):
         pass  # the server dropped the connection: what we want
     connection.close()
     assert handshake(port, path="/engine.io/"), "the server serves the next client"
-
-
-def post_headers_only(port, path, content_length):
-    """Send a POST's headers, no body, and read the answer: the status and body of a refusal."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {content_length}\r\n\r\n"
-        sock.sendall(head.encode())
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        return response.status, response.read()
 
 
 # --- Socket.IO -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.support.engineio import recv_non_ping, wait_closed
+from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
 from tests.support.service import Service
 
 CONNECT_TIMEOUT = 1.5
@@ -99,15 +99,6 @@ def session_alive(service, version, sid):
 # --- floods and resources before authentication ---------------------------------------------
 
 
-def post_headers_only(service, query, content_length):
-    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
-        head = f"POST /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {content_length}\r\n\r\n"
-        sock.sendall(head.encode())
-        response = http.client.HTTPResponse(sock)
-        response.begin()
-        return response.status, response.read()
-
-
 def service_rss(service) -> int:
     fields = Path(f"/proc/{service.pid}/status").read_text().split("\n")
     return next(int(line.split()[1]) * 1024 for line in fields if line.startswith("VmRSS:"))
@@ -116,7 +107,8 @@ def service_rss(service) -> int:
 @pytest.mark.parametrize("version", [3, 4])
 def test_a_64_mib_polling_body_is_refused_from_its_headers(guarded, kernel_id, version):
     sid = open_polling(guarded, version)
-    status, body = post_headers_only(guarded, f"EIO={version}&transport=polling&sid={sid}", 64 * 1024 * 1024)
+    path = f"/socket.io/?EIO={version}&transport=polling&sid={sid}"
+    status, body = post_headers_only(guarded.port, path, 64 * 1024 * 1024)
     assert status == 413 and json.loads(body)["message"] == "Payload too large"
     assert not session_alive(guarded, version, sid)
     assert_still_serves(guarded, kernel_id)

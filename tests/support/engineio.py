@@ -1,6 +1,9 @@
-"""Small helpers for raw Engine.IO websocket clients in tests."""
+"""Small helpers for raw Engine.IO clients in tests."""
 
 from __future__ import annotations
+
+import http.client
+import socket
 
 import websocket
 
@@ -26,3 +29,13 @@ def wait_closed(sock: websocket.WebSocket, timeout: float = 3.0) -> bool:
         return True
     except websocket.WebSocketTimeoutException:
         return False
+
+
+def post_headers_only(port: int, path: str, content_length: int) -> tuple[int, bytes]:
+    """Send a POST's headers, no body, and read the answer: the status and body of a refusal."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {content_length}\r\n\r\n"
+        sock.sendall(head.encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
