@@ -56,6 +56,10 @@ Event = ConnectRequested | EventReceived | Disconnected
 class SocketIOConnection:
     """Namespaces, acks and binary attachments over one Engine.IO session."""
 
+    __slots__ = (
+        "engine", "protocol", "connect_timeout", "joined", "connecting", "_idle_since", "_partial", "_expected",
+    )  # fmt: skip
+
     def __init__(self, engine: EngineIOSession, now: float, connect_timeout: float):
         self.engine = engine
         self.protocol = 4 if engine.version == 3 else 5

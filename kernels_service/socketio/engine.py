@@ -45,6 +45,11 @@ class Closed:
 class EngineIOSession:
     """State of one Engine.IO session, for either protocol generation."""
 
+    __slots__ = (
+        "sid", "version", "config", "transport", "b64", "closed", "upgrading", "poll_open", "_outgoing",
+        "_outgoing_bytes", "_inbox", "_inbox_bytes", "_last_heard", "_next_ping", "_pong_due",
+    )  # fmt: skip
+
     def __init__(self, sid: str, version: int, config: EngineConfig, now: float, transport: str, b64: bool = False):
         self.sid = sid
         self.version = version
@@ -56,7 +61,7 @@ class EngineIOSession:
         self.poll_open = False  # a polling GET is waiting for packets
         self._outgoing: list[Packet] = [self._open_packet()]
         self._outgoing_bytes = 0
-        self._inbox: deque[str | bytes] = deque()
+        self._inbox: deque[str | bytes] | None = None  # made on the first message
         self._inbox_bytes = 0
         self._last_heard = now
         self._next_ping = now + config.ping_interval
@@ -102,6 +107,8 @@ class EngineIOSession:
         return []
 
     def _take_in(self, data: str | bytes) -> None:
+        if self._inbox is None:
+            self._inbox = deque()
         self._inbox.append(data)
         self._inbox_bytes += len(data)
         if len(self._inbox) > self.config.max_pending_messages or self._inbox_bytes > self.config.max_pending_bytes:
@@ -171,8 +178,7 @@ class EngineIOSession:
         if notify:
             self._outgoing.append(Packet(CLOSE))
         self.closed = Closed(reason, by_client)
-        self._inbox.clear()
-        self._inbox_bytes = 0
+        self._inbox, self._inbox_bytes = None, 0
 
     # --- outputs ----------------------------------------------------------------------
 
@@ -193,10 +199,16 @@ class EngineIOSession:
     def has_outgoing(self) -> bool:
         return bool(self._outgoing)
 
+    def has_messages(self) -> bool:
+        """Whether messages wait for the layer above."""
+        return bool(self._inbox)
+
     def next_message(self) -> str | bytes | None:
         """The oldest message not yet handed to the layer above, if any."""
         if not self._inbox:
             return None
         message = self._inbox.popleft()
         self._inbox_bytes -= len(message)
+        if not self._inbox:
+            self._inbox = None  # an idle session keeps no queue
         return message

@@ -53,9 +53,10 @@ class Transport(Protocol):
     def close_transport(self) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SessionIO:
-    """The I/O side of one Engine.IO session: transports, timer, and its Socket.IO task."""
+    """The I/O side of one Engine.IO session: transports, timer, and its Socket.IO task
+    (which runs only while messages wait: an idle session holds no task)."""
 
     engine: EngineIOSession
     connection: SocketIOConnection
@@ -67,7 +68,6 @@ class SessionIO:
     timer: Any = None
     in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # messages wait in the engine's inbox
     task: asyncio.Task[None] | None = None
 
 
@@ -101,16 +101,18 @@ class EngineServer:
         now = time.monotonic()
         engine = EngineIOSession(secrets.token_urlsafe(15), version, self.config, now, transport, b64)
         connect_timeout = float("inf") if self.engine_only else self.connect_timeout
-        handshake = Handshake(
-            {k: v[-1].decode("utf-8", "replace") for k, v in request.query_arguments.items()},
-            {k.lower(): v for k, v in request.headers.items()},
-        )
-        session = SessionIO(engine, SocketIOConnection(engine, now, connect_timeout), handshake)
+        session = SessionIO(engine, SocketIOConnection(engine, now, connect_timeout), handshake_of(request))
         self.sessions[engine.sid] = session
-        session.task = asyncio.ensure_future(self._run(session))
-        session.task.add_done_callback(partial(self._task_done, session))
+        if not self.engine_only:
+            self._start_task(session, session.connection.opened())
         self._schedule(session)
         return session
+
+    def _start_task(self, session: SessionIO, events: list[Event]) -> None:
+        """Run the session's task, unless it runs already (it takes every waiting message)."""
+        if session.task is None and not session.engine.closed:
+            session.task = asyncio.ensure_future(self._run(session, events))
+            session.task.add_done_callback(partial(self._task_done, session))
 
     # --- from the client ------------------------------------------------------------------
 
@@ -126,7 +128,8 @@ class EngineServer:
                 ws.send_frame(encode_ws(reply, session.engine.version))
         if ws is not None and ws is session.probe and session.engine.transport == "websocket":
             session.websocket, session.probe = ws, None
-        session.wakeup.set()
+        if session.engine.has_messages():
+            self._start_task(session, [])
 
     async def poll(self, session: SessionIO) -> list[Packet] | None:
         """The packets that answer a polling GET, once there are some; None means 400."""
@@ -156,23 +159,23 @@ class EngineServer:
 
     # --- the session's task: Socket.IO events, in order --------------------------------------
 
-    async def _run(self, session: SessionIO) -> None:
-        """Hand the client's messages to the Socket.IO layer (or echo them), one at a time."""
+    async def _run(self, session: SessionIO, events: list[Event]) -> None:
+        """Hand the waiting messages to the Socket.IO layer (or echo them), one at a time,
+        in order; end when none is left."""
         engine, connection = session.engine, session.connection
-        if not self.engine_only:
-            for event in connection.opened():
+        try:
+            for event in events:
                 await self._handle(session, event)
-        while not engine.closed:
-            message = engine.next_message()
-            if message is None:
-                session.wakeup.clear()
-                await session.wakeup.wait()
-            elif self.engine_only:
-                engine.send(message)
-            else:
-                for event in connection.receive(message, time.monotonic()):
-                    await self._handle(session, event)
-            self.flush(session)
+            while not engine.closed and (message := engine.next_message()) is not None:
+                if self.engine_only:
+                    engine.send(message)
+                else:
+                    for event in connection.receive(message, time.monotonic()):
+                        await self._handle(session, event)
+                self.flush(session)
+        finally:
+            session.task = None
+        self.flush(session)
 
     async def _handle(self, session: SessionIO, event: Event) -> None:
         if isinstance(event, ConnectRequested):
@@ -322,3 +325,10 @@ class EngineServer:
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             self.close_session(session, "server shutting down")
+
+
+def handshake_of(request: HTTPServerRequest) -> Handshake:
+    """The query and the headers namespace handlers use (Authorization) of a session's
+    first request; the rest is not kept, so an idle session stays small."""
+    headers = {"authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
+    return Handshake({k: v[-1].decode("utf-8", "replace") for k, v in request.query_arguments.items()}, headers)
