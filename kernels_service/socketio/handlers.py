@@ -42,6 +42,11 @@ class EngineIOHandler(websocket.WebSocketHandler):
         """Websocket messages past maxPayload are refused by tornado (close 1009)."""
         return self.server.config.max_payload
 
+    @property
+    def ping_interval(self) -> float | None:
+        """No websocket-level pings: Engine.IO has its own heartbeat, in both generations."""
+        return None
+
     # --- request checks ----------------------------------------------------------------
 
     def prepare(self) -> None:
