@@ -65,7 +65,7 @@ class SocketIOConnection:
         self.protocol = 4 if engine.version == 3 else 5
         self.connect_timeout = connect_timeout
         self.joined: dict[str, str] = {}  # namespace -> socket id
-        self.connecting: set[str] = set()
+        self.connecting: frozenset[str] = frozenset()  # asked for, not yet answered (usually none)
         self._idle_since: float | None = now
         self._partial: sio.SioPacket | None = None
         self._expected = 0
@@ -75,7 +75,7 @@ class SocketIOConnection:
     def opened(self) -> list[Event]:
         """Protocol 4 clients are in `/` from the start: ask for that connect at once."""
         if self.protocol == 4:
-            self.connecting.add("/")
+            self.connecting = frozenset({"/"})
             return [ConnectRequested("/", {})]
         return []
 
@@ -113,7 +113,7 @@ class SocketIOConnection:
         if packet.type == sio.CONNECT:
             if namespace in self.joined or namespace in self.connecting:
                 return []  # protocol 4 joined `/` already, yet some clients still ask
-            self.connecting.add(namespace)
+            self.connecting |= {namespace}
             return [ConnectRequested(namespace, packet.data or {})]
         if namespace not in self.joined:
             if namespace in self.connecting:
@@ -128,7 +128,7 @@ class SocketIOConnection:
 
     def accept(self, namespace: str) -> str | None:
         """Answer a ConnectRequested with yes; return the socket id (None if the session ended)."""
-        self.connecting.discard(namespace)
+        self.connecting -= {namespace}
         if self.engine.closed:
             return None
         sid = self.joined[namespace] = secrets.token_urlsafe(15)
@@ -138,7 +138,7 @@ class SocketIOConnection:
 
     def refuse(self, namespace: str, message: str) -> None:
         """Answer a ConnectRequested with no; the client sees the message."""
-        self.connecting.discard(namespace)
+        self.connecting -= {namespace}
         self.send(sio.SioPacket(sio.CONNECT_ERROR, namespace, {"message": message}))
 
     def tick(self, now: float) -> None:
@@ -150,7 +150,7 @@ class SocketIOConnection:
         """The Engine.IO session ended: every joined namespace is left."""
         left = [Disconnected(namespace) for namespace in self.joined]
         self.joined.clear()
-        self.connecting.clear()
+        self.connecting = frozenset()
         return left
 
     # --- outputs ----------------------------------------------------------------------

@@ -327,8 +327,18 @@ class EngineServer:
             self.close_session(session, "server shutting down")
 
 
+#: Query parameters of the Engine.IO transport itself, not of the client.
+ENGINEIO_PARAMETERS = frozenset({"EIO", "transport", "sid", "t", "b64", "j"})
+
+
 def handshake_of(request: HTTPServerRequest) -> Handshake:
-    """The query and the headers namespace handlers use (Authorization) of a session's
-    first request; the rest is not kept, so an idle session stays small."""
+    """What the client itself sent with a session's first request: its query parameters
+    (the token, say) and the header namespace handlers use (Authorization). Nothing else
+    is kept, so an idle session stays small."""
+    query = {
+        name: values[-1].decode("utf-8", "replace")
+        for name, values in request.query_arguments.items()
+        if name not in ENGINEIO_PARAMETERS
+    }
     headers = {"authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
-    return Handshake({k: v[-1].decode("utf-8", "replace") for k, v in request.query_arguments.items()}, headers)
+    return Handshake(query, headers)
