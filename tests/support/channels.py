@@ -144,15 +144,24 @@ def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str)
     """Ask for an interrupt until the cell's execute_reply comes, and return that reply.
 
     An interrupt that reaches ipykernel just as a cell starts can be lost (seen on a busy
-    machine), so a client that must stop a cell asks again, as a user would.
+    machine), so a client that must stop a cell asks again, as a user would; but once the
+    KeyboardInterrupt shows on iopub it only waits for the reply: a second SIGINT while the
+    kernel reports the first can cost the reply itself.
     """
+
+    def reply_or_error(message: dict) -> bool:
+        if message["parent_header"].get("msg_id") != msg_id:
+            return False
+        return message["channel"] == "shell" or message["header"]["msg_type"] == "error"
+
+    def is_reply(message: dict) -> bool:
+        return message["channel"] == "shell" and message["parent_header"].get("msg_id") == msg_id
+
     for _ in range(5):
         assert interrupt() == 204
         try:
-            replies = client.recv_until(
-                lambda m: m["channel"] == "shell" and m["parent_header"].get("msg_id") == msg_id, timeout=4
-            )
-            return replies[-1]
+            last = client.recv_until(reply_or_error, timeout=6)[-1]
         except (TimeoutError, websocket.WebSocketTimeoutException):
             continue
+        return last if last["channel"] == "shell" else client.recv_until(is_reply, timeout=30)[-1]
     raise AssertionError("the cell was never interrupted")
