@@ -211,3 +211,50 @@ def assert_closed_with(client: ChannelsClient, code: int) -> None:
 def test_plain_http_get_of_the_websocket_url_is_a_json_400(service, kernel):
     status, headers, error = service.request("GET", f"api/kernels/{kernel}/channels")
     assert status == 400 and headers["content-type"].startswith("application/json") and "websocket" in error["message"]
+
+
+def v1_frame(channel: bytes, *parts: bytes) -> bytes:
+    """A v1 frame from raw chunks, whatever they hold."""
+    chunks = [channel, *parts]
+    offsets = [8 * (len(chunks) + 2)]
+    for chunk in chunks:
+        offsets.append(offsets[-1] + len(chunk))
+    return struct.pack(f"<{len(chunks) + 2}Q", len(chunks) + 1, *offsets) + b"".join(chunks)
+
+
+HEADER = b'{"msg_id":"m1","msg_type":"kernel_info_request","session":"s","username":"u","version":"5.3"}'
+BAD_VALUES = {
+    "NaN": '{"x": NaN}',
+    "lone surrogate": '{"x": "\\ud800"}',
+    "nested 100000 deep": '{"x": ' + "[" * 100000 + "]" * 100000 + "}",
+}
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_bad_json_values_close_the_legacy_websocket_with_1007(service, kernel, open_client, value):
+    client = open_client(kernel)
+    message = '{"channel":"shell","header":%s,"parent_header":{},"metadata":{},"content":%s}'
+    client.ws.send(message % (HEADER.decode(), BAD_VALUES[value]))
+    assert_closed_with(client, 1007)
+    assert_service_serves(service, kernel, open_client)
+
+
+@pytest.mark.parametrize("value", [*BAD_VALUES, "not JSON", "an array"])
+@pytest.mark.parametrize("part", ["header", "content"])
+def test_bad_json_parts_close_the_v1_websocket_with_1007(service, kernel, open_client, value, part):
+    """v1 parts go to the kernel as they are, so each must be a plain JSON object."""
+    bad = {"not JSON": "{not json", "an array": "[1]"}.get(value) or BAD_VALUES[value]
+    parts = {"header": HEADER, "content": b"{}"}
+    parts[part] = bad.encode()
+    client = open_client(kernel, "v1")
+    client.ws.send_binary(v1_frame(b"shell", parts["header"], b"{}", b"{}", parts["content"]))
+    assert_closed_with(client, 1007)
+    assert_service_serves(service, kernel, open_client)
+
+
+def assert_service_serves(service, kernel, open_client):
+    """Another client runs code on the kernel, and the log holds no traceback."""
+    _, outputs = open_client(kernel, "v1").execute("print('still here')")
+    assert stream_text(outputs) == "still here\n"
+    log = service.output()
+    assert "Traceback" not in log and "Uncaught exception" not in log, log[-3000:]

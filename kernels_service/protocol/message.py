@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from kernels_service.protocol import strict_json
 from kernels_service.protocol.errors import ProtocolError
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
@@ -62,11 +63,12 @@ def message_from_dict(channel: str, msg: dict[str, Any], buffers: list[bytes]) -
 
 
 def decode_json_part(raw: bytes, what: str) -> dict[str, Any]:
-    """Decode one JSON part that must be an object."""
+    """Decode one JSON part that must be an object (plain JSON: no NaN, no lone
+    surrogate, no absurd nesting; see strict_json)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"{what} is not valid JSON: {exc}") from None
+        value = strict_json.loads(raw)
+    except strict_json.JSONRejected as error:
+        raise ProtocolError(f"{what} is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"{what} must be a JSON object")
     return value

@@ -12,13 +12,13 @@ Two protocols, chosen by subprotocol negotiation as in Jupyter Server:
 
 from __future__ import annotations
 
-import json
 import struct
 from itertools import pairwise
 from typing import Any
 
+from kernels_service.protocol import strict_json
 from kernels_service.protocol.errors import ProtocolError
-from kernels_service.protocol.message import KernelMessage, encode_json, message_from_dict
+from kernels_service.protocol.message import KernelMessage, decode_json_part, encode_json, message_from_dict
 
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 _JSON_PART_NAMES = ("header", "parent_header", "metadata", "content")
@@ -54,7 +54,10 @@ def decode_v1(frame: bytes) -> KernelMessage:
     view = memoryview(frame)
     chunks = [bytes(view[a:b]) for a, b in pairwise(offsets)]
     channel = _decode_channel(chunks[0])
+    for name, part in zip(_JSON_PART_NAMES, chunks[1:5], strict=True):
+        decode_json_part(part, name)  # the part goes to the kernel as it is: it must be plain JSON
     return KernelMessage(channel, chunks[1:5], chunks[5:])
+
 
 
 def _decode_channel(raw: bytes) -> str:
@@ -121,9 +124,9 @@ def decode_legacy_binary(frame: bytes) -> KernelMessage:
 
 def _load_object(raw: str | bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message is not valid JSON: {exc}") from None
+        value = strict_json.loads(raw)
+    except strict_json.JSONRejected as error:
+        raise ProtocolError(f"message is not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise ProtocolError("message must be a JSON object")
     return value
