@@ -139,3 +139,40 @@ def test_kernel_relay_errors(service, path):
 def test_kernel_relay_rest_needs_the_token(service):
     status, _, body = service.request("GET", "spawn/python3", token="wrong")
     assert status == 403 and set(body) == {"error"}
+
+
+ROUTES_WITH_PARAMETERS = {
+    "api/kernels/{k}": {"GET", "DELETE"},
+    "api/kernels/{k}/interrupt": {"POST"},
+    "api/kernels/{k}/restart": {"POST"},
+    "api/kernelspecs/python3": {"GET"},
+    "kernelspecs/python3/logo-64x64.png": {"GET"},
+    "spawn/python3": {"GET", "POST"},
+    "shutdown/{k}": {"GET", "POST"},
+}
+
+
+@pytest.mark.parametrize("route", ROUTES_WITH_PARAMETERS)
+def test_cors_preflight_on_routes_with_path_parameters(service, kernel, route):
+    """Browsers preflight exactly these requests; each answers 204 with what it allows."""
+    headers = {"Origin": "http://app.example", "Access-Control-Request-Method": "POST"}
+    status, reply, body = service.request("OPTIONS", route.format(k=kernel), headers=headers)
+    assert status == 204 and body == b"", body
+    assert ROUTES_WITH_PARAMETERS[route] <= set(reply["access-control-allow-methods"].split(", "))
+    assert "Uncaught exception OPTIONS" not in service.output()
+
+
+@pytest.mark.parametrize(
+    "method, route, allowed, key",
+    [
+        ("PUT", "api/kernels", {"GET", "POST"}, "message"),
+        ("PATCH", "api/kernels/{k}", {"GET", "DELETE"}, "message"),
+        ("DELETE", "spawn/python3", {"GET", "POST"}, "error"),
+        ("DELETE", "shutdown/{k}", {"GET", "POST"}, "error"),
+        ("PUT", "api/kernels/{k}/channels", {"GET"}, "message"),
+    ],
+)
+def test_wrong_method_is_a_json_405_with_allow(service, kernel, method, route, allowed, key):
+    status, headers, body = service.request(method, route.format(k=kernel))
+    assert status == 405 and body[key] == "Method Not Allowed", body
+    assert allowed <= set(headers["allow"].split(", ")) and method not in headers["allow"]

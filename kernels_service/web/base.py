@@ -68,9 +68,9 @@ class JSONHandler(web.RequestHandler):
         if not self.services.policy.token_accepted(self.request):
             raise web.HTTPError(403, "Forbidden: missing or bad token")
 
-    def options(self, *args: str) -> None:
-        """CORS preflight: what the allowed origins may send."""
-        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+    def options(self, *args: str, **kwargs: str) -> None:
+        """CORS preflight: what the allowed origins may send (path parameters are ignored)."""
+        self.set_header("Access-Control-Allow-Methods", ", ".join(allowed_methods(self)))
         self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
         self.set_status(204)
 
@@ -92,15 +92,7 @@ class JSONHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Every error as `{"message", "reason"}`; domain errors get their own status."""
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, KernelsError):
-            status_code = status_of(error)
-            self.set_status(status_code)
-            message = str(error)
-        elif isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message
-        else:
-            message = "Internal server error" if status_code >= 500 else responses.get(status_code, "Error")
+        status_code, message = error_answer(self, status_code, kwargs)
         self.finish(json.dumps({"message": message, "reason": responses.get(status_code, "Error")}))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -109,6 +101,27 @@ class JSONHandler(web.RequestHandler):
             log.info("%s %s -> %s", self.request.method, self.request.uri, value)
         else:
             super().log_exception(typ, value, tb)
+
+
+def allowed_methods(handler: web.RequestHandler) -> list[str]:
+    """The HTTP methods a handler class implements (for `Allow` and CORS preflights)."""
+    unimplemented = web.RequestHandler.get  # tornado's placeholder for every method
+    return [m for m in handler.SUPPORTED_METHODS if getattr(type(handler), m.lower()) is not unimplemented]
+
+
+def error_answer(handler: web.RequestHandler, status_code: int, kwargs: dict[str, Any]) -> tuple[int, str]:
+    """The status and message of an error answer; sets the status of domain errors and
+    the `Allow` header of a 405. Never a traceback: 500s say only "Internal server error"."""
+    error = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(error, KernelsError):
+        status_code = status_of(error)
+        handler.set_status(status_code)
+        return status_code, str(error)
+    if status_code == 405:
+        handler.set_header("Allow", ", ".join(allowed_methods(handler)))
+    if isinstance(error, web.HTTPError) and error.log_message:
+        return status_code, error.log_message
+    return status_code, "Internal server error" if status_code >= 500 else responses.get(status_code, "Error")
 
 
 class NotFoundHandler(JSONHandler):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from http.client import responses
 from typing import Any
 
 from tornado import websocket
@@ -26,7 +27,7 @@ from kernels_service.protocol.websocket import (
 )
 from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
-from kernels_service.web.base import Services
+from kernels_service.web.base import Services, error_answer
 
 log = logging.getLogger("kernels_service.web")
 
@@ -55,6 +56,12 @@ class ChannelsHandler(websocket.WebSocketHandler):
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             return self._refuse(400, "This is a websocket endpoint: send an 'Upgrade: websocket' request")
         await super().get(kernel_id)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors before the upgrade (a wrong method, say) are JSON like every REST error."""
+        status_code, message = error_answer(self, status_code, kwargs)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"message": message, "reason": responses.get(status_code, "Error")}))
 
     def _refuse(self, status: int, message: str) -> None:
         self.set_status(status)

@@ -10,24 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado import web
-
-from kernels_service.kernels import KernelsError
-from kernels_service.web.base import JSONHandler, status_of
+from kernels_service.web.base import JSONHandler, error_answer
 
 
 class KernelRelayHandler(JSONHandler):
     """kernel-relay's error shape: `{"error": message}`."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, KernelsError):
-            self.set_status(status_of(error))
-            message = str(error)
-        elif isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message
-        else:
-            message = "Internal server error"
+        _, message = error_answer(self, status_code, kwargs)
         self.finish(json.dumps({"error": message}))
 
 
