@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import websocket
 
 from tests.support.channels import ChannelsClient, stream_text
 
@@ -176,3 +177,13 @@ def test_wrong_method_is_a_json_405_with_allow(service, kernel, method, route, a
     status, headers, body = service.request(method, route.format(k=kernel))
     assert status == 405 and body[key] == "Method Not Allowed", body
     assert allowed <= set(headers["allow"].split(", ")) and method not in headers["allow"]
+
+
+def test_token_in_the_query_never_reaches_the_log(service, kernel):
+    """REST 200 and 4xx, the websocket 101, and socket.io polling, all with `?token=`."""
+    service.request("GET", f"api/kernels?token={service.token}", token="")
+    service.request("GET", f"api/kernels/nope?token={service.token}", token="")
+    service.request("GET", f"/socket.io/?EIO=4&transport=polling&token={service.token}", raw_path=True)
+    websocket.create_connection(service.ws_url(f"api/kernels/{kernel}/channels?token={service.token}")).close()
+    log = service.output()
+    assert "token=[redacted]" in log and service.token not in log

@@ -20,6 +20,7 @@ from kernels_service.kernels import (
     NoSuchKernelSpec,
 )
 from kernels_service.relay import RelayHub
+from kernels_service.web.access_log import redact
 
 log = logging.getLogger("kernels_service.web")
 
@@ -98,7 +99,7 @@ class JSONHandler(web.RequestHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Client errors are logged in one line, without a traceback."""
         if isinstance(value, (KernelsError, web.HTTPError)):
-            log.info("%s %s -> %s", self.request.method, self.request.uri, value)
+            log.info("%s %s -> %s", self.request.method, redact(self.request.uri or ""), value)
         else:
             super().log_exception(typ, value, tb)
 

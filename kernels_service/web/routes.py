@@ -6,6 +6,7 @@ from typing import Any
 
 from tornado import web
 
+from kernels_service.web.access_log import log_request
 from kernels_service.web.base import NotFoundHandler, Services
 from kernels_service.web.channels import ChannelsHandler
 from kernels_service.web.kernels import (
@@ -57,5 +58,6 @@ def make_web_app(services: Services, extra_routes: list | None = None, **setting
         [*(extra_routes or []), *routes(services)],
         default_handler_class=NotFoundHandler,
         default_handler_args={"services": services},
+        log_function=log_request,
         **settings,
     )
