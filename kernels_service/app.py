@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import signal
+import sys
 from copy import deepcopy
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -19,6 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Application
+from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
 from kernels_service.access import AccessPolicy
@@ -133,10 +135,16 @@ class KernelsService(Application):
     def _default_kernel_name(self) -> str:
         return AsyncMultiKernelManager().default_kernel_name
 
+    def _create_loader(self, argv, aliases, flags, classes):  # type: ignore[no-untyped-def]
+        return StrictArgumentLoader(argv, aliases, flags, classes=classes, log=self.log, subcommands=self.subcommands)
+
     def initialize(self, argv: list[str] | None = None) -> None:
         """Environment first, then the config file, then the command line (highest)."""
         apply_environment(self)
         self.parse_command_line(argv)
+        if self.extra_args:
+            print(f"{self.name}: error: unexpected arguments: {' '.join(self.extra_args)}", file=sys.stderr)
+            self.exit(2)
         if self.config_file:
             command_line = deepcopy(self.config)
             self.load_config_file(self.config_file)
@@ -217,6 +225,14 @@ class KernelsService(Application):
                 self.port,
             )
         return self.token
+
+
+class StrictArgumentLoader(KVArgParseConfigLoader):
+    """Command-line parsing that refuses an option it does not know (exit 2 with a message)
+    instead of warning and serving anyway: a mistyped `--prot=1` must not go unnoticed."""
+
+    def _handle_unrecognized_alias(self, arg: str) -> None:
+        self.parser.error(f"unrecognized option: {'-' if len(arg) == 1 else '--'}{arg}")
 
 
 def apply_environment(app: Application) -> None:

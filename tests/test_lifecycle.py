@@ -105,6 +105,22 @@ def test_help_lists_the_options():
         assert option in result.stdout
 
 
+@pytest.mark.parametrize(
+    "argv, complaint",
+    [
+        (["--prot=1"], "unrecognized option: --prot"),
+        (["sh", "-c", "/srv/kernels.py --base-path=/krn/"], "unrecognized option: -c"),
+        (["/srv/kernels.py", "--base-path=/krn/"], "unexpected arguments: /srv/kernels.py"),
+    ],
+)
+def test_unknown_options_and_stray_arguments_exit_2(argv, complaint):
+    """A mistyped option or the original image's `sh -c` form must not serve with defaults."""
+    command = [sys.executable, str(ROOT / "kernels.py"), "--initial-kernels=1", *argv]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
+    assert "Serving at" not in result.stdout + result.stderr
+
+
 def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
     config = tmp_path / "service_config.py"
     config.write_text("c.KernelsService.initial_kernels = 0\nc.KernelsService.max_kernels = 1\n")
