@@ -21,6 +21,12 @@ def test_initial_kernel_is_listed_with_a_full_model(service):
     assert model["name"] == "python3" and model["last_activity"].endswith("Z")
 
 
+def test_a_kernel_shutdown_is_logged_once(service):
+    kernel_id = service.start_kernel()
+    assert service.request("DELETE", f"api/kernels/{kernel_id}")[0] == 204
+    assert service.output().count(f"Kernel shutdown: {kernel_id}") == 1
+
+
 def test_create_get_delete_kernel(service):
     status, headers, model = service.request("POST", "api/kernels", {"name": "python3"})
     assert status == 201

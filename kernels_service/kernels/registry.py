@@ -134,10 +134,9 @@ class KernelRegistry:
         for observer in self._observers:
             await observer.kernel_stopping(record)
         try:
-            await self._multi.shutdown_kernel(kernel_id)
+            await self._multi.shutdown_kernel(kernel_id)  # it logs "Kernel shutdown: <id>" itself
         except KeyError:  # already gone from jupyter_client's side
             pass
-        log.info("Kernel shutdown: %s", kernel_id)
 
     async def shutdown_all(self) -> None:
         for kernel_id in list(self._records):
