@@ -25,13 +25,20 @@ class KernelMessage:
 
     __slots__ = ("channel", "parts", "buffers", "_header")
 
-    def __init__(self, channel: str, parts: list[bytes], buffers: list[bytes] | None = None):
+    def __init__(
+        self,
+        channel: str,
+        parts: list[bytes],
+        buffers: list[bytes] | None = None,
+        header: dict[str, Any] | None = None,
+    ):
+        """`header`: the first part already decoded, if a codec had to decode it anyway."""
         if len(parts) != 4:
             raise ProtocolError(f"a message has 4 JSON parts, got {len(parts)}")
         self.channel = channel
         self.parts = parts
         self.buffers = buffers or []
-        self._header: dict[str, Any] | None = None
+        self._header: dict[str, Any] | None = header
 
     @property
     def header(self) -> dict[str, Any]:

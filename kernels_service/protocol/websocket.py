@@ -54,9 +54,9 @@ def decode_v1(frame: bytes) -> KernelMessage:
     view = memoryview(frame)
     chunks = [bytes(view[a:b]) for a, b in pairwise(offsets)]
     channel = _decode_channel(chunks[0])
-    for name, part in zip(_JSON_PART_NAMES, chunks[1:5], strict=True):
-        decode_json_part(part, name)  # the part goes to the kernel as it is: it must be plain JSON
-    return KernelMessage(channel, chunks[1:5], chunks[5:])
+    # the parts go to the kernel as they are: each must be plain JSON (the header is kept)
+    header, *_ = [decode_json_part(part, name) for name, part in zip(_JSON_PART_NAMES, chunks[1:5], strict=True)]
+    return KernelMessage(channel, chunks[1:5], chunks[5:], header=header)
 
 
 

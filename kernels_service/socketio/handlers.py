@@ -55,10 +55,11 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return
         limit = self.server.config.max_payload
         length = self.request.headers.get("Content-Length", "0")
-        if not (length.isascii() and length.isdigit()) or int(length) > limit:
+        size = int(length) if length.isascii() and length.isdigit() else limit + 1
+        if size > limit:
             session = self.server.sessions.get(self.get_query_argument("sid", ""))
-            if session is not None:
-                self.server.close_session(session, f"polling body of {length} bytes is larger than maxPayload")
+            if session is not None and not session.engine.payload_allowed(size):  # the engine's rule closes it
+                self.server.flush(session)
             self._fail(BAD_REQUEST, 413, "Payload too large")
             return
         self.request.connection.set_max_body_size(limit)  # a chunked body past it drops the connection
@@ -148,12 +149,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return self._fail(BAD_METHOD)
         if session.engine.transport != "polling":
             return self._fail(BAD_REQUEST)
-        body = bytes(self._body)
-        if not session.engine.payload_allowed(len(body)):
-            self.server.flush(session)
-            return self._fail(BAD_REQUEST, 413, "Payload too large")
-        try:
-            for packet in iter_payload(body, session.engine.version, utf8_twice=session.engine.b64):
+        try:  # the body is at most maxPayload: prepare() saw to that
+            for packet in iter_payload(bytes(self._body), session.engine.version, utf8_twice=session.engine.b64):
                 self.server.receive(session, packet, "polling")
                 if session.engine.closed:
                     break
