@@ -1,13 +1,17 @@
 """Service memory under socket.io load: RSS before, at the peak, and after.
 
-    python benchmarks/bench_memory.py [--sessions 2000] [--message-mb 60]
+    python benchmarks/bench_memory.py [--sessions 2000] [--clients 300] [--message-mb 60]
 
-Two workloads, each against a fresh service on a free loopback port:
+Three workloads, each against a fresh service on a free loopback port:
 
 * sessions: N Engine.IO 4 websocket sessions join `/` with the token and stay open,
   then all close; once with the default session cap (1000: the rest get 503), once
-  with all admitted, three rounds in a row (steady memory across rounds: no leak;
-  what CPython's allocator keeps after the first burst it reuses).
+  with all admitted, three rounds in a row (steady memory across rounds: no leak).
+  The all-admitted run is repeated with `PYTHONMALLOC=pymalloc`, the operator's
+  opt-out of the allocator the service picks (kernels_service/memory.py): it shows
+  what the heap trim gives back.
+* websocket clients: N raw kernel websocket clients on one kernel, each runs
+  `print(1)` in turn (every client gets every client's output), then all close.
 * large message: a kernel prints one N MB stream message; one, then three socket.io
   clients on `/iopub/<id>` receive it whole (clients that keep up share one encoded copy).
 
@@ -30,6 +34,7 @@ from pathlib import Path
 import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.channels import ChannelsClient  # noqa: E402
 from tests.support.service import Service  # noqa: E402
 
 MB = 1024 * 1024
@@ -88,10 +93,10 @@ def open_sessions(service: Service, count: int) -> tuple[list[websocket.WebSocke
     return socks, refused
 
 
-def sessions_workload(count: int, cap: int | None, rounds: int) -> dict:
+def sessions_workload(count: int, cap: int | None, rounds: int, env: dict | None = None) -> dict:
     """`rounds` bursts of `count` sessions that join `/` and leave; `cap` None is the default."""
     options = ["--initial-kernels=0"] + ([f"--max-socketio-sessions={cap}"] if cap else [])
-    service = Service(*options)
+    service = Service(*options, env=env)
     try:
         baseline = settle(service, 2)
         sampler = PeakSampler(service.pid)
@@ -102,6 +107,26 @@ def sessions_workload(count: int, cap: int | None, rounds: int) -> dict:
                 sock.close()
             afters.append(settle(service, 5))
         return {"baseline": baseline, "peak": sampler.stop(), "after": afters[-1], "rounds": afters, "refused": refused}
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def websocket_clients_workload(count: int) -> dict:
+    """`count` kernel websocket clients of one kernel each run print(1), then all leave."""
+    service = Service()
+    try:
+        kernel_id = service.request("GET", "api/kernels")[2][0]["id"]
+        ChannelsClient(service, kernel_id).execute("pass")[0]  # the kernel is ready
+        baseline = settle(service, 2)
+        sampler = PeakSampler(service.pid)
+        clients = [ChannelsClient(service, kernel_id, protocol="v1" if i % 2 else "legacy") for i in range(count)]
+        for client in clients:
+            reply, outputs = client.execute("print(1)", timeout=120)
+            assert reply["content"]["status"] == "ok" and outputs, "print(1) gave no output"
+        for client in clients:
+            client.close()
+        peak = sampler.stop()
+        return {"baseline": baseline, "peak": peak, "after": settle(service, 5)}
     finally:
         service.stop_and_check_no_leak()
 
@@ -173,18 +198,25 @@ def report(name: str, figures: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=300)
     parser.add_argument("--message-mb", type=int, default=60)
     args = parser.parse_args()
     print(f"{args.sessions} socket.io sessions, default session cap...", flush=True)
     capped = sessions_workload(args.sessions, None, rounds=1)
     print(f"{args.sessions} socket.io sessions, all admitted, 3 rounds...", flush=True)
     uncapped = sessions_workload(args.sessions, args.sessions + 10, rounds=3)
+    print(f"{args.sessions} socket.io sessions, all admitted, PYTHONMALLOC=pymalloc...", flush=True)
+    pymalloc = sessions_workload(args.sessions, args.sessions + 10, rounds=1, env={"PYTHONMALLOC": "pymalloc"})
+    print(f"{args.clients} kernel websocket clients, print(1) each...", flush=True)
+    clients = websocket_clients_workload(args.clients)
     print(f"one {args.message_mb} MB message through socket.io, to 1 and to 3 clients...", flush=True)
     message = large_message_workload(args.message_mb, 1)
     message3 = large_message_workload(args.message_mb, 3)
     print("target: after <= 2x baseline")
     report(f"{args.sessions} sessions, default cap ({capped['refused']} refused)", capped)
     report(f"{args.sessions} sessions, all admitted", uncapped)
+    report(f"{args.sessions} sessions, all admitted, pymalloc", pymalloc)
+    report(f"{args.clients} websocket clients, print(1) each", clients)
     report(f"{args.message_mb} MB message, 1 client", message)
     report(f"{args.message_mb} MB message, 3 clients", message3)
 

@@ -15,6 +15,8 @@ import sys
 from copy import deepcopy
 
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_core.paths import jupyter_runtime_dir
+from jupyter_core.utils import ensure_dir_exists
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
@@ -176,6 +178,7 @@ class KernelsService(Application):
             connect_timeout=self.connect_timeout,
             queue_limit=self.client_queue_limit,
             max_sessions=self.max_socketio_sessions,
+            heap=services.heap,
         )
         app = make_web_app(
             services,
@@ -197,14 +200,18 @@ class KernelsService(Application):
         finally:
             server.stop()
             socketio.close_all()
+            await services.hub.close_all("service stopping")
             await registry.shutdown_all()
             await server.close_all_connections()
 
     def _make_registry(self) -> KernelRegistry:
+        runtime_dir = jupyter_runtime_dir()  # JUPYTER_RUNTIME_DIR, else the user's runtime directory
+        ensure_dir_exists(runtime_dir, mode=0o700)  # connection files hold the kernels' HMAC keys
         multi = AsyncMultiKernelManager(
             parent=self,
             kernel_manager_class=KERNEL_MANAGER_CLASS,
             kernel_spec_manager=KernelSpecManager(parent=self),
+            connection_dir=runtime_dir,
         )
         return KernelRegistry(
             multi,
@@ -246,5 +253,5 @@ def apply_environment(app: Application) -> None:
 
 
 def main() -> None:
-    """Console entry point: `kernels-service`, `python -m kernels_service`, `kernels.py`."""
+    """Parse the command line and serve until SIGINT/SIGTERM (started by `launch.main`)."""
     KernelsService.launch_instance()

@@ -1,15 +1,18 @@
 """Domain: the kernel registry over jupyter_client, kernel models and domain errors."""
 
 from kernels_service.kernels.errors import (
+    Busy,
     InvalidRequest,
     KernelsError,
     LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
+    Stopping,
 )
 from kernels_service.kernels.registry import KernelRecord, KernelRegistry
 
 __all__ = [
+    "Busy",
     "InvalidRequest",
     "KernelRecord",
     "KernelRegistry",
@@ -17,4 +20,5 @@ __all__ = [
     "LimitReached",
     "NoSuchKernel",
     "NoSuchKernelSpec",
+    "Stopping",
 ]

@@ -21,3 +21,11 @@ class InvalidRequest(KernelsError):
 
 class LimitReached(KernelsError):
     """A configured limit (such as max_kernels) forbids the request."""
+
+
+class Busy(KernelsError):
+    """Another lifecycle operation of the kernel is pending (409)."""
+
+
+class Stopping(KernelsError):
+    """The service is stopping and starts no more kernels (503)."""

@@ -1,13 +1,19 @@
 """The kernel registry: every kernel the service runs, over jupyter_client's multi-kernel manager.
 
 jupyter_client does launching, ports, signals, restarts and provisioners; the registry adds
-what the service needs around it: validation of client input, the `max_kernels` limit,
-a sanitised kernel environment, activity records for the REST model, and notifications
-to observers (the relay) when kernels start, restart, die or stop.
+what the service needs around it: validation of client input, the `max_kernels` limit
+(a slot is reserved before the launch is awaited), one lifecycle operation per kernel at
+a time (lifecycle.py), a sanitised kernel environment, and notifications to observers
+(the relay) when kernels start, restart, die or stop.
+
+The registry is the one writer of a kernel's record: the relay reports what it sees on
+iopub (`record_status`, `record_activity`, `record_connections`) and the registry decides.
+A kernel leaves the registry only once its process is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -24,9 +30,13 @@ from kernels_service.kernels.errors import (
     LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
+    Stopping,
 )
+from kernels_service.kernels.lifecycle import Lifecycle
 
 log = logging.getLogger("kernels_service.kernels")
+
+AUTO_RESTART = "restarting (it died)"  # the lifecycle operation of jupyter_client's auto-restarter
 
 
 def utcnow() -> datetime:
@@ -48,9 +58,7 @@ class KernelRecord:
     last_activity: datetime = field(default_factory=utcnow)
     execution_state: str = "starting"
     connections: int = 0
-
-    def touch(self) -> None:
-        self.last_activity = utcnow()
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the Jupyter REST API."""
@@ -70,7 +78,12 @@ class KernelObserver(Protocol):
 
     async def kernel_stopping(self, record: KernelRecord) -> None: ...
 
-    def kernel_restarting(self, record: KernelRecord) -> None: ...
+    def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:
+        """The kernel is about to restart (its old process may still answer); `automatic`:
+        jupyter_client restarts it because it died, no client asked."""
+
+    def kernel_restarted(self, record: KernelRecord) -> None:
+        """The new process is launched, perhaps on new ports."""
 
     def kernel_died(self, record: KernelRecord) -> None: ...
 
@@ -94,6 +107,10 @@ class KernelRegistry:
         self._max_kernels = max_kernels
         self._records: dict[str, KernelRecord] = {}
         self._observers: list[KernelObserver] = []
+        self._launching = 0  # starts in flight: they hold a max_kernels slot
+        self._no_launches = asyncio.Event()
+        self._no_launches.set()
+        self._stopping = False
 
     @property
     def kernel_spec_manager(self) -> Any:
@@ -115,55 +132,150 @@ class KernelRegistry:
         """Launch a kernel of kernelspec `name` (default if None) and tell the observers."""
         name = name or self.default_name
         self._check_spec(name)
-        if self._max_kernels and len(self._records) >= self._max_kernels:
+        environment = self._environment_for(env or {})
+        if self._stopping:
+            raise Stopping("The service is stopping")
+        if self._max_kernels and len(self._records) + self._launching >= self._max_kernels:
             raise LimitReached(f"Maximum number of kernels ({self._max_kernels}) reached")
-        kernel_id = await self._multi.start_kernel(kernel_name=name, env=self._environment_for(env or {}))
-        record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id))
-        self._records[kernel_id] = record
-        record.manager.add_restart_callback(lambda: self._restarting(record), "restart")
-        record.manager.add_restart_callback(lambda: self._died(record), "dead")
+        self._launching += 1  # the slot is taken before the launch is awaited
+        self._no_launches.clear()
+        try:
+            kernel_id = await self._multi.start_kernel(kernel_name=name, env=environment)
+            record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id))
+            if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
+                await self._stop_process(record)
+                raise Stopping("The service is stopping")
+            self._records[kernel_id] = record
+        finally:
+            self._launching -= 1
+            if not self._launching:
+                self._no_launches.set()
+        manager = record.manager
+        manager.add_restart_callback(lambda: self._auto_restarting(record), "restart")
+        manager.add_restart_callback(lambda: self._died(record), "dead")
+        manager.on_restarted(lambda: self._restarted(record))
         log.info("Kernel started: %s (%s)", kernel_id, name)
         for observer in self._observers:
             await observer.kernel_started(record)
         return record
 
     async def shutdown(self, kernel_id: str) -> None:
-        """Stop a kernel and forget it."""
+        """Stop a kernel, after any pending operation of it, and forget it once it is gone."""
         record = self.get(kernel_id)
-        del self._records[kernel_id]
-        for observer in self._observers:
-            await observer.kernel_stopping(record)
+        await record.lifecycle.begin_when_idle("shutting down")
         try:
-            await self._multi.shutdown_kernel(kernel_id)  # it logs "Kernel shutdown: <id>" itself
-        except KeyError:  # already gone from jupyter_client's side
-            pass
+            if self._records.get(kernel_id) is not record:
+                raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
+            for observer in self._observers:
+                await observer.kernel_stopping(record)
+            await self._stop_process(record)
+            self._records.pop(kernel_id, None)
+        finally:
+            record.lifecycle.end()
 
-    async def shutdown_all(self) -> None:
-        for kernel_id in list(self._records):
-            await self.shutdown(kernel_id)
+    async def _stop_process(self, record: KernelRecord) -> None:
+        """Shut the kernel down through jupyter_client (which logs "Kernel shutdown: <id>");
+        if that fails midway, kill it: no process may outlive its record."""
+        try:
+            await self._multi.shutdown_kernel(record.id)
+        except KeyError:  # already gone from jupyter_client's side
+            return
+        except Exception as error:  # noqa: BLE001 - whatever jupyter_client raised, the process must go
+            log.warning("Shutting down kernel %s failed (%r); killing it", record.id, error)
+            try:
+                await record.manager.shutdown_kernel(now=True)
+            except Exception as kill_error:  # noqa: BLE001
+                log.warning("Killing kernel %s failed too: %r", record.id, kill_error)
+            self._multi.remove_kernel(record.id)
+
+    async def shutdown_all(self, timeout: float = 8.0) -> None:
+        """Stop every kernel, those being launched included, and start no more; whatever
+        is not down within `timeout` seconds (a restart in flight, a kernel that ignores
+        its shutdown request) is killed. Then close ZeroMQ: no socket may keep the
+        process from exiting."""
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._shutdown_everything(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("Kernels still running %ss after the stop began; killing them", timeout)
+            await self._kill_everything()
+        self._multi.context.destroy(linger=0)
+
+    async def _shutdown_everything(self) -> None:
+        await self._no_launches.wait()
+        await asyncio.gather(*(self.shutdown(kernel_id) for kernel_id in list(self._records)), return_exceptions=True)
+
+    async def _kill_everything(self) -> None:
+        for kernel_id in self._multi.list_kernel_ids():
+            provisioner = self._multi.get_kernel(kernel_id).provisioner
+            try:
+                if provisioner is not None:
+                    await provisioner.kill()
+                    await asyncio.wait_for(provisioner.wait(), 2)
+            except Exception as error:  # noqa: BLE001 - the next kernel must still be killed
+                log.warning("Killing kernel %s failed: %r", kernel_id, error)
+        self._records.clear()
 
     async def interrupt(self, kernel_id: str) -> None:
         record = self.get(kernel_id)
-        await record.manager.interrupt_kernel()
-        record.touch()
+        record.lifecycle.begin("interrupting")
+        try:
+            await record.manager.interrupt_kernel()
+            self.record_activity(record)
+        finally:
+            record.lifecycle.end()
 
     async def restart(self, kernel_id: str) -> KernelRecord:
-        """Restart a kernel in place (same id, same ports); clients see `restarting`."""
+        """Restart a kernel in place (same id); clients see `restarting`, then the new kernel."""
         record = self.get(kernel_id)
-        self._restarting(record)
-        await record.manager.restart_kernel()
+        record.lifecycle.begin("restarting")
+        try:
+            self._restarting(record, automatic=False)
+            await record.manager.restart_kernel()
+        finally:
+            record.lifecycle.end()
         return record
 
-    def _restarting(self, record: KernelRecord) -> None:
-        record.execution_state = "restarting"
-        record.touch()
+    # --- what the relay reports; the registry alone writes the record ------------------------
+
+    def record_activity(self, record: KernelRecord) -> None:
+        record.last_activity = utcnow()
+
+    def record_status(self, record: KernelRecord, execution_state: str) -> None:
+        """An iopub status from the kernel; ignored once it is dead or while it restarts
+        (the old process may still speak)."""
+        record.last_activity = utcnow()
+        if record.execution_state != "dead" and record.lifecycle.pending not in ("restarting", AUTO_RESTART):
+            record.execution_state = execution_state
+
+    def record_connections(self, record: KernelRecord, connections: int) -> None:
+        record.connections = connections
+
+    # --- jupyter_client's restart callbacks --------------------------------------------------
+
+    def _auto_restarting(self, record: KernelRecord) -> None:
+        record.lifecycle.begin_automatic(AUTO_RESTART)
+        self._restarting(record, automatic=True)
+
+    def _restarted(self, record: KernelRecord) -> None:
+        if record.lifecycle.pending == AUTO_RESTART:
+            record.lifecycle.end()
+        record.execution_state = "starting"
         for observer in self._observers:
-            observer.kernel_restarting(record)
+            observer.kernel_restarted(record)
+
+    def _restarting(self, record: KernelRecord, automatic: bool) -> None:
+        record.execution_state = "restarting"
+        record.last_activity = utcnow()
+        for observer in self._observers:
+            observer.kernel_restarting(record, automatic)
 
     def _died(self, record: KernelRecord) -> None:
         log.warning("Kernel %s died and could not be restarted", record.id)
+        if record.lifecycle.pending == AUTO_RESTART:
+            record.lifecycle.end()
         record.execution_state = "dead"
-        record.touch()
+        record.last_activity = utcnow()
         for observer in self._observers:
             observer.kernel_died(record)
 

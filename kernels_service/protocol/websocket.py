@@ -59,7 +59,6 @@ def decode_v1(frame: bytes) -> KernelMessage:
     return KernelMessage(channel, chunks[1:5], chunks[5:], header=header)
 
 
-
 def _decode_channel(raw: bytes) -> str:
     try:
         channel = raw.decode()

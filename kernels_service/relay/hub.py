@@ -14,6 +14,11 @@ class RelayHub:
         self._relays: dict[str, KernelRelay] = {}
         registry.add_observer(self)
 
+    async def close_all(self, reason: str) -> None:
+        """Close every relay (the service is stopping): no ZeroMQ socket stays open."""
+        for kernel_id in list(self._relays):
+            await self._relays.pop(kernel_id).close(reason)
+
     def get(self, kernel_id: str) -> KernelRelay:
         """The relay of a running kernel; NoSuchKernel if there is none."""
         try:
@@ -22,7 +27,7 @@ class RelayHub:
             raise NoSuchKernel(kernel_id) from None
 
     async def kernel_started(self, record: KernelRecord) -> None:
-        relay = KernelRelay(record)
+        relay = KernelRelay(record, self.registry)
         self._relays[record.id] = relay
         relay.start()
 
@@ -31,9 +36,13 @@ class RelayHub:
         if relay is not None:
             await relay.close("kernel shut down")
 
-    def kernel_restarting(self, record: KernelRecord) -> None:
+    def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:
         if record.id in self._relays:
-            self._relays[record.id].kernel_restarting()
+            self._relays[record.id].kernel_restarting(automatic)
+
+    def kernel_restarted(self, record: KernelRecord) -> None:
+        if record.id in self._relays:
+            self._relays[record.id].kernel_restarted()
 
     def kernel_died(self, record: KernelRecord) -> None:
         if record.id in self._relays:

@@ -1,24 +1,35 @@
-"""The relay of one kernel: reads its iopub once, fans it out, and knows when it is ready."""
+"""The relay of one kernel: reads its iopub once, fans it out, and knows when it is ready.
+
+"Ready" means the kernel answered a kernel_info request *and* the iopub status of one of
+those requests reached us: only then is our iopub subscription known to be live, so no
+output of a client's request can be published before we listen (a ZeroMQ SUB drops
+what was published before its subscription took effect). The relay makes sure of it at
+start and after every restart, REST or automatic; a restart may also move the kernel to
+new ports (remote provisioners pick new ones), so the sockets follow the manager's
+connection info. What clients send meanwhile is held by their sessions.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 
 from kernels_service.kernels import KernelRecord, NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
-from kernels_service.protocol.message import make_message, status_message
+from kernels_service.protocol.message import decode_json_part, make_message, status_message
 from kernels_service.protocol.wire import Signer, from_frames, to_frames
 from kernels_service.relay.session import RelaySession
 from kernels_service.relay.sockets import connect_iopub
 
 log = logging.getLogger("kernels_service.relay")
 
-NUDGE_INTERVAL = 0.25  # seconds between kernel_info requests while waiting for a kernel
+RESEND_AFTER = 2.0  # seconds without a kernel_info reply before the nudge asks again
+IOPUB_GRACE = 0.5  # seconds to wait for a replied request's iopub status before asking again
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 READY_TIMEOUT = 60.0  # give up waiting for a kernel to answer after this long
 
 
@@ -32,17 +43,37 @@ class RelayListener(Protocol):
         """The kernel is gone: close the client with this reason."""
 
 
+class KernelReports(Protocol):
+    """Where the relay reports what it sees of a kernel (the registry, its record's one writer)."""
+
+    def record_activity(self, record: KernelRecord) -> None: ...
+
+    def record_status(self, record: KernelRecord, execution_state: str) -> None: ...
+
+    def record_connections(self, record: KernelRecord, connections: int) -> None: ...
+
+
+def ports_of(info: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a kernel's connection info the relay's sockets depend on."""
+    return (info.get("transport"), info.get("ip"), *(info.get(f"{channel}_port") for channel in CHANNELS))
+
+
 class KernelRelay:
     """iopub fan-out, per-client sessions, readiness and synthetic statuses for one kernel."""
 
-    def __init__(self, record: KernelRecord):
+    def __init__(self, record: KernelRecord, reports: KernelReports):
         self.record = record
+        self._reports = reports
         manager = record.manager
         self._signer = Signer(manager.session.key, manager.session.signature_scheme)
         self._sessions: list[RelaySession] = []
         self._ready = asyncio.Event()
         self._iopub_seen = asyncio.Event()
+        self._nudge_ids: set[str] = set()  # kernel_info requests of the running nudge
+        self._ports = ports_of(manager.get_connection_info())
         self._iopub = connect_iopub(manager.context, manager.get_connection_info())
+        self._iopub_reader: asyncio.Task[None] | None = None
+        self._nudging: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._status_session = uuid.uuid4().hex
         self.closed = False
@@ -54,8 +85,8 @@ class KernelRelay:
 
     def start(self) -> None:
         """Start reading iopub and nudging the kernel until it answers."""
-        self._spawn(self._read_iopub())
-        self._spawn(self._nudge())
+        self._iopub_reader = self._spawn(self._read_iopub())
+        self._start_nudge()
 
     async def wait_ready(self) -> None:
         """Return once the kernel answered kernel_info and its iopub reaches us."""
@@ -81,7 +112,8 @@ class KernelRelay:
         """A session with a fresh ZMQ identity, its sockets connected; NoSuchKernel once closed."""
         if self.closed:
             raise NoSuchKernel(self.kernel_id)
-        session = RelaySession(self, f"{kind}-{uuid.uuid4().hex}".encode(), self._signer)
+        identity = f"{kind}-{uuid.uuid4().hex}".encode()
+        session = RelaySession(self.kernel_id, identity, self._signer, self._ready, self._activity)
         session.open(self.record.manager)
         self._sessions.append(session)
         return session
@@ -108,12 +140,32 @@ class KernelRelay:
         """Send a synthetic iopub status (restarting, dead) to every client."""
         self._fan_out(status_message(execution_state, self._status_session))
 
-    def kernel_restarting(self) -> None:
+    def kernel_restarting(self, automatic: bool) -> None:
+        """Hold clients' messages until the new kernel is ready. Tell clients of an
+        automatic restart (the kernel died) with a `restarting` status, as Jupyter Server
+        does; a client that asked for a restart knows (JupyterLab reconnects on that
+        status: sent for its own restart, it would reconnect twice and lose a reply)."""
         self._ready.clear()
-        self.broadcast_status("restarting")
-        self._spawn(self._nudge())
+        if self._nudging is not None:
+            self._nudging.cancel()
+        if automatic:
+            self.broadcast_status("restarting")
+
+    def kernel_restarted(self) -> None:
+        """The new process is launched: follow it to new ports if it moved, then nudge it."""
+        manager = self.record.manager
+        ports = ports_of(manager.get_connection_info())
+        if ports != self._ports:
+            log.info("Kernel %s restarted on new ports; reconnecting", self.kernel_id)
+            self._ports = ports
+            self._reconnect_iopub()
+            for session in self._sessions:
+                session.reconnect(manager)
+        self._start_nudge()
 
     def kernel_died(self) -> None:
+        if self._nudging is not None:
+            self._nudging.cancel()
         self.broadcast_status("dead")
         self._ready.set()  # nobody should wait for a kernel that will not come back
 
@@ -130,12 +182,29 @@ class KernelRelay:
         self._ready.set()
 
     def _count_connections(self) -> None:
-        self.record.connections = sum(len(s.listeners) for s in self._sessions)
+        self._reports.record_connections(self.record, sum(len(s.listeners) for s in self._sessions))
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _activity(self) -> None:
+        self._reports.record_activity(self.record)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _reconnect_iopub(self) -> None:
+        if self._iopub_reader is not None:
+            self._iopub_reader.cancel()
+        self._iopub.close(linger=0)
+        manager = self.record.manager
+        self._iopub = connect_iopub(manager.context, manager.get_connection_info())
+        self._iopub_reader = self._spawn(self._read_iopub())
+
+    def _start_nudge(self) -> None:
+        if self._nudging is not None:
+            self._nudging.cancel()
+        self._nudging = self._spawn(self._nudge())
 
     def _fan_out(self, message: KernelMessage) -> None:
         for session in list(self._sessions):
@@ -149,41 +218,57 @@ class KernelRelay:
                 return
             try:
                 message = from_frames("iopub", frames, self._signer)
-                self._note_activity(message)
+                ours = self._note_status(message)
             except ProtocolError as exc:
                 log.warning("Dropped an iopub message from kernel %s: %s", self.kernel_id, exc)
                 continue
-            self._iopub_seen.set()
-            self._fan_out(message)
+            if not ours:
+                self._fan_out(message)
 
-    def _note_activity(self, message: KernelMessage) -> None:
-        self.record.touch()
-        if b"status" in message.parts[0] and message.msg_type == "status":
-            state = message.content().get("execution_state")
-            if isinstance(state, str) and self.record.execution_state != "dead":
-                self.record.execution_state = state
+    def _note_status(self, message: KernelMessage) -> bool:
+        """Report activity and status. True for the status of the relay's own kernel_info
+        requests: the nudge's business, not the clients' (as in Jupyter Server)."""
+        if b"status" not in message.parts[0] or message.msg_type != "status":
+            self._activity()
+            return False
+        state = message.content().get("execution_state")
+        if isinstance(state, str):
+            self._reports.record_status(self.record, state)
+        parent = decode_json_part(message.parts[1], "parent_header")
+        if parent.get("session") != self._status_session:
+            return False
+        if parent.get("msg_id") in self._nudge_ids:
+            self._iopub_seen.set()
+        return True
 
     async def _nudge(self) -> None:
-        """Send kernel_info requests until one is answered and iopub has delivered.
-
-        Like Jupyter Server's nudge: only then is the iopub subscription known to be
-        live, so no output of a client's first request can be lost.
-        """
+        """Ask kernel_info until a request is answered and its iopub status has reached us
+        (Jupyter Server's nudge); then the relay is ready. One request at a time: a kernel
+        still starting gets one, not a pile. Cancelled by a restart, which starts a new
+        nudge once the new process is there."""
         manager = self.record.manager
         shell = manager.connect_shell(identity=f"nudge-{uuid.uuid4().hex}".encode())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT
+        self._iopub_seen.clear()
+        self._nudge_ids.clear()
         try:
-            self._iopub_seen.clear()
             while loop.time() < deadline:
                 request = make_message("shell", "kernel_info_request", {}, self._status_session)
+                self._nudge_ids.add(request.header["msg_id"])
                 await shell.send_multipart(to_frames(request, self._signer))
-                if await shell.poll(NUDGE_INTERVAL * 1000) and self._iopub_seen.is_set():
-                    break
-                if await shell.poll(0):
+                if not await shell.poll(RESEND_AFTER * 1000):
+                    continue  # not answered yet (a slow start): ask once more
+                while await shell.poll(0):
                     await shell.recv_multipart()
+                try:
+                    await asyncio.wait_for(self._iopub_seen.wait(), IOPUB_GRACE)
+                    break
+                except asyncio.TimeoutError:
+                    continue  # answered, but its status was published before we listened
             else:
                 log.warning("Kernel %s did not answer kernel_info in %ss", self.kernel_id, READY_TIMEOUT)
-        finally:
-            shell.close(linger=0)
             self._ready.set()
+        finally:
+            self._nudge_ids.clear()
+            shell.close(linger=0)

@@ -3,13 +3,18 @@
 ipykernel sends replies and `input_request`s to the identity that sent the request, so
 every client that must get only its own replies (a websocket connection) has its own
 session, and whatever must share stdin with a shell requester shares its session.
+
+While the kernel restarts, a session holds what its clients send and sends it once the
+relay has re-established iopub with the new kernel (`ready`): sent earlier, the output
+of those requests could be published before our subscription is live, and lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
@@ -18,37 +23,85 @@ from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolErr
 from kernels_service.protocol.wire import Signer, from_frames, to_frames
 
 if TYPE_CHECKING:
-    from kernels_service.relay.kernel import KernelRelay, RelayListener
+    from kernels_service.relay.kernel import RelayListener
 
 log = logging.getLogger("kernels_service.relay")
+
+#: Messages a session holds for a restarting kernel; more is a client flooding a kernel that is not there.
+MAX_HELD = 1000
 
 
 class RelaySession:
     """Shell/control/stdin DEALER sockets under one identity, and the listeners they feed."""
 
-    def __init__(self, relay: KernelRelay, identity: bytes, signer: Signer):
-        self.relay = relay
+    def __init__(
+        self,
+        kernel_id: str,
+        identity: bytes,
+        signer: Signer,
+        ready: asyncio.Event,
+        on_activity: Callable[[], None],
+    ):
+        """`ready`: set while the kernel can take messages; `on_activity`: called for each
+        message either way (the kernel's last_activity)."""
+        self.kernel_id = kernel_id
         self.identity = identity
         self.listeners: list[RelayListener] = []
         self._signer = signer
+        self._ready = ready
+        self._on_activity = on_activity
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
         self._readers: list[asyncio.Task[None]] = []
+        self._held: list[KernelMessage] = []
+        self._releasing: asyncio.Task[None] | None = None
 
-    def open(self, manager: object) -> None:
-        """Connect the DEALER sockets and start reading them."""
+    def open(self, manager: Any) -> None:
+        """Connect the DEALER sockets (from the manager's current ports) and read them."""
         for channel in CLIENT_CHANNELS:
-            connect = getattr(manager, f"connect_{channel}")
-            socket = connect(identity=self.identity)
+            socket = getattr(manager, f"connect_{channel}")(identity=self.identity)
             self._sockets[channel] = socket
             self._readers.append(asyncio.ensure_future(self._read(channel, socket)))
 
+    def reconnect(self, manager: Any) -> None:
+        """The kernel has new ports: the same identity, new sockets."""
+        self._close_sockets()
+        self.open(manager)
+
     def send(self, message: KernelMessage) -> None:
-        """Sign a client's message with the kernel's key and send it on its channel."""
-        socket = self._sockets.get(message.channel)
-        if socket is None:
+        """Sign a client's message with the kernel's key and send it on its channel (or
+        hold it while the kernel restarts); ProtocolError for a channel clients cannot use."""
+        if message.channel not in CLIENT_CHANNELS:
             raise ProtocolError(f"clients cannot send on channel {message.channel!r}")
-        socket.send_multipart(to_frames(message, self._signer), copy=False)
-        self.relay.record.touch()
+        self._on_activity()
+        if self._ready.is_set() and not self._held:
+            self._send_now(message)
+            return
+        if len(self._held) >= MAX_HELD:
+            raise ProtocolError(f"more than {MAX_HELD} messages sent while the kernel restarts")
+        self._held.append(message)
+        if self._releasing is None:
+            self._releasing = asyncio.ensure_future(self._release_when_ready())
+
+    def _send_now(self, message: KernelMessage) -> None:
+        """Send without waiting: a kernel that stops reading fills its ZeroMQ queue
+        (SNDHWM messages), and then the client is told, rather than futures piling up."""
+        socket = self._sockets.get(message.channel)
+        if socket is None:  # the session is closed
+            return
+        sent = socket.send_multipart(to_frames(message, self._signer), flags=zmq.NOBLOCK, copy=False)
+        if sent.done() and sent.exception() is not None:
+            raise ProtocolError(f"the kernel is not taking messages on {message.channel} ({sent.exception()})")
+
+    async def _release_when_ready(self) -> None:
+        try:
+            await self._ready.wait()
+            held, self._held = self._held, []
+            for message in held:
+                self._send_now(message)
+        except ProtocolError as error:
+            log.warning("Dropped messages held for kernel %s: %s", self.kernel_id, error)
+        finally:
+            self._releasing = None
 
     def deliver(self, message: KernelMessage) -> None:
         """Hand a kernel message to every listener of this session."""
@@ -64,12 +117,18 @@ class RelaySession:
             try:
                 message = from_frames(channel, frames, self._signer)
             except ProtocolError as exc:
-                log.warning("Dropped a %s message from kernel %s: %s", channel, self.relay.kernel_id, exc)
+                log.warning("Dropped a %s message from kernel %s: %s", channel, self.kernel_id, exc)
                 continue
-            self.relay.record.touch()
+            self._on_activity()
             self.deliver(message)
 
     def close(self) -> None:
+        if self._releasing is not None:
+            self._releasing.cancel()
+        self._held.clear()
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for reader in self._readers:
             reader.cancel()
         for socket in self._sockets.values():

@@ -148,8 +148,13 @@ class KernelChannelNamespace:
 
     def on_disconnect(self, socket: Socket) -> None:
         listener, socket.context = socket.context, None
-        if listener is not None and not listener.session.relay.closed:
-            listener.session.relay.detach(listener.session, listener)
+        if listener is None:
+            return
+        try:
+            relay = self.hub.get(self.kernel_id)
+        except NoSuchKernel:  # the kernel is gone, and its sessions with it
+            return
+        relay.detach(listener.session, listener)
 
 
 def check_token(access: AccessPolicy, socket: Socket, auth: dict[str, Any]) -> None:

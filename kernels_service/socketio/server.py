@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
+from kernels_service.memory import HeapTrimmer
 from kernels_service.socketio.connection import (
     ConnectRequested,
     Disconnected,
@@ -83,6 +84,7 @@ class EngineServer:
         queue_limit: int = 128 * 1024 * 1024,
         max_sessions: int = 1000,
         engine_only: bool = False,
+        heap: HeapTrimmer | None = None,
     ):
         self.namespaces = namespaces
         self.access = access
@@ -92,6 +94,7 @@ class EngineServer:
         self.max_sessions = max_sessions
         self.engine_only = engine_only  # the conformance server's Engine.IO echo: no Socket.IO layer
         self.sessions: dict[str, SessionIO] = {}
+        self.heap = heap or HeapTrimmer()  # told when a session ends: gives a burst's memory back
 
     def open_session(self, version: int, transport: str, request: HTTPServerRequest, b64: bool) -> SessionIO | None:
         """A new session, or None when `max_sessions` are open already."""
@@ -303,6 +306,7 @@ class EngineServer:
         for ws in (session.websocket, session.probe):
             if ws is not None:
                 ws.close_transport()
+        self.heap.released()
 
     # --- timers -------------------------------------------------------------------------------
 

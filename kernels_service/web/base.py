@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.client import responses
 from typing import Any
 
@@ -12,13 +12,16 @@ from tornado import web
 
 from kernels_service.access import AccessPolicy
 from kernels_service.kernels import (
+    Busy,
     InvalidRequest,
     KernelRegistry,
     KernelsError,
     LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
+    Stopping,
 )
+from kernels_service.memory import HeapTrimmer
 from kernels_service.relay import RelayHub
 from kernels_service.web.access_log import redact
 
@@ -29,6 +32,8 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     NoSuchKernelSpec: 404,
     InvalidRequest: 400,
     LimitReached: 503,
+    Busy: 409,
+    Stopping: 503,
 }
 
 
@@ -41,6 +46,7 @@ class Services:
     policy: AccessPolicy
     base_path: str  # "/" or "/jupyter/"
     client_queue_limit: int = 128 * 1024 * 1024  # bytes of output waiting for one slow client
+    heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # told when a client goes
 
 
 def status_of(error: BaseException) -> int:

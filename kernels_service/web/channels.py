@@ -94,7 +94,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
             message = self._decode(frame)
             self.session.send(message)
         except ProtocolError as error:
-            log.info("Closing websocket on kernel %s: %s", self.session.relay.kernel_id, error)
+            log.info("Closing websocket on kernel %s: %s", self.session.kernel_id, error)
             self.close(CLOSE_INVALID_DATA, str(error)[:120])
 
     def _decode(self, frame: str | bytes) -> KernelMessage:
@@ -130,6 +130,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         if self.session is not None and self.relay is not None:
             self.relay.close_session(self.session)
             self.session = None
+        self.services.heap.released()
 
 
 def _encode_v1_frame(message: KernelMessage) -> tuple[bytes, bool]:

@@ -1,0 +1,112 @@
+"""Memory a burst of connections takes is given back: the allocator the service runs
+under, and the heap trim after a burst (kernels_service/memory.py). The figures are
+measured by benchmarks/bench_memory.py; these tests check the mechanism."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import websocket
+
+from kernels_service import memory
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import Service, descendants
+
+
+def environment_of(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
+
+
+def test_the_service_runs_under_the_system_allocator_and_its_kernels_do_not():
+    service = Service()
+    try:
+        environment = environment_of(service.pid)  # as the re-executed process started: same PID
+        assert environment.get("PYTHONMALLOC") == "malloc"
+        (kernel,) = service.request("GET", "api/kernels")[2]
+        client = ChannelsClient(service, kernel["id"])
+        _, outputs = client.execute("import os; print(sorted(k for k in os.environ if 'MALLOC' in k))")
+        client.close()
+        assert stream_text(outputs) == "[]\n"
+        for pid in descendants(service.pid):
+            assert "PYTHONMALLOC" not in environment_of(pid)
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_an_allocator_the_operator_chose_is_kept():
+    service = Service("--initial-kernels=0", env={"PYTHONMALLOC": "pymalloc"})
+    try:
+        environment = environment_of(service.pid)
+        assert environment["PYTHONMALLOC"] == "pymalloc"
+        assert "KERNELS_SERVICE_SYSTEM_MALLOC" not in environment
+        assert service.request("GET", "api/kernels")[0] == 200
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_the_heap_is_trimmed_once_a_burst_of_sessions_and_websockets_ends():
+    service = Service("--log-level=DEBUG")
+    try:
+        (kernel,) = service.request("GET", "api/kernels")[2]
+        sockets = []
+        for _ in range(50):
+            url = f"ws://127.0.0.1:{service.port}/socket.io/?EIO=4&transport=websocket&token={service.token}"
+            sockets.append(websocket.create_connection(url, timeout=30))
+            assert sockets[-1].recv().startswith("0{")
+        clients = [ChannelsClient(service, kernel["id"]) for _ in range(10)]
+        for sock in [*sockets, *(client.ws for client in clients)]:
+            sock.close()
+        deadline = time.monotonic() + 60
+        while "Heap trimmed" not in service.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "Heap trimmed: resident memory" in service.output()
+        client = ChannelsClient(service, kernel["id"])  # and it serves on
+        assert stream_text(client.execute("print('still here')")[1]) == "still here\n"
+        client.close()
+        assert "Traceback" not in service.output()
+    finally:
+        service.stop_and_check_no_leak()
+
+
+@pytest.fixture
+def counted_trims(monkeypatch):
+    """The trimmer's policy alone: malloc_trim replaced by a counter."""
+    trims: list[float] = []
+    monkeypatch.setattr(memory, "MALLOC_TRIM", lambda pad: trims.append(time.monotonic()) or 1)
+    return trims
+
+
+async def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def test_a_burst_of_releases_makes_one_trim_after_it(counted_trims):
+    async def burst() -> None:
+        trimmer = memory.HeapTrimmer(quiet=0.05, longest=10)
+        for _ in range(1000):
+            trimmer.released()
+        await wait_for(lambda: counted_trims)
+        await asyncio.sleep(0.2)  # nothing more is due
+        trimmer.released()  # a new burst, a new trim
+        await wait_for(lambda: len(counted_trims) == 2)
+
+    asyncio.run(burst())
+    assert len(counted_trims) == 2
+
+
+def test_releases_that_never_stop_still_trim_within_the_longest_wait(counted_trims):
+    async def steady_stream() -> None:
+        trimmer = memory.HeapTrimmer(quiet=0.2, longest=0.5)
+        deadline = time.monotonic() + 3
+        while not counted_trims and time.monotonic() < deadline:
+            trimmer.released()  # more often than `quiet`: the burst never goes quiet
+            await asyncio.sleep(0.01)
+
+    asyncio.run(steady_stream())
+    assert counted_trims, "a steady stream of releases was never trimmed"
