@@ -15,9 +15,9 @@ import sys
 from copy import deepcopy
 
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_dir_exists
-from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
 from traitlets import Float, Integer, List, Unicode, default
