@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.message import encode_json
 from kernels_service.relay.outbox import Outbox
 
 
-class Flush:
-    """Stands for the future a transport returns: done when the test says the bytes left."""
-
-    def __init__(self):
-        self.callbacks = []
-
-    def add_done_callback(self, callback):
-        self.callbacks.append(callback)
-
-    def done(self):
-        for callback in self.callbacks:
-            callback(self)
-
-
 class Transport:
     def __init__(self):
         self.sent: list[KernelMessage] = []
-        self.pending: list[Flush] = []
+        self.pending: list[Future] = []
         self.closed_with: str | None = None
 
     def send(self, message: KernelMessage):
+        """Returns the future a transport returns: done when the test says the bytes left."""
         self.sent.append(message)
-        self.pending.append(Flush())
+        self.pending.append(Future())
         return sum(len(p) for p in message.parts), self.pending[-1]
 
     def flush_all(self):
         while self.pending:
-            self.pending.pop(0).done()
+            self.pending.pop(0).set_result(None)
 
 
 def stream(text: str, parent: str = "p1", name: str = "stdout") -> KernelMessage:
@@ -97,6 +85,38 @@ def test_a_client_past_the_limit_is_closed_with_a_reason_not_dropped_silently():
     outbox.put(stream("late"))
     transport.flush_all()
     assert texts(transport.sent) == ["x" * 20], "nothing is sent after giving up"
+
+
+def status_message(state: str, parent: str) -> KernelMessage:
+    parts = [json.dumps({"msg_type": "status", "msg_id": parent}).encode(), b"{}", b"{}"]
+    return KernelMessage("iopub", [*parts, encode_json({"execution_state": state})])
+
+
+def test_thousands_of_waiting_messages_drain_in_a_loop_not_a_recursion():
+    """Writes that complete at once (flushed None) must not nest one call per message."""
+    first = Future()
+    sent = []
+
+    def send(message):
+        sent.append(message)
+        return 10, first if len(sent) == 1 else None
+
+    outbox = Outbox(send, lambda reason: None, high_water=1)
+    messages = [status_message("busy" if i % 2 else "idle", f"p{i}") for i in range(5000)]
+    for message in messages:
+        outbox.put(message)
+    assert outbox.waiting == 4999
+    first.set_result(None)
+    assert sent == messages and outbox.waiting == 0
+
+
+def test_a_failed_write_closes_the_outbox_and_its_error_is_read():
+    failing = Future()
+    outbox = Outbox(lambda m: (10, failing), lambda reason: None, high_water=1)
+    outbox.put(status_message("busy", "a"))
+    outbox.put(status_message("idle", "b"))
+    failing.set_exception(ConnectionError("client gone"))
+    assert outbox.closed and outbox.waiting == 0
 
 
 def test_a_closed_transport_counts_as_flushed():

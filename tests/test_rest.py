@@ -193,3 +193,30 @@ def test_token_in_the_query_never_reaches_the_log(service, kernel):
     websocket.create_connection(service.ws_url(f"api/kernels/{kernel}/channels?token={service.token}")).close()
     log = service.output()
     assert "token=[redacted]" in log and service.token not in log
+
+
+BAD_BODIES = {
+    "nested 5000 deep": '{"env": ' + "[" * 5000 + "]" * 5000 + "}",
+    "NaN": '{"name": NaN}',
+    "lone surrogate": '{"name": "\\ud800"}',
+    "not UTF-8": b'{"name": "\xff"}',
+    "NUL in a value": '{"env": {"KERNEL_X": "a\\u0000b"}}',
+    "NUL in a name": '{"env": {"KERNEL_\\u0000": "b"}}',
+    "= in a name": '{"env": {"KERNEL_A=B": "c"}}',
+    "empty name": '{"env": {"": "c"}}',
+    "lone surrogate in env": '{"env": {"KERNEL_X": "\\udc00"}}',
+    "200 KB value": '{"env": {"KERNEL_X": "' + "x" * 200_000 + '"}}',
+    "number value": '{"env": {"KERNEL_X": 1}}',
+}
+
+
+@pytest.mark.parametrize("what", BAD_BODIES)
+def test_bad_kernel_bodies_are_400_json_and_start_nothing(service, what):
+    before = {k["id"] for k in service.request("GET", "api/kernels")[2]}
+    status, headers, error = service.request(
+        "POST", "api/kernels", BAD_BODIES[what], headers={"Content-Type": "application/json"}
+    )
+    assert status == 400, (status, error)
+    assert headers["content-type"].startswith("application/json") and set(error) == {"message", "reason"}
+    assert {k["id"] for k in service.request("GET", "api/kernels")[2]} == before
+    assert "Traceback" not in service.output() and "Uncaught exception" not in service.output()

@@ -143,7 +143,7 @@ class KernelRegistry:
             kernel_id = await self._multi.start_kernel(kernel_name=name, env=environment)
             record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id))
             if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
-                await self._stop_process(record)
+                await self._stop_process(record, now=True)  # still starting: nothing to save
                 raise Stopping("The service is stopping")
             self._records[kernel_id] = record
         finally:
@@ -168,16 +168,18 @@ class KernelRegistry:
                 raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
             for observer in self._observers:
                 await observer.kernel_stopping(record)
-            await self._stop_process(record)
+            await self._stop_process(record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
         finally:
             record.lifecycle.end()
 
-    async def _stop_process(self, record: KernelRecord) -> None:
+    async def _stop_process(self, record: KernelRecord, now: bool = False) -> None:
         """Shut the kernel down through jupyter_client (which logs "Kernel shutdown: <id>");
-        if that fails midway, kill it: no process may outlive its record."""
+        if that fails midway, kill it: no process may outlive its record. `now` kills at
+        once (jupyter_client's graceful way interrupts first, which a kernel still
+        importing its modules answers with a KeyboardInterrupt traceback)."""
         try:
-            await self._multi.shutdown_kernel(record.id)
+            await self._multi.shutdown_kernel(record.id, now=now)
         except KeyError:  # already gone from jupyter_client's side
             return
         except Exception as error:  # noqa: BLE001 - whatever jupyter_client raised, the process must go
@@ -230,11 +232,19 @@ class KernelRegistry:
         record = self.get(kernel_id)
         record.lifecycle.begin("restarting")
         try:
+            now = self._not_up_yet(record)
             self._restarting(record, automatic=False)
-            await record.manager.restart_kernel()
+            await record.manager.restart_kernel(now=now)
         finally:
             record.lifecycle.end()
         return record
+
+    @staticmethod
+    def _not_up_yet(record: KernelRecord) -> bool:
+        """A kernel that has not spoken yet has nothing to save: it is stopped at once.
+        jupyter_client's graceful stop interrupts it first, and a kernel still importing
+        its modules dies of that KeyboardInterrupt with a traceback in the log."""
+        return record.execution_state == "starting"
 
     # --- what the relay reports; the registry alone writes the record ------------------------
 
@@ -291,13 +301,35 @@ class KernelRegistry:
         """The service's sanitised environment plus the client variables we allow."""
         env = dict(self._kernel_env)
         for key, value in requested.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise InvalidRequest("env must map variable names to strings")
+            check_variable(key, value)
             if key.startswith("KERNEL_") or key in self._allowed_env:
                 env[key] = value
             else:
                 log.info("Ignoring env variable %s from client (not allowed)", key)
         return env
+
+
+#: Largest value a client may give a kernel variable (Linux refuses an argument or
+#: variable over 128 KiB: the launch would fail with a traceback, not a clear error).
+MAX_VARIABLE_BYTES = 32 * 1024
+
+
+def check_variable(name: Any, value: Any) -> None:
+    """Raise InvalidRequest for a variable a process cannot be given: not strings, an
+    empty name or one with `=`, a NUL anywhere, no UTF-8 form, or a value too long."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise InvalidRequest("env must map variable names to strings")
+    if not name or "=" in name:
+        raise InvalidRequest(f"env: {name!r} is not a variable name")
+    if "\0" in name or "\0" in value:
+        raise InvalidRequest(f"env: {name!r} holds a NUL character")
+    try:
+        size = len(value.encode())
+        name.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"env: {name!r} holds a lone surrogate") from None
+    if size > MAX_VARIABLE_BYTES:
+        raise InvalidRequest(f"env: {name!r} is longer than {MAX_VARIABLE_BYTES} bytes")
 
 
 def sanitised_environment(secret_names: Iterable[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from kernels_service.protocol import KernelMessage
@@ -69,16 +70,24 @@ class Outbox:
         self._waiting.append(run or message)
         self._waiting_bytes += size_of(message)
 
+    def close(self) -> None:
+        """The client is gone: drop what waits for it and take nothing more."""
+        self.closed = True
+        self._waiting.clear()
+        self._waiting_bytes = 0
+
     def _write(self, message: KernelMessage) -> None:
         size, flushed = self._send(message)
-        self._in_flight += size
-        if flushed is None:
-            self._flushed(size)
-        else:
-            flushed.add_done_callback(lambda _: self._flushed(size))
+        if flushed is not None:
+            self._in_flight += size
+            flushed.add_done_callback(partial(self._flushed, size))
 
-    def _flushed(self, size: int) -> None:
+    def _flushed(self, size: int, flushed: Any) -> None:
+        """A write reached the socket (or failed: the client is gone); send what waits."""
+        if not flushed.cancelled() and flushed.exception() is not None:
+            self.close()  # the exception is read, so asyncio does not log it as never retrieved
         self._in_flight -= size
+        # A loop, not recursion: a send that completes at once (flushed None) comes back here.
         while self._waiting and self._in_flight < self._high_water and not self.closed:
             entry = self._waiting.popleft()
             self._waiting_bytes -= entry.size if isinstance(entry, StreamRun) else size_of(entry)

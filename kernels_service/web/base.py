@@ -22,6 +22,7 @@ from kernels_service.kernels import (
     Stopping,
 )
 from kernels_service.memory import HeapTrimmer
+from kernels_service.protocol import strict_json
 from kernels_service.relay import RelayHub
 from kernels_service.web.access_log import redact
 
@@ -90,9 +91,9 @@ class JSONHandler(web.RequestHandler):
         if not self.request.body.strip():
             return {}
         try:
-            value = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise web.HTTPError(400, "Request body is not valid JSON") from None
+            value = strict_json.loads(self.request.body)
+        except strict_json.JSONRejected as error:
+            raise web.HTTPError(400, f"Request body: {error}") from None
         if not isinstance(value, dict):
             raise web.HTTPError(400, "Request body must be a JSON object")
         return value

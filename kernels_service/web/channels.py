@@ -115,6 +115,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         try:
             return len(frame), self.write_message(frame, binary=binary)
         except websocket.WebSocketClosedError:
+            self.outbox.close()
             return 0, None
 
     def _give_up(self, reason: str) -> None:
@@ -127,6 +128,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.close(CLOSE_GOING_AWAY, reason)
 
     def on_close(self) -> None:
+        self.outbox.close()
         if self.session is not None and self.relay is not None:
             self.relay.close_session(self.session)
             self.session = None

@@ -1,0 +1,192 @@
+"""One kernel, one lifecycle at a time: restarts that clients survive (JupyterLab's own
+client, new ports), and concurrent lifecycle requests that never make a 500, an orphan
+kernel or a service that cannot stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import ROOT, Service, alive, descendants
+
+NODE = shutil.which("node")
+PROVISIONERS = ROOT / "tests" / "support" / "provisioners"
+
+
+def run_node(script: str, *args: str, timeout: float = 600) -> dict:
+    assert NODE, "node is required for these tests"
+    done = subprocess.run(
+        [NODE, str(ROOT / "tests" / "node" / script), *args], capture_output=True, text=True, timeout=timeout
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result from {script}: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    result = json.loads(lines[-1])
+    assert done.returncode == 0 and result["ok"], result
+    return result
+
+
+@pytest.fixture(scope="module")
+def service():
+    service = Service()
+    yield service
+    service.stop_and_check_no_leak()
+
+
+@pytest.mark.parametrize("protocol", ["v1", "legacy"])
+def test_jupyterlab_sees_idle_after_each_of_20_restarts(service, protocol):
+    (kernel,) = [k for k in service.request("GET", "api/kernels")[2] if k["name"] == "python3"][:1]
+    result = run_node("jupyterlab_restarts.js", protocol, service.http_url(""), service.token, kernel["id"], "20")
+    assert result["restarts"] == 20
+    assert result["protocol"] == ("v1.kernel.websocket.jupyter.org" if protocol == "v1" else "")
+    assert "Traceback" not in service.output()
+
+
+def test_rapid_restarts_leave_every_model_idle_without_a_client(service):
+    kernels = [service.start_kernel() for _ in range(3)]
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda k: service.request("POST", f"api/kernels/{k}/restart")[0], kernels * 2))
+    assert set(statuses) <= {200, 409}, statuses
+    deadline = time.monotonic() + 60
+    states = {}
+    while time.monotonic() < deadline:
+        states = {k: service.request("GET", f"api/kernels/{k}")[2]["execution_state"] for k in kernels}
+        if set(states.values()) == {"idle"}:
+            break
+        time.sleep(0.2)
+    assert set(states.values()) == {"idle"}, states
+    for kernel in kernels:
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+
+
+def test_concurrent_restarts_and_interrupts_are_answered_200_204_or_409(service):
+    kernel = service.start_kernel()
+    requests = [("POST", f"api/kernels/{kernel}/restart")] * 6 + [("POST", f"api/kernels/{kernel}/interrupt")] * 4
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda r: service.request(*r), requests))
+    statuses = sorted(status for status, _, _ in answers)
+    assert 200 in statuses and set(statuses) <= {200, 204, 409}, statuses
+    for status, _, body in answers:
+        if status == 409:
+            assert body["message"].startswith("Kernel is "), body
+    client = ChannelsClient(service, kernel)
+    assert stream_text(client.execute("print('after')", timeout=60)[1]) == "after\n"
+    client.close()
+    assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+
+
+def test_delete_during_a_restart_stops_the_kernel_for_good(service):
+    kernel = service.start_kernel()
+    before = descendants(service.pid)
+    with ThreadPoolExecutor(2) as pool:
+        restart = pool.submit(service.request, "POST", f"api/kernels/{kernel}/restart")
+        time.sleep(0.05)  # not for ordering: either order must end with the kernel gone
+        delete = pool.submit(service.request, "DELETE", f"api/kernels/{kernel}")
+        assert restart.result()[0] in (200, 404, 409)
+        assert delete.result()[0] == 204
+    assert service.request("GET", f"api/kernels/{kernel}")[0] == 404
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in descendants(service.pid) - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kernel_pids = [pid for pid in before - descendants(service.pid) if alive(pid)]
+    assert not kernel_pids, f"the deleted kernel's processes live on: {kernel_pids}"
+
+
+def test_max_kernels_holds_under_a_burst_of_starts():
+    service = Service("--initial-kernels=0", "--max-kernels=5")
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            posts = list(pool.map(lambda _: service.request("POST", "api/kernels", {})[0], range(12)))
+            spawns = list(pool.map(lambda _: service.request("POST", "spawn/python3")[0], range(8)))
+        statuses = posts + spawns
+        assert statuses.count(201) + statuses.count(200) == 5, statuses
+        assert set(statuses) <= {200, 201, 503}, statuses
+        assert len(service.request("GET", "api/kernels")[2]) == 5
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def kernels_of(runtime_dir: Path) -> list[int]:
+    """Processes running with a connection file from this runtime directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(runtime_dir).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("during", ["a start", "a restart", "a delete"])
+def test_sigterm_during_a_lifecycle_operation_exits_0_within_10s_leaving_nothing(tmp_path, during):
+    runtime = tmp_path / "runtime"
+    service = Service(env={"JUPYTER_RUNTIME_DIR": str(runtime)})
+    (kernel,) = service.request("GET", "api/kernels")[2]
+    request = {
+        "a start": ("POST", "api/kernels", {}),
+        "a restart": ("POST", f"api/kernels/{kernel['id']}/restart"),
+        "a delete": ("DELETE", f"api/kernels/{kernel['id']}"),
+    }[during]
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(service.request, *request)
+        time.sleep(0.05)  # not for ordering: the stop must hold wherever the operation is
+        started = time.monotonic()
+        code = service.stop(signal.SIGTERM, timeout=30)
+        took = time.monotonic() - started
+        try:
+            pending.result()
+        except OSError:
+            pass  # the service may close the connection as it stops
+    assert code == 0 and took < 10, (code, took, service.output()[-3000:])
+    deadline = time.monotonic() + 5
+    while kernels_of(runtime) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not kernels_of(runtime), "a kernel outlived the service"
+    assert not list(runtime.glob("kernel-*.json")), "connection files were left behind"
+    assert "Traceback" not in service.output()
+
+
+def new_ports_kernelspec(root: Path) -> dict[str, str]:
+    spec = root / "kernels" / "newports"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    metadata = {"kernel_provisioner": {"provisioner_name": "new-ports-provisioner"}}
+    kernel_json = {"argv": argv, "display_name": "New ports", "language": "python", "metadata": metadata}
+    (spec / "kernel.json").write_text(json.dumps(kernel_json))
+    return {"JUPYTER_PATH": str(root), "PYTHONPATH": os.pathsep.join([str(PROVISIONERS), str(ROOT)])}
+
+
+SHELL_PORT = "import json, ipykernel.connect as c; print(json.load(open(c.get_connection_file()))['shell_port'])"
+
+
+def test_a_kernel_that_restarts_on_new_ports_is_followed(tmp_path):
+    service = Service("--initial-kernels=0", "--KernelRestarter.time_to_dead=0.5", env=new_ports_kernelspec(tmp_path))
+    try:
+        kernel = service.start_kernel(name="newports")
+        client = ChannelsClient(service, kernel)
+        ports = [stream_text(client.execute(SHELL_PORT)[1])]
+        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        ports.append(stream_text(client.execute(SHELL_PORT, timeout=60)[1]))  # the same websocket
+        _, outputs = client.execute("import os; print(os.getpid())")
+        os.kill(int(stream_text(outputs)), signal.SIGKILL)  # an automatic restart, on new ports too
+        client.recv_until(lambda m: m["content"].get("execution_state") == "restarting", timeout=60)
+        ports.append(stream_text(client.execute(SHELL_PORT, timeout=60)[1]))
+        assert len(set(ports)) == 3, ports
+        fresh = ChannelsClient(service, kernel, protocol="v1")
+        assert stream_text(fresh.execute("print('fresh')")[1]) == "fresh\n"
+        fresh.close()
+        client.close()
+        assert "restarted on new ports" in service.output()
+    finally:
+        service.stop_and_check_no_leak()
