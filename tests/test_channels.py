@@ -12,6 +12,7 @@ import pytest
 import websocket
 
 from tests.support.channels import ChannelsClient, interrupt_until_replied, stream_text
+from tests.support.service import Service
 
 PROTOCOLS = ["legacy", "v1"]
 
@@ -264,3 +265,36 @@ def assert_service_serves(service, kernel, open_client):
     assert stream_text(outputs) == "still here\n"
     log = service.output()
     assert "Uncaught exception" not in log and "Task exception was never retrieved" not in log, log[-3000:]
+
+
+def test_a_client_flooding_a_hung_kernel_is_closed_with_1013_and_the_service_goes_on():
+    """A kernel that stops reading (here: SIGSTOP) fills its ZeroMQ queue; the relay does
+    not pile up send futures without bound but closes the flooding client, "try again
+    later". Its own service: the kernel's backlog makes noise when it is stopped."""
+    service = Service()
+    try:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        _, outputs = client.execute("import os; print(os.getpid())")
+        pid = int(stream_text(outputs))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            content = {"code": "x = '" + "y" * 20_000 + "'", "silent": True, "store_history": False}
+            closed = False
+            for _ in range(20_000):  # far more than ZeroMQ's queue and the socket buffers hold
+                try:
+                    client.send("shell", "execute_request", content)
+                except (websocket.WebSocketConnectionClosedException, OSError):
+                    closed = True
+                    break
+            assert closed, "the flooding client was never closed"
+            assert f"{kernel}: the kernel is not reading its shell messages" in service.output()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        other = ChannelsClient(service, kernel)
+        assert other.execute("print('awake')", timeout=120)[0]["content"]["status"] == "ok"
+        other.close()
+        output = service.output()
+        assert "Uncaught exception" not in output and "never retrieved" not in output, output[-3000:]
+    finally:
+        service.stop_and_check_no_leak()

@@ -60,6 +60,7 @@ async def python_client_flow(service, kernel_id: str, transports: list[str]) -> 
         transports=transports,
         socketio_path=f"{base}/socket.io",
         auth={"token": service.token},
+        wait_timeout=60,  # a namespace connect waits for the new kernel: 1 s (the default) is a race
     )
     code = "print(input('? ')); print('x' * 200000)"
     await client.emit(

@@ -26,6 +26,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 
 from kernels_service.kernels.errors import (
+    Busy,
     InvalidRequest,
     LimitReached,
     NoSuchKernel,
@@ -220,6 +221,8 @@ class KernelRegistry:
 
     async def interrupt(self, kernel_id: str) -> None:
         record = self.get(kernel_id)
+        if self._not_up_yet(record):  # SIGINT would kill it in its imports, with a traceback
+            raise Busy("Kernel is starting; interrupt it once it runs code")
         record.lifecycle.begin("interrupting")
         try:
             await record.manager.interrupt_kernel()

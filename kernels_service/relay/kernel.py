@@ -268,6 +268,12 @@ class KernelRelay:
                     continue  # answered, but its status was published before we listened
             else:
                 log.warning("Kernel %s did not answer kernel_info in %ss", self.kernel_id, READY_TIMEOUT)
+            log.debug(
+                "Kernel %s ready after %.2fs and %d kernel_info requests",
+                self.kernel_id,
+                READY_TIMEOUT - (deadline - loop.time()),
+                len(self._nudge_ids),
+            )
             self._ready.set()
         finally:
             self._nudge_ids.clear()

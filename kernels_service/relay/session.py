@@ -31,6 +31,11 @@ log = logging.getLogger("kernels_service.relay")
 MAX_HELD = 1000
 
 
+class KernelNotReading(Exception):
+    """The kernel takes no more messages (its ZeroMQ queue is full, or too many wait for a
+    restart): the client sending them is closed with this reason, "try again later"."""
+
+
 class RelaySession:
     """Shell/control/stdin DEALER sockets under one identity, and the listeners they feed."""
 
@@ -77,7 +82,7 @@ class RelaySession:
             self._send_now(message)
             return
         if len(self._held) >= MAX_HELD:
-            raise ProtocolError(f"more than {MAX_HELD} messages sent while the kernel restarts")
+            raise KernelNotReading(f"more than {MAX_HELD} messages sent while the kernel restarts")
         self._held.append(message)
         if self._releasing is None:
             self._releasing = asyncio.ensure_future(self._release_when_ready())
@@ -90,7 +95,7 @@ class RelaySession:
             return
         sent = socket.send_multipart(to_frames(message, self._signer), flags=zmq.NOBLOCK, copy=False)
         if sent.done() and sent.exception() is not None:
-            raise ProtocolError(f"the kernel is not taking messages on {message.channel} ({sent.exception()})")
+            raise KernelNotReading(f"the kernel is not reading its {message.channel} messages")
 
     async def _release_when_ready(self) -> None:
         try:
@@ -98,7 +103,7 @@ class RelaySession:
             held, self._held = self._held, []
             for message in held:
                 self._send_now(message)
-        except ProtocolError as error:
+        except KernelNotReading as error:
             log.warning("Dropped messages held for kernel %s: %s", self.kernel_id, error)
         finally:
             self._releasing = None

@@ -20,6 +20,7 @@ from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
 from kernels_service.relay.outbox import Outbox
+from kernels_service.relay.session import KernelNotReading
 from kernels_service.socketio import sio_codec as sio
 from kernels_service.socketio.connection import encode_packet
 from kernels_service.socketio.namespaces import ConnectRefused, Socket
@@ -145,6 +146,10 @@ class KernelChannelNamespace:
         except ProtocolError as error:
             log.info("Bad msg on %s: %s", socket.namespace, error)
             socket.emit("error", {"message": str(error)})
+        except KernelNotReading as error:  # the kernel is hung: this namespace is left, with the reason
+            log.warning("Disconnecting %s: %s", socket.namespace, error)
+            socket.emit("error", {"message": str(error)})
+            socket.disconnect()
 
     def on_disconnect(self, socket: Socket) -> None:
         listener, socket.context = socket.context, None

@@ -27,6 +27,7 @@ from kernels_service.protocol.websocket import (
 )
 from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
+from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import Services, error_answer
 
 log = logging.getLogger("kernels_service.web")
@@ -34,6 +35,7 @@ log = logging.getLogger("kernels_service.web")
 CLOSE_INVALID_DATA = 1007
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class ChannelsHandler(websocket.WebSocketHandler):
@@ -44,6 +46,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.relay: KernelRelay | None = None
         self.session: RelaySession | None = None
         self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
+        self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
 
     async def get(self, kernel_id: str) -> None:
@@ -76,7 +79,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
 
     async def open(self, kernel_id: str) -> None:
         self.set_nodelay(True)
-        if self.selected_subprotocol == V1_SUBPROTOCOL:
+        self._v1 = self.selected_subprotocol == V1_SUBPROTOCOL
+        if self._v1:
             self._encode = _encode_v1_frame
         assert self.relay is not None
         await self.relay.wait_ready()
@@ -88,7 +92,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.close(CLOSE_GOING_AWAY, "kernel shut down")
 
     def on_message(self, frame: str | bytes) -> None:
-        if self.session is None:
+        if self.session is None or self.ws_connection is None:  # frames that arrived before our close
             return
         try:
             message = self._decode(frame)
@@ -96,9 +100,12 @@ class ChannelsHandler(websocket.WebSocketHandler):
         except ProtocolError as error:
             log.info("Closing websocket on kernel %s: %s", self.session.kernel_id, error)
             self.close(CLOSE_INVALID_DATA, str(error)[:120])
+        except KernelNotReading as error:
+            log.warning("Closing websocket on kernel %s: %s", self.session.kernel_id, error)
+            self.close(CLOSE_TRY_AGAIN_LATER, str(error)[:120])
 
     def _decode(self, frame: str | bytes) -> KernelMessage:
-        if self.selected_subprotocol == V1_SUBPROTOCOL:
+        if self._v1:
             if isinstance(frame, str):
                 raise ProtocolError("the v1 protocol takes binary frames only")
             return decode_v1(frame)

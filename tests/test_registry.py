@@ -1,0 +1,256 @@
+"""The registry's lifecycle rules, with jupyter_client replaced by a fake whose every
+step waits for the test's word (an asyncio.Event): the orderings that race in real
+life are forced here, one by one. The real thing is tested in test_restarts.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kernels_service.kernels import Busy, KernelRegistry, LimitReached, NoSuchKernel, Stopping
+
+
+class FakeKernelManager:
+    """One kernel: its process is `alive` from launch until shutdown or kill."""
+
+    def __init__(self, kernel_id: str, gates: dict[str, asyncio.Event]):
+        self.id = kernel_id
+        self.gates = gates
+        self.alive = True
+        self.callbacks: dict[str, list] = {"restart": [], "dead": []}
+        self.restarted: list = []
+        self.calls: list[str] = []
+        self.fail_shutdown = False
+        self.provisioner = None
+
+    def add_restart_callback(self, callback, event: str) -> None:
+        self.callbacks[event].append(callback)
+
+    def on_restarted(self, callback) -> None:
+        self.restarted.append(callback)
+
+    async def restart_kernel(self, now: bool = False) -> None:
+        self.calls.append(f"restart now={now}")
+        await self.gates["restart"].wait()
+        for callback in self.restarted:
+            callback()
+
+    async def interrupt_kernel(self) -> None:
+        self.calls.append("interrupt")
+
+    async def shutdown_kernel(self, now: bool = False) -> None:
+        self.calls.append(f"kill now={now}")
+        self.alive = False
+
+
+class FakeMultiKernelManager:
+    def __init__(self) -> None:
+        self.gates = {name: asyncio.Event() for name in ("launch", "restart", "shutdown")}
+        for gate in self.gates.values():
+            gate.set()
+        self.kernels: dict[str, FakeKernelManager] = {}
+        self.launched: list[FakeKernelManager] = []
+        self.kernel_spec_manager = self
+        self.context = self
+        self.destroyed = False
+
+    def get_kernel_spec(self, name: str) -> Any:
+        return {"name": name}
+
+    def destroy(self, linger: int = 0) -> None:
+        self.destroyed = True
+
+    async def start_kernel(self, kernel_name: str, env: dict) -> str:
+        await self.gates["launch"].wait()
+        manager = FakeKernelManager(f"k{len(self.launched)}", self.gates)
+        self.kernels[manager.id] = manager
+        self.launched.append(manager)
+        return manager.id
+
+    def get_kernel(self, kernel_id: str) -> FakeKernelManager:
+        return self.kernels[kernel_id]
+
+    def list_kernel_ids(self) -> list[str]:
+        return list(self.kernels)
+
+    def remove_kernel(self, kernel_id: str) -> None:
+        self.kernels.pop(kernel_id, None)
+
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
+        manager = self.kernels[kernel_id]
+        manager.calls.append(f"shutdown now={now}")
+        if manager.fail_shutdown:
+            raise RuntimeError("jupyter_client gave up halfway")
+        await self.gates["shutdown"].wait()
+        manager.alive = False
+        del self.kernels[kernel_id]
+
+
+def make_registry(max_kernels: int = 0) -> tuple[KernelRegistry, FakeMultiKernelManager]:
+    multi = FakeMultiKernelManager()
+    registry = KernelRegistry(multi, default_name="python3", kernel_env={}, max_kernels=max_kernels)  # type: ignore[arg-type]
+    return registry, multi
+
+
+async def settle() -> None:
+    """Let every task run until it waits on a gate (a bounded number of loop turns)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def run(test):
+    return lambda: asyncio.run(test())
+
+
+@run
+async def test_max_kernels_slots_are_taken_before_the_launch_is_awaited():
+    registry, multi = make_registry(max_kernels=3)
+    multi.gates["launch"].clear()
+    starts = [asyncio.ensure_future(registry.start()) for _ in range(10)]
+    await settle()
+    refused = [task for task in starts if task.done()]
+    assert len(refused) == 7 and all(isinstance(task.exception(), LimitReached) for task in refused)
+    multi.gates["launch"].set()
+    await asyncio.gather(*starts, return_exceptions=True)
+    assert len(registry.list()) == 3 and len(multi.launched) == 3
+
+
+@run
+async def test_a_restart_or_interrupt_while_a_restart_is_pending_is_busy():
+    registry, multi = make_registry()
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    multi.gates["restart"].clear()
+    restart = asyncio.ensure_future(registry.restart(record.id))
+    await settle()
+    with pytest.raises(Busy, match="Kernel is restarting"):
+        await registry.restart(record.id)
+    with pytest.raises(Busy):
+        await registry.interrupt(record.id)
+    multi.gates["restart"].set()
+    await restart
+    with pytest.raises(Busy, match="Kernel is starting"):
+        await registry.interrupt(record.id)  # the new kernel has not spoken yet
+    registry.record_status(record, "idle")
+    await registry.interrupt(record.id)  # and once it runs, it is allowed again
+    assert multi.kernels[record.id].calls == ["restart now=False", "interrupt"]
+
+
+@run
+async def test_a_delete_during_a_restart_waits_for_it_then_stops_the_new_kernel():
+    registry, multi = make_registry()
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    manager = multi.kernels[record.id]
+    multi.gates["restart"].clear()
+    restart = asyncio.ensure_future(registry.restart(record.id))
+    await settle()
+    delete = asyncio.ensure_future(registry.shutdown(record.id))
+    await settle()
+    assert not delete.done() and manager.alive, "the delete must wait for the restart"
+    multi.gates["restart"].set()
+    await asyncio.gather(restart, delete)
+    assert not manager.alive and record.id not in multi.kernels
+    with pytest.raises(NoSuchKernel):
+        registry.get(record.id)
+
+
+@run
+async def test_a_kernel_leaves_the_registry_only_once_its_process_is_gone():
+    registry, multi = make_registry()
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    multi.gates["shutdown"].clear()
+    delete = asyncio.ensure_future(registry.shutdown(record.id))
+    await settle()
+    assert registry.get(record.id) is record and multi.kernels[record.id].alive
+    second = asyncio.ensure_future(registry.shutdown(record.id))
+    multi.gates["shutdown"].set()
+    await delete
+    with pytest.raises(NoSuchKernel):
+        await second
+    assert registry.list() == []
+
+
+@run
+async def test_a_failed_shutdown_kills_the_process_and_forgets_the_kernel():
+    registry, multi = make_registry()
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    manager = multi.kernels[record.id]
+    manager.fail_shutdown = True
+    await registry.shutdown(record.id)
+    assert manager.calls == ["shutdown now=False", "kill now=True"] and not manager.alive
+    assert registry.list() == [] and record.id not in multi.kernels
+
+
+@run
+async def test_a_kernel_that_has_not_spoken_yet_is_stopped_at_once():
+    registry, multi = make_registry()
+    record = await registry.start()  # no status reported: still starting
+    await registry.shutdown(record.id)
+    assert multi.launched[0].calls == ["shutdown now=True"]
+
+
+@run
+async def test_a_stop_during_a_launch_stops_that_kernel_too_and_starts_no_more():
+    registry, multi = make_registry()
+    multi.gates["launch"].clear()
+    start = asyncio.ensure_future(registry.start())
+    await settle()
+    stop = asyncio.ensure_future(registry.shutdown_all())
+    await settle()
+    assert not stop.done(), "the stop waits for the launch in flight"
+    multi.gates["launch"].set()
+    await stop
+    with pytest.raises(Stopping):
+        await start
+    assert [m.alive for m in multi.launched] == [False] and multi.destroyed
+    with pytest.raises(Stopping):
+        await registry.start()
+
+
+@run
+async def test_a_stop_that_cannot_finish_in_time_kills_what_is_left():
+    registry, multi = make_registry()
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    multi.gates["shutdown"].clear()  # jupyter_client's shutdown never returns
+    killed = []
+
+    class Provisioner:
+        async def kill(self) -> None:
+            killed.append(record.id)
+
+        async def wait(self) -> None:
+            return None
+
+    multi.kernels[record.id].provisioner = Provisioner()
+    await registry.shutdown_all(timeout=0.2)
+    assert killed == [record.id] and registry.list() == [] and multi.destroyed
+
+
+@run
+async def test_statuses_of_a_restarting_kernel_are_not_recorded_and_dead_stays_dead():
+    registry, multi = make_registry()
+    record = await registry.start()
+    manager = multi.kernels[record.id]
+    registry.record_status(record, "idle")
+    for callback in manager.callbacks["restart"]:  # jupyter_client's auto-restarter: the kernel died
+        callback()
+    assert record.execution_state == "restarting"
+    registry.record_status(record, "idle")  # the old process's last words
+    assert record.execution_state == "restarting"
+    with pytest.raises(Busy):
+        await registry.restart(record.id)
+    for callback in manager.restarted:
+        callback()
+    assert record.execution_state == "starting"
+    registry.record_status(record, "idle")
+    assert record.execution_state == "idle"
+    for callback in manager.callbacks["dead"]:
+        callback()
+    registry.record_status(record, "idle")
+    assert record.execution_state == "dead"
