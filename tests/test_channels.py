@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import struct
 import time
 
@@ -256,11 +257,7 @@ def test_bad_json_parts_close_the_v1_websocket_with_1007(service, kernel, open_c
 
 
 def assert_service_serves(service, kernel, open_client):
-    """Another client runs code on the kernel, and no handler or task of the service failed.
-
-    (The shared service's log also holds its kernels' stderr, where a kernel deleted while
-    it starts prints a KeyboardInterrupt; that is issue 8's, not this door's.)
-    """
+    """Another client runs code on the kernel, and no handler or task of the service failed."""
     _, outputs = open_client(kernel, "v1").execute("print('still here')")
     assert stream_text(outputs) == "still here\n"
     log = service.output()
@@ -298,3 +295,21 @@ def test_a_client_flooding_a_hung_kernel_is_closed_with_1013_and_the_service_goe
         assert "Uncaught exception" not in output and "never retrieved" not in output, output[-3000:]
     finally:
         service.stop_and_check_no_leak()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_clients_vanishing_during_a_flood_leave_no_unread_errors(service, kernel, open_client, protocol):
+    """Three clients drop their TCP connection (no close frame) while the kernel floods
+    them: their unflushed writes fail, and every failure is read, none logged as lost."""
+    flood = "import sys\nfor i in range(30000): sys.stdout.write('x' * 200 + '\\n'); sys.stdout.flush()"
+    doomed = [open_client(kernel, protocol) for _ in range(3)]
+    doomed[0].send("shell", "execute_request", {"code": flood, "silent": False})
+    doomed[0].recv_until(lambda m: m["header"]["msg_type"] == "stream")
+    for client in doomed:
+        client.ws.sock.shutdown(socket.SHUT_RDWR)
+        client.ws.sock.close()
+    watcher = open_client(kernel, protocol)
+    reply, _ = watcher.execute("print('after the flood')", timeout=120)
+    assert reply["content"]["status"] == "ok"
+    assert_service_serves(service, kernel, open_client)
+    assert "never retrieved" not in service.output()

@@ -132,3 +132,21 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
         assert service.request("POST", "api/kernels")[0] == 503
     finally:
         service.stop_and_check_no_leak()
+
+
+def test_connection_files_live_in_the_runtime_dir_and_go_with_their_kernels(tmp_path):
+    runtime = tmp_path / "runtime"
+    service = Service(env={"JUPYTER_RUNTIME_DIR": str(runtime)})
+    try:
+        (first,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        second = service.start_kernel()
+        assert sorted(p.name for p in runtime.glob("kernel-*.json")) == sorted(
+            [f"kernel-{first}.json", f"kernel-{second}.json"]
+        )
+        assert oct(runtime.stat().st_mode & 0o777) == "0o700"
+        assert not (ROOT / f"kernel-{first}.json").exists(), "a connection file in the working directory"
+        assert service.request("DELETE", f"api/kernels/{second}")[0] == 204
+        assert [p.name for p in runtime.glob("kernel-*.json")] == [f"kernel-{first}.json"]
+    finally:
+        service.stop_and_check_no_leak()
+    assert not list(runtime.glob("kernel-*.json"))

@@ -131,10 +131,11 @@ async def test_a_restart_or_interrupt_while_a_restart_is_pending_is_busy():
         await registry.interrupt(record.id)
     multi.gates["restart"].set()
     await restart
-    with pytest.raises(Busy, match="Kernel is starting"):
-        await registry.interrupt(record.id)  # the new kernel has not spoken yet
+    interrupt = asyncio.ensure_future(registry.interrupt(record.id))
+    await settle()
+    assert not interrupt.done(), "an interrupt of a kernel that has not spoken yet waits for it"
     registry.record_status(record, "idle")
-    await registry.interrupt(record.id)  # and once it runs, it is allowed again
+    await interrupt
     assert multi.kernels[record.id].calls == ["restart now=False", "interrupt"]
 
 
@@ -254,3 +255,18 @@ async def test_statuses_of_a_restarting_kernel_are_not_recorded_and_dead_stays_d
         callback()
     registry.record_status(record, "idle")
     assert record.execution_state == "dead"
+
+
+def test_an_interrupt_of_a_kernel_that_never_speaks_is_busy_after_a_while(monkeypatch):
+    from kernels_service.kernels import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "INTERRUPT_WAITS_FOR_START", 0.05)
+
+    async def interrupt_a_silent_kernel() -> list[str]:
+        registry, multi = make_registry()
+        record = await registry.start()
+        with pytest.raises(Busy, match="Kernel is starting"):
+            await registry.interrupt(record.id)
+        return multi.kernels[record.id].calls
+
+    assert asyncio.run(interrupt_a_silent_kernel()) == []

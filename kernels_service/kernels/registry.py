@@ -37,6 +37,7 @@ from kernels_service.kernels.lifecycle import Lifecycle
 
 log = logging.getLogger("kernels_service.kernels")
 
+INTERRUPT_WAITS_FOR_START = 10.0  # seconds an interrupt of a starting kernel waits before 409
 AUTO_RESTART = "restarting (it died)"  # the lifecycle operation of jupyter_client's auto-restarter
 
 
@@ -60,6 +61,7 @@ class KernelRecord:
     execution_state: str = "starting"
     connections: int = 0
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    spoke: asyncio.Event = field(default_factory=asyncio.Event)  # its first status came (cleared by a restart)
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the Jupyter REST API."""
@@ -221,8 +223,11 @@ class KernelRegistry:
 
     async def interrupt(self, kernel_id: str) -> None:
         record = self.get(kernel_id)
-        if self._not_up_yet(record):  # SIGINT would kill it in its imports, with a traceback
-            raise Busy("Kernel is starting; interrupt it once it runs code")
+        if not record.spoke.is_set():  # SIGINT now would kill it in its imports, with a traceback
+            try:
+                await asyncio.wait_for(record.spoke.wait(), INTERRUPT_WAITS_FOR_START)
+            except asyncio.TimeoutError:
+                raise Busy("Kernel is starting; interrupt it once it runs code") from None
         record.lifecycle.begin("interrupting")
         try:
             await record.manager.interrupt_kernel()
@@ -247,7 +252,7 @@ class KernelRegistry:
         """A kernel that has not spoken yet has nothing to save: it is stopped at once.
         jupyter_client's graceful stop interrupts it first, and a kernel still importing
         its modules dies of that KeyboardInterrupt with a traceback in the log."""
-        return record.execution_state == "starting"
+        return not record.spoke.is_set()
 
     # --- what the relay reports; the registry alone writes the record ------------------------
 
@@ -260,6 +265,7 @@ class KernelRegistry:
         record.last_activity = utcnow()
         if record.execution_state != "dead" and record.lifecycle.pending not in ("restarting", AUTO_RESTART):
             record.execution_state = execution_state
+            record.spoke.set()
 
     def record_connections(self, record: KernelRecord, connections: int) -> None:
         record.connections = connections
@@ -274,6 +280,7 @@ class KernelRegistry:
         if record.lifecycle.pending == AUTO_RESTART:
             record.lifecycle.end()
         record.execution_state = "starting"
+        record.spoke.clear()
         for observer in self._observers:
             observer.kernel_restarted(record)
 
