@@ -1,7 +1,8 @@
 """The relay of one kernel: reads its iopub once, fans it out to its clients' sessions.
 
-Readiness (whether the kernel can be relayed to yet) is `readiness.ReadinessProbe`'s;
-the sessions (one ZeroMQ identity each) are `session.RelaySession`. After a restart,
+Reading iopub is `iopub.IopubReader`'s; readiness (whether the kernel can be relayed to
+yet) is `readiness.ReadinessProbe`'s; the sessions (one ZeroMQ identity each) are
+`session.RelaySession`. This class keeps the session table and fans iopub out to it. After a restart,
 REST or automatic, the relay follows the kernel to new ports if it moved (remote
 provisioners pick new ones) and probes it again; what clients send meanwhile is held
 by their sessions until the probe says ready.
@@ -9,20 +10,17 @@ by their sessions until the probe says ready.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Any, Protocol
 
-import zmq
-
 from kernels_service.kernels import KernelRecord, NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import status_message
-from kernels_service.protocol.wire import Signer, from_frames
+from kernels_service.protocol.wire import Signer
+from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
 from kernels_service.relay.session import RelaySession
-from kernels_service.relay.sockets import connect_iopub
 
 log = logging.getLogger("kernels_service.relay")
 
@@ -65,9 +63,7 @@ class KernelRelay:
         self._sessions: list[RelaySession] = []
         self._readiness = ReadinessProbe(record.id, manager, self._signer)
         self._ports = ports_of(manager.get_connection_info())
-        self._iopub = connect_iopub(manager.context, manager.get_connection_info())
-        self._iopub_reader: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._iopub = IopubReader(record.id, manager, self._signer, self._on_iopub)
         self._status_session = uuid.uuid4().hex  # the session of the relay's synthetic statuses
         self.closed = False
         self._shared: RelaySession | None = None
@@ -78,7 +74,7 @@ class KernelRelay:
 
     def start(self) -> None:
         """Start reading iopub and nudging the kernel until it answers."""
-        self._iopub_reader = self._spawn(self._read_iopub())
+        self._iopub.start()
         self._readiness.start()
 
     async def wait_ready(self) -> None:
@@ -150,7 +146,7 @@ class KernelRelay:
         if ports != self._ports:
             log.info("Kernel %s restarted on new ports; reconnecting", self.kernel_id)
             self._ports = ports
-            self._reconnect_iopub()
+            self._iopub.reconnect()
             for session in self._sessions:
                 session.reconnect(manager)
         self._readiness.start()
@@ -167,10 +163,8 @@ class KernelRelay:
             for listener in list(session.listeners):
                 listener.relay_closed(reason)
             self.close_session(session)
-        for task in list(self._tasks):
-            task.cancel()
         self._readiness.cancel()
-        self._iopub.close(linger=0)
+        self._iopub.close()
         self._readiness.ready.set()  # whoever waits learns it is closed
 
     def _count_connections(self) -> None:
@@ -179,38 +173,19 @@ class KernelRelay:
     def _activity(self) -> None:
         self._reports.record_activity(self.record)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _reconnect_iopub(self) -> None:
-        if self._iopub_reader is not None:
-            self._iopub_reader.cancel()
-        self._iopub.close(linger=0)
-        manager = self.record.manager
-        self._iopub = connect_iopub(manager.context, manager.get_connection_info())
-        self._iopub_reader = self._spawn(self._read_iopub())
-
     def _fan_out(self, message: KernelMessage) -> None:
         for session in list(self._sessions):
             session.deliver(message)
 
-    async def _read_iopub(self) -> None:
-        while True:
-            try:
-                frames = await self._iopub.recv_multipart()
-            except (asyncio.CancelledError, zmq.ZMQError):
-                return
-            try:
-                message = from_frames("iopub", frames, self._signer)
-                ours = self._note_status(message)
-            except ProtocolError as exc:
-                log.warning("Dropped an iopub message from kernel %s: %s", self.kernel_id, exc)
-                continue
-            if not ours:
-                self._fan_out(message)
+    def _on_iopub(self, message: KernelMessage) -> None:
+        """Every iopub message goes to every session, but the readiness probe's own."""
+        try:
+            ours = self._note_status(message)
+        except ProtocolError as exc:
+            log.warning("Dropped an iopub message from kernel %s: %s", self.kernel_id, exc)
+            return
+        if not ours:
+            self._fan_out(message)
 
     def _note_status(self, message: KernelMessage) -> bool:
         """Report activity and status; True for a status the readiness probe owns."""
