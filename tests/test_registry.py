@@ -25,6 +25,9 @@ class FakeKernelManager:
         self.fail_shutdown = False
         self.provisioner = None
 
+    def stop_restarter(self) -> None:
+        self.restarter_stopped = True
+
     def add_restart_callback(self, callback, event: str) -> None:
         self.callbacks[event].append(callback)
 

@@ -190,3 +190,28 @@ def test_a_kernel_that_restarts_on_new_ports_is_followed(tmp_path):
         assert "restarted on new ports" in service.output()
     finally:
         service.stop_and_check_no_leak()
+
+
+@pytest.mark.parametrize("then", ["DELETE", "restart", "kernel-relay shutdown"])
+def test_a_kernel_stopped_or_restarted_as_it_starts_leaves_no_traceback(then):
+    """jupyter_client interrupts a kernel before it stops or restarts it, and a kernel still
+    importing its modules dies of that SIGINT with a traceback; one that has not started
+    is killed first instead."""
+    service = Service("--initial-kernels=0")
+    try:
+        for _ in range(4):
+            kernel = service.start_kernel()
+            if then == "DELETE":
+                assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+            elif then == "restart":
+                assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+                client = ChannelsClient(service, kernel)
+                assert stream_text(client.execute("print('up')", timeout=60)[1]) == "up\n"
+                client.close()
+                assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+            else:
+                assert service.request("GET", f"shutdown/{kernel}")[0] == 200
+        output = service.output()
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    finally:
+        service.stop_and_check_no_leak()

@@ -178,9 +178,10 @@ class KernelRegistry:
 
     async def _stop_process(self, record: KernelRecord, now: bool = False) -> None:
         """Shut the kernel down through jupyter_client (which logs "Kernel shutdown: <id>");
-        if that fails midway, kill it: no process may outlive its record. `now` kills at
-        once (jupyter_client's graceful way interrupts first, which a kernel still
-        importing its modules answers with a KeyboardInterrupt traceback)."""
+        if that fails midway, kill it: no process may outlive its record. `now`: the
+        kernel has not started, it is killed before jupyter_client is asked."""
+        if now:
+            await self._kill_unstarted(record)
         try:
             await self._multi.shutdown_kernel(record.id, now=now)
         except KeyError:  # already gone from jupyter_client's side
@@ -242,16 +243,33 @@ class KernelRegistry:
         try:
             now = self._not_up_yet(record)
             self._restarting(record, automatic=False)
+            if now:
+                await self._kill_unstarted(record)
             await record.manager.restart_kernel(now=now)
         finally:
             record.lifecycle.end()
         return record
 
     @staticmethod
+    async def _kill_unstarted(record: KernelRecord) -> None:
+        """Kill a kernel that has not started before jupyter_client stops or restarts it:
+        jupyter_client always interrupts first, even with now=True, and a SIGINT kills a
+        kernel still importing its modules with a KeyboardInterrupt traceback in the log.
+        Its process gone, jupyter_client only cleans up (or launches the new one)."""
+        manager = record.manager
+        manager.stop_restarter()  # it must not restart the process killed here
+        provisioner = manager.provisioner
+        if provisioner is None:
+            return
+        try:
+            await provisioner.kill()
+            await asyncio.wait_for(provisioner.wait(), 5)
+        except Exception as error:  # noqa: BLE001 - jupyter_client's shutdown follows and kills
+            log.warning("Killing kernel %s before it started failed: %r", record.id, error)
+
+    @staticmethod
     def _not_up_yet(record: KernelRecord) -> bool:
-        """A kernel that has not spoken yet has nothing to save: it is stopped at once.
-        jupyter_client's graceful stop interrupts it first, and a kernel still importing
-        its modules dies of that KeyboardInterrupt with a traceback in the log."""
+        """A kernel that has not spoken yet has nothing to save: it is killed at once."""
         return not record.spoke.is_set()
 
     # --- what the relay reports; the registry alone writes the record ------------------------
