@@ -12,6 +12,7 @@ import logging
 import secrets
 import signal
 import sys
+import tempfile
 from copy import deepcopy
 
 from jupyter_client.kernelspec import KernelSpecManager
@@ -205,13 +206,11 @@ class KernelsService(Application):
             await server.close_all_connections()
 
     def _make_registry(self) -> KernelRegistry:
-        runtime_dir = jupyter_runtime_dir()  # JUPYTER_RUNTIME_DIR, else the user's runtime directory
-        ensure_dir_exists(runtime_dir, mode=0o700)  # connection files hold the kernels' HMAC keys
         multi = AsyncMultiKernelManager(
             parent=self,
             kernel_manager_class=KERNEL_MANAGER_CLASS,
             kernel_spec_manager=KernelSpecManager(parent=self),
-            connection_dir=runtime_dir,
+            connection_dir=connection_dir(),
         )
         return KernelRegistry(
             multi,
@@ -240,6 +239,21 @@ class StrictArgumentLoader(KVArgParseConfigLoader):
 
     def _handle_unrecognized_alias(self, arg: str) -> None:
         self.parser.error(f"unrecognized option: {'-' if len(arg) == 1 else '--'}{arg}")
+
+
+def connection_dir() -> str:
+    """Where kernel connection files (they hold the kernels' HMAC keys) are written:
+    Jupyter's runtime directory (`JUPYTER_RUNTIME_DIR`, else the user's), private. Where it
+    cannot be made (an image run under a uid with no home), a fresh private temporary
+    directory, with a warning, rather than a crash at start."""
+    runtime = jupyter_runtime_dir()
+    try:
+        ensure_dir_exists(runtime, mode=0o700)
+        return runtime
+    except OSError as error:
+        fallback = tempfile.mkdtemp(prefix="kernels-service-runtime-")
+        log.warning("Cannot use the runtime directory %s (%s); connection files go to %s", runtime, error, fallback)
+        return fallback
 
 
 def apply_environment(app: Application) -> None:

@@ -150,3 +150,21 @@ def test_connection_files_live_in_the_runtime_dir_and_go_with_their_kernels(tmp_
     finally:
         service.stop_and_check_no_leak()
     assert not list(runtime.glob("kernel-*.json"))
+
+
+def test_an_unusable_runtime_dir_falls_back_to_a_private_temporary_one():
+    """An image run under a uid with no home has no runtime directory it can make."""
+    service = Service(env={"JUPYTER_RUNTIME_DIR": "/dev/null/runtime"})
+    try:
+        match = re.search(
+            r"Cannot use the runtime directory /dev/null/runtime \(.*\); connection files go to (\S+)", service.output()
+        )
+        assert match, service.output()
+        fallback = Path(match.group(1))
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        assert (fallback / f"kernel-{kernel}.json").exists() and oct(fallback.stat().st_mode & 0o777) == "0o700"
+        client = ChannelsClient(service, kernel)
+        assert stream_text(client.execute("print('here')")[1]) == "here\n"
+        client.close()
+    finally:
+        service.stop_and_check_no_leak()
