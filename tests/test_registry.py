@@ -97,6 +97,13 @@ def make_registry(max_kernels: int = 0) -> tuple[KernelRegistry, FakeMultiKernel
     return registry, multi
 
 
+async def running_kernel(registry: KernelRegistry):
+    """A started kernel that has spoken (its first status came): past its start."""
+    record = await registry.start()
+    registry.record_status(record, "idle")
+    return record
+
+
 async def settle() -> None:
     """Let every task run until it waits on a gate (a bounded number of loop turns)."""
     for _ in range(20):
@@ -123,8 +130,7 @@ async def test_max_kernels_slots_are_taken_before_the_launch_is_awaited():
 @run
 async def test_a_restart_or_interrupt_while_a_restart_is_pending_is_busy():
     registry, multi = make_registry()
-    record = await registry.start()
-    registry.record_status(record, "idle")
+    record = await running_kernel(registry)
     multi.gates["restart"].clear()
     restart = asyncio.ensure_future(registry.restart(record.id))
     await settle()
@@ -145,8 +151,7 @@ async def test_a_restart_or_interrupt_while_a_restart_is_pending_is_busy():
 @run
 async def test_a_delete_during_a_restart_waits_for_it_then_stops_the_new_kernel():
     registry, multi = make_registry()
-    record = await registry.start()
-    registry.record_status(record, "idle")
+    record = await running_kernel(registry)
     manager = multi.kernels[record.id]
     multi.gates["restart"].clear()
     restart = asyncio.ensure_future(registry.restart(record.id))
@@ -164,8 +169,7 @@ async def test_a_delete_during_a_restart_waits_for_it_then_stops_the_new_kernel(
 @run
 async def test_a_kernel_leaves_the_registry_only_once_its_process_is_gone():
     registry, multi = make_registry()
-    record = await registry.start()
-    registry.record_status(record, "idle")
+    record = await running_kernel(registry)
     multi.gates["shutdown"].clear()
     delete = asyncio.ensure_future(registry.shutdown(record.id))
     await settle()
@@ -181,8 +185,7 @@ async def test_a_kernel_leaves_the_registry_only_once_its_process_is_gone():
 @run
 async def test_a_failed_shutdown_kills_the_process_and_forgets_the_kernel():
     registry, multi = make_registry()
-    record = await registry.start()
-    registry.record_status(record, "idle")
+    record = await running_kernel(registry)
     manager = multi.kernels[record.id]
     manager.fail_shutdown = True
     await registry.shutdown(record.id)
@@ -219,8 +222,7 @@ async def test_a_stop_during_a_launch_stops_that_kernel_too_and_starts_no_more()
 @run
 async def test_a_stop_that_cannot_finish_in_time_kills_what_is_left():
     registry, multi = make_registry()
-    record = await registry.start()
-    registry.record_status(record, "idle")
+    record = await running_kernel(registry)
     multi.gates["shutdown"].clear()  # jupyter_client's shutdown never returns
     killed = []
 

@@ -8,17 +8,12 @@ ports, `reconnect` replaces the socket; the relay decides what to do with each m
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
-from kernels_service.protocol import KernelMessage, ProtocolError
-from kernels_service.protocol.wire import Signer, from_frames
-from kernels_service.relay.sockets import connect_iopub
-
-log = logging.getLogger("kernels_service.relay")
+from kernels_service.protocol import KernelMessage
+from kernels_service.protocol.wire import Signer
+from kernels_service.relay.sockets import connect_iopub, read_messages
 
 
 class IopubReader:
@@ -33,7 +28,8 @@ class IopubReader:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._read(self._socket))
+        reading = read_messages(self._socket, "iopub", self._signer, self.kernel_id, self._on_message)
+        self._task = asyncio.ensure_future(reading)
 
     def reconnect(self) -> None:
         """The kernel moved to new ports: a new socket from its current connection info."""
@@ -46,16 +42,3 @@ class IopubReader:
             self._task.cancel()
             self._task = None
         self._socket.close(linger=0)
-
-    async def _read(self, socket: Any) -> None:
-        while True:
-            try:
-                frames = await socket.recv_multipart()
-            except (asyncio.CancelledError, zmq.ZMQError):
-                return
-            try:
-                message = from_frames("iopub", frames, self._signer)
-            except ProtocolError as exc:
-                log.warning("Dropped an iopub message from kernel %s: %s", self.kernel_id, exc)
-                continue
-            self._on_message(message)

@@ -54,6 +54,8 @@ class ReadinessProbe:
     def owns(self, status: KernelMessage) -> bool:
         """True for the iopub status of one of the probe's requests: the probe's business,
         not the clients' (Jupyter Server keeps them from clients too)."""
+        if self._session.encode() not in status.parts[1]:
+            return False  # a client's status: no JSON decoded on the relay's path
         parent = decode_json_part(status.parts[1], "parent_header")
         if parent.get("session") != self._session:
             return False

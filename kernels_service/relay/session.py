@@ -20,7 +20,8 @@ import zmq
 import zmq.asyncio
 
 from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolError
-from kernels_service.protocol.wire import Signer, from_frames, to_frames
+from kernels_service.protocol.wire import Signer, to_frames
+from kernels_service.relay.sockets import read_messages
 
 if TYPE_CHECKING:
     from kernels_service.relay.kernel import RelayListener
@@ -65,7 +66,8 @@ class RelaySession:
         for channel in CLIENT_CHANNELS:
             socket = getattr(manager, f"connect_{channel}")(identity=self.identity)
             self._sockets[channel] = socket
-            self._readers.append(asyncio.ensure_future(self._read(channel, socket)))
+            reading = read_messages(socket, channel, self._signer, self.kernel_id, self._received)
+            self._readers.append(asyncio.ensure_future(reading))
 
     def reconnect(self, manager: Any) -> None:
         """The kernel has new ports: the same identity, new sockets."""
@@ -108,24 +110,14 @@ class RelaySession:
         finally:
             self._releasing = None
 
+    def _received(self, message: KernelMessage) -> None:
+        self._on_activity()
+        self.deliver(message)
+
     def deliver(self, message: KernelMessage) -> None:
         """Hand a kernel message to every listener of this session."""
         for listener in list(self.listeners):
             listener.deliver(message)
-
-    async def _read(self, channel: str, socket: zmq.asyncio.Socket) -> None:
-        while True:
-            try:
-                frames = await socket.recv_multipart()
-            except (asyncio.CancelledError, zmq.ZMQError):
-                return
-            try:
-                message = from_frames(channel, frames, self._signer)
-            except ProtocolError as exc:
-                log.warning("Dropped a %s message from kernel %s: %s", channel, self.kernel_id, exc)
-                continue
-            self._on_activity()
-            self.deliver(message)
 
     def close(self) -> None:
         if self._releasing is not None:

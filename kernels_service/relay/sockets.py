@@ -1,11 +1,19 @@
-"""Creating the relay's ZeroMQ sockets from a kernel's connection info."""
+"""The relay's ZeroMQ sockets: creating them from a kernel's connection info, reading them."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 import zmq.asyncio
+
+from kernels_service.protocol import KernelMessage, ProtocolError
+from kernels_service.protocol.wire import Signer, from_frames
+
+log = logging.getLogger("kernels_service.relay")
 
 
 def channel_url(info: dict[str, Any], channel: str) -> str:
@@ -29,3 +37,26 @@ def connect_iopub(context: zmq.asyncio.Context, info: dict[str, Any]) -> zmq.asy
     socket.setsockopt(zmq.SUBSCRIBE, b"")
     socket.connect(channel_url(info, "iopub"))
     return socket
+
+
+async def read_messages(
+    socket: zmq.asyncio.Socket,
+    channel: str,
+    signer: Signer,
+    kernel_id: str,
+    on_message: Callable[[KernelMessage], None],
+) -> None:
+    """Hand each signed message a kernel sends on `socket` to `on_message`, in order, until
+    the socket closes or the task is cancelled; a message that fails its check is logged
+    and dropped (it cannot be the kernel's: the key signs every real one)."""
+    while True:
+        try:
+            frames = await socket.recv_multipart()
+        except (asyncio.CancelledError, zmq.ZMQError):
+            return
+        try:
+            message = from_frames(channel, frames, signer)
+        except ProtocolError as exc:
+            log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
+            continue
+        on_message(message)
