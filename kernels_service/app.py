@@ -111,7 +111,13 @@ class KernelsService(Application):
     )
     ping_interval = Float(25.0, config=True, help="Engine.IO ping interval, in seconds.")
     ping_timeout = Float(20.0, config=True, help="Engine.IO ping timeout, in seconds: silent clients are dropped.")
-    websocket_ping_interval = Integer(30, config=True, help="Seconds between websocket pings (0: off).")
+    websocket_ping_interval = Integer(
+        30,
+        config=True,
+        help="Seconds between websocket pings (0: off). A client that answers none for this long "
+        "is closed, unless output is still on its way to it (slow clients are bounded by "
+        "client_queue_limit instead).",
+    )
     config_file = Unicode("", config=True, help="A traitlets config file (Python) to load.")
 
     aliases = {
@@ -171,6 +177,7 @@ class KernelsService(Application):
             AccessPolicy(self._resolve_token(), self.allow_origin),
             normalise_base_path(self.base_path),
             client_queue_limit=self.client_queue_limit,
+            ping_interval=self.websocket_ping_interval,
         )
         socketio = EngineServer(
             KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
@@ -185,7 +192,6 @@ class KernelsService(Application):
             services,
             engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),
             websocket_max_message_size=self.max_message_size,
-            websocket_ping_interval=self.websocket_ping_interval or None,
         )
         server = HTTPServer(app, max_body_size=self.max_message_size)
         server.listen(self.port, address=self.ip)

@@ -6,6 +6,7 @@ import json
 import struct
 import time
 
+import pytest
 import websocket
 
 from tests.support.channels import ChannelsClient, stream_text
@@ -157,3 +158,52 @@ def assert_merged_after_high_water(texts: list[str], behind_after: int = 8_000_0
         sent += len(text)
         if sent > behind_after:
             assert len(text) + len(following) > 1_040_000, "stream output was not merged while the client was slow"
+
+
+@pytest.fixture(scope="module")
+def pinging_service():
+    """A service that pings its websocket clients every second."""
+    service = Service("--KernelsService.websocket_ping_interval=1")
+    yield service
+    service.stop_and_check_no_leak()
+
+
+def test_a_stalled_reader_outlives_unanswered_pings_and_gets_everything(pinging_service):
+    """A client that stops reading (a sleeping laptop, a slow link) sees our pings only
+    behind the output queued before them; it must not be judged dead for that while
+    output is still on its way to it (tornado's own ping timeout dropped it, silently)."""
+    (kernel,) = pinging_service.request("GET", "api/kernels")[2]
+    runner, stalled = ChannelsClient(pinging_service, kernel["id"], "v1"), ChannelsClient(pinging_service, kernel["id"])
+    try:
+        stalled.execute("pass")
+        reply, _ = runner.execute(FLOOD, timeout=120)
+        time.sleep(4)  # the stall itself: four pings go unanswered
+        seen = stalled.recv_until(is_idle_of(reply["parent_header"]["msg_id"]), timeout=120)
+        flood = [m for m in seen if m["parent_header"].get("msg_id") == reply["parent_header"]["msg_id"]]
+        assert stream_text(flood) == FLOOD_TEXT
+        _, outputs = stalled.execute("print('still here')")
+        assert stream_text(outputs) == "still here\n"
+    finally:
+        runner.close()
+        stalled.close()
+
+
+def test_a_client_that_answers_no_pings_is_closed_and_one_that_reads_is_kept(pinging_service):
+    (kernel,) = pinging_service.request("GET", "api/kernels")[2]
+    reader = ChannelsClient(pinging_service, kernel["id"])
+    silent = ChannelsClient(pinging_service, kernel["id"])  # never reads, so never answers a ping
+    try:
+        reader.execute("pass")
+        assert pinging_service.request("GET", f"api/kernels/{kernel['id']}")[2]["connections"] == 2
+        _, outputs = reader.execute("import time; time.sleep(5); print('done')", timeout=60)
+        assert stream_text(outputs) == "done\n"
+        deadline = time.monotonic() + 30
+        while pinging_service.request("GET", f"api/kernels/{kernel['id']}")[2]["connections"] != 1:
+            assert time.monotonic() < deadline, "the silent client was never closed"
+            reader.execute("pass")  # the reader keeps reading, so it answers pings
+        assert "ping not answered" in pinging_service.output()
+        _, outputs = reader.execute("print('kept')")
+        assert stream_text(outputs) == "kept\n"
+    finally:
+        reader.close()
+        silent.close()

@@ -48,6 +48,11 @@ class Outbox:
         """How many messages wait for the client to catch up."""
         return len(self._waiting)
 
+    @property
+    def backed_up(self) -> bool:
+        """Output is on its way to the client but not all of it reached its socket yet."""
+        return self._in_flight > 0 or bool(self._waiting)
+
     def put(self, message: KernelMessage) -> None:
         """Send now if the client keeps up, else queue (merging stream output)."""
         if self.closed:

@@ -47,6 +47,7 @@ class Services:
     policy: AccessPolicy
     base_path: str  # "/" or "/jupyter/"
     client_queue_limit: int = 128 * 1024 * 1024  # bytes of output waiting for one slow client
+    ping_interval: float = 30.0  # seconds between websocket pings; 0: no pings
     heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # told when a client goes
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from http.client import responses
 from typing import Any
 
-from tornado import websocket
+from tornado import ioloop, websocket
 
 from kernels_service.kernels import NoSuchKernel
 from kernels_service.protocol import KernelMessage, ProtocolError
@@ -29,6 +30,7 @@ from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import Services, error_answer
+from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 
 log = logging.getLogger("kernels_service.web")
 
@@ -48,6 +50,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
+        self._keepalive: Keepalive | None = None
+        self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
         if not self.services.policy.token_accepted(self.request):
@@ -90,8 +94,37 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.session = self.relay.open_session(self)
         except NoSuchKernel:  # shut down while the kernel was starting
             self.close(CLOSE_GOING_AWAY, "kernel shut down")
+            return
+        interval = self.services.ping_interval
+        if interval > 0:
+            self._keepalive = Keepalive(interval, time.monotonic())
+            self._pinger = ioloop.PeriodicCallback(self._keep_alive, interval * 1000 / 4)
+            self._pinger.start()
+
+    def _keep_alive(self) -> None:
+        """Ping the client, and close it if it is dead (see `keepalive`)."""
+        if self._keepalive is None or self.ws_connection is None:
+            return
+        stream = getattr(self.ws_connection, "stream", None)
+        pending = self.outbox.backed_up or unsent_bytes(getattr(stream, "socket", None)) > 0
+        verdict = self._keepalive.tick(time.monotonic(), pending)
+        if verdict is Verdict.PING:
+            try:
+                self.ping()
+            except websocket.WebSocketClosedError:
+                pass  # closing already
+        elif verdict is Verdict.DEAD:
+            self._keepalive = None
+            log.info("Closing websocket on kernel %s: ping not answered", self.relay.kernel_id if self.relay else "?")
+            self.close(CLOSE_GOING_AWAY, "ping timed out")
+
+    def on_pong(self, data: bytes) -> None:
+        if self._keepalive is not None:
+            self._keepalive.heard()
 
     def on_message(self, frame: str | bytes) -> None:
+        if self._keepalive is not None:
+            self._keepalive.heard()  # anything from the client shows it is there
         if self.session is None or self.ws_connection is None:  # frames that arrived before our close
             return
         try:
@@ -135,6 +168,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.close(CLOSE_GOING_AWAY, reason)
 
     def on_close(self) -> None:
+        if self._pinger is not None:
+            self._pinger.stop()
         self.outbox.close()
         if self.session is not None and self.relay is not None:
             self.relay.close_session(self.session)
