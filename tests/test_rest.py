@@ -220,3 +220,40 @@ def test_bad_kernel_bodies_are_400_json_and_start_nothing(service, what):
     assert headers["content-type"].startswith("application/json") and set(error) == {"message", "reason"}
     assert {k["id"] for k in service.request("GET", "api/kernels")[2]} == before
     assert "Traceback" not in service.output() and "Uncaught exception" not in service.output()
+
+
+def test_status_reports_kernels_connections_and_api_activity(service, kernel, open_client):
+    from datetime import datetime
+
+    def status() -> dict:
+        code, _, body = service.request("GET", "api/status")
+        assert code == 200
+        return body
+
+    def moment(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    assert service.request("GET", "api/status", token="wrong")[0] == 403
+    client = open_client(kernel)
+    client.execute("pass")  # the kernel is up and quiet: only our requests move last_activity now
+    first = status()
+    assert set(first) == {"started", "last_activity", "kernels", "connections", "pool", "version"}
+    assert first["kernels"] == len(service.request("GET", "api/kernels", headers={})[2])
+    assert first["pool"] == 0 and first["version"] == service.request("GET", "api")[2]["version"]
+    assert moment(first["started"]) <= moment(first["last_activity"])
+    # asking for the status, or asking not to be tracked, is not activity
+    before = status()["last_activity"]
+    assert service.request("GET", "api/kernels?no_track_activity=1")[0] == 200
+    assert status()["last_activity"] == before
+    assert service.request("GET", "api/kernels", token="wrong")[0] == 403
+    assert status()["last_activity"] == before
+    # a REST request is
+    assert service.request("GET", f"api/kernels/{kernel}")[0] == 200
+    after_rest = status()["last_activity"]
+    assert moment(after_rest) > moment(before)
+    # and so is a kernel's activity; a websocket client is a connection
+    client.execute("pass")
+    now = status()
+    assert moment(now["last_activity"]) > moment(after_rest)
+    assert now["connections"] >= 1
+    assert now["connections"] == sum(k["connections"] for k in service.request("GET", "api/kernels")[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.client import responses
 from typing import Any
 
@@ -21,6 +22,7 @@ from kernels_service.kernels import (
     NoSuchKernelSpec,
     Stopping,
 )
+from kernels_service.kernels.registry import utcnow
 from kernels_service.memory import HeapTrimmer
 from kernels_service.protocol import strict_json
 from kernels_service.relay import RelayHub
@@ -38,6 +40,15 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
 }
 
 
+@dataclass
+class ApiActivity:
+    """When the service started, and when a client last made an authenticated REST request
+    (Jupyter Server's `api_last_activity`: `/api/status` and `?no_track_activity` do not count)."""
+
+    started: datetime = field(default_factory=utcnow)
+    last_request: datetime = field(default_factory=utcnow)
+
+
 @dataclass(frozen=True)
 class Services:
     """What the handlers work with, handed to each through the route table."""
@@ -49,6 +60,7 @@ class Services:
     client_queue_limit: int = 128 * 1024 * 1024  # bytes of output waiting for one slow client
     ping_interval: float = 30.0  # seconds between websocket pings; 0: no pings
     heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # told when a client goes
+    activity: ApiActivity = field(default_factory=ApiActivity)
 
 
 def status_of(error: BaseException) -> int:
@@ -62,9 +74,15 @@ class JSONHandler(web.RequestHandler):
     """JSON in, JSON out; token and CORS checked before any method runs."""
 
     services: Services
+    tracks_activity = True  # an answered request counts as API activity (see ApiActivity)
 
     def initialize(self, services: Services) -> None:
         self.services = services
+
+    def on_finish(self) -> None:
+        answered = self.request.method != "OPTIONS" and self.get_status() not in (401, 403)
+        if self.tracks_activity and answered and self.get_query_argument("no_track_activity", None) is None:
+            self.services.activity.last_request = utcnow()
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")

@@ -22,6 +22,7 @@ from kernels_service.web.kernelspecs import (
     KernelSpecsHandler,
 )
 from kernels_service.web.relay_rest import ShutdownHandler, SpawnHandler
+from kernels_service.web.status import StatusHandler
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 SPEC_NAME = r"(?P<name>[\w.+-]+)"
@@ -37,6 +38,7 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
     base = services.base_path
     table = [
         (r"api/?", VersionHandler),
+        (r"api/status/?", StatusHandler),
         (r"api/kernels/?", KernelsHandler),
         (rf"api/kernels/{KERNEL_ID}/?", KernelHandler),
         (rf"api/kernels/{KERNEL_ID}/interrupt/?", InterruptHandler),
