@@ -21,13 +21,14 @@ from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_dir_exists
 from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
 from kernels_service.access import AccessPolicy
 from kernels_service.kernels import KernelRegistry, KernelsError
+from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.relay import RelayHub
 from kernels_service.socketio.engine import EngineConfig
@@ -80,6 +81,14 @@ class KernelsService(Application):
     )
     initial_kernels = Integer(1, config=True, help="Kernels started at launch (0: none).")
     max_kernels = Integer(0, config=True, help="Most kernels running at once (0: no limit).")
+    cull_idle_timeout = Float(
+        0, config=True, help="Shut down kernels idle for longer than this many seconds (0: never; Jupyter Server's)."
+    )
+    cull_interval = Float(
+        300, config=True, help="Seconds between culling checks; dead kernels are reclaimed after one."
+    )
+    cull_connected = Bool(False, config=True, help="Cull idle kernels that still have clients connected.")
+    cull_busy = Bool(False, config=True, help="Cull kernels that are busy (idle only in their activity).")
     allow_origin = Unicode(
         "",
         config=True,
@@ -128,12 +137,20 @@ class KernelsService(Application):
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",
+        "cull-idle-timeout": "KernelsService.cull_idle_timeout",
+        "cull-interval": "KernelsService.cull_interval",
         "allow-origin": "KernelsService.allow_origin",
         "max-http-buffer-size": "KernelsService.max_http_buffer_size",
         "max-socketio-sessions": "KernelsService.max_socketio_sessions",
         "connect-timeout": "KernelsService.connect_timeout",
         "config": "KernelsService.config_file",
         "log-level": "Application.log_level",
+    }
+
+    flags = {
+        **Application.flags,
+        "cull-connected": ({"KernelsService": {"cull_connected": True}}, "Cull idle kernels with clients too."),
+        "cull-busy": ({"KernelsService": {"cull_busy": True}}, "Cull busy kernels too."),
     }
 
     @default("log_level")
@@ -170,6 +187,7 @@ class KernelsService(Application):
 
     async def serve(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop every kernel."""
+        cull_policy = self._cull_policy()
         registry = self._make_registry()
         services = Services(
             registry,
@@ -198,6 +216,7 @@ class KernelsService(Application):
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        culler = asyncio.ensure_future(Culler(registry, cull_policy).run())
         try:
             for _ in range(self.initial_kernels):
                 await registry.start()
@@ -205,11 +224,17 @@ class KernelsService(Application):
             await stop.wait()
             log.info("Interrupted...")
         finally:
+            culler.cancel()
             server.stop()
             socketio.close_all()
             await services.hub.close_all("service stopping")
             await registry.shutdown_all()
             await server.close_all_connections()
+
+    def _cull_policy(self) -> CullPolicy:
+        if self.cull_interval <= 0 or self.cull_idle_timeout < 0:
+            raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
+        return CullPolicy(self.cull_idle_timeout, self.cull_interval, self.cull_connected, self.cull_busy)
 
     def _make_registry(self) -> KernelRegistry:
         multi = AsyncMultiKernelManager(

@@ -79,7 +79,7 @@ class KernelObserver(Protocol):
 
     async def kernel_started(self, record: KernelRecord) -> None: ...
 
-    async def kernel_stopping(self, record: KernelRecord) -> None: ...
+    async def kernel_stopping(self, record: KernelRecord, reason: str) -> None: ...
 
     def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:
         """The kernel is about to restart (its old process may still answer); `automatic`:
@@ -162,15 +162,16 @@ class KernelRegistry:
             await observer.kernel_started(record)
         return record
 
-    async def shutdown(self, kernel_id: str) -> None:
-        """Stop a kernel, after any pending operation of it, and forget it once it is gone."""
+    async def shutdown(self, kernel_id: str, reason: str = "kernel shut down") -> None:
+        """Stop a kernel, after any pending operation of it, and forget it once it is gone;
+        its clients are told `reason`."""
         record = self.get(kernel_id)
         await record.lifecycle.begin_when_idle("shutting down")
         try:
             if self._records.get(kernel_id) is not record:
                 raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
             for observer in self._observers:
-                await observer.kernel_stopping(record)
+                await observer.kernel_stopping(record, reason)
             await self._stop_process(record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
         finally:

@@ -31,10 +31,10 @@ class RelayHub:
         self._relays[record.id] = relay
         relay.start()
 
-    async def kernel_stopping(self, record: KernelRecord) -> None:
+    async def kernel_stopping(self, record: KernelRecord, reason: str) -> None:
         relay = self._relays.pop(record.id, None)
         if relay is not None:
-            await relay.close("kernel shut down")
+            await relay.close(reason)
 
     def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:
         if record.id in self._relays:
