@@ -87,10 +87,11 @@ def test_two_clients_share_iopub_but_not_replies_or_stdin(service, kernel, open_
 
 def test_interrupt_stops_a_sleeping_cell(service, kernel, open_client):
     client = open_client(kernel)
+    _, outputs = client.execute("import os; print(os.getpid())")
     msg_id = client.send("shell", "execute_request", {"code": "import time; time.sleep(30)"})
     client.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
     reply = interrupt_until_replied(
-        lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0], client, msg_id
+        lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0], client, msg_id, int(stream_text(outputs))
     )
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import websocket
@@ -140,13 +141,15 @@ def stream_text(outputs: list[dict], name: str = "stdout") -> str:
     )
 
 
-def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str) -> dict:
+def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str, kernel_pid: int = 0) -> dict:
     """Ask for an interrupt until the cell's execute_reply comes, and return that reply.
 
     An interrupt that reaches ipykernel just as a cell starts can be lost (seen on a busy
     machine), so a client that must stop a cell asks again, as a user would; but once the
     KeyboardInterrupt shows on iopub it only waits for the reply: a second SIGINT while the
-    kernel reports the first can cost the reply itself.
+    kernel reports the first can cost the reply itself. If five interrupts do not stop
+    the cell, the failure says whether the cell ran to its end (no SIGINT took) or nothing
+    came back at all, with the kernel's per-thread signal state when `kernel_pid` is given.
     """
 
     def reply_or_error(message: dict) -> bool:
@@ -164,4 +167,25 @@ def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str)
         except (TimeoutError, websocket.WebSocketTimeoutException):
             continue
         return last if last["channel"] == "shell" else client.recv_until(is_reply, timeout=30)[-1]
-    raise AssertionError("the cell was never interrupted")
+    state = signal_state(kernel_pid) if kernel_pid else "(no kernel pid given)"
+    try:
+        reply = client.recv_until(is_reply, timeout=40)[-1]
+    except (TimeoutError, websocket.WebSocketTimeoutException):
+        raise AssertionError(f"five interrupts, then no reply at all in 40 s; kernel threads:\n{state}") from None
+    raise AssertionError(f"five interrupts, and the cell ran on to {reply['content']}; kernel threads:\n{state}")
+
+
+def signal_state(pid: int) -> str:
+    """Each thread of a process: name, state, where it sleeps, and its signal masks (/proc)."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            status = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines() if ":\t" in line)
+            wchan = (task / "wchan").read_text()
+        except OSError:
+            continue
+        fields = " ".join(
+            f"{key} {status.get(key, '?').strip()}" for key in ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")
+        )
+        lines.append(f"{task.name}: {fields} wchan {wchan}")
+    return "\n".join(lines) or f"process {pid} is gone"
