@@ -29,6 +29,7 @@ from kernels_service import __version__
 from kernels_service.access import AccessPolicy
 from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.culler import Culler, CullPolicy
+from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.relay import RelayHub
 from kernels_service.socketio.engine import EngineConfig
@@ -49,6 +50,7 @@ ENVIRONMENT = {
     "base_path": "BASE_PATH",
     "token": "KERNELS_SERVICE_TOKEN",
     "allow_origin": "ALLOW_ORIGIN",
+    "pool_size": "KERNELS_POOL_SIZE",
 }
 #: Variables kernels never inherit from the service.
 SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
@@ -81,6 +83,15 @@ class KernelsService(Application):
     )
     initial_kernels = Integer(1, config=True, help="Kernels started at launch (0: none).")
     max_kernels = Integer(0, config=True, help="Most kernels running at once (0: no limit).")
+    pool_size = Integer(
+        1,
+        config=True,
+        help="Ready kernels kept for each pooled kernelspec, handed out by start requests that fit (0: no pool; "
+        "env KERNELS_POOL_SIZE).",
+    )
+    pool_kernelspecs = List(
+        Unicode(), config=True, help="Kernelspecs pooled besides the default one (--pool-kernelspecs=ir ...)."
+    )
     cull_idle_timeout = Float(
         0, config=True, help="Shut down kernels idle for longer than this many seconds (0: never; Jupyter Server's)."
     )
@@ -137,6 +148,8 @@ class KernelsService(Application):
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",
+        "pool-size": "KernelsService.pool_size",
+        "pool-kernelspecs": "KernelsService.pool_kernelspecs",
         "cull-idle-timeout": "KernelsService.cull_idle_timeout",
         "cull-interval": "KernelsService.cull_interval",
         "allow-origin": "KernelsService.allow_origin",
@@ -189,13 +202,16 @@ class KernelsService(Application):
         """Serve until SIGINT or SIGTERM, then stop every kernel."""
         cull_policy = self._cull_policy()
         registry = self._make_registry()
+        hub = RelayHub(registry)
+        pool = self._make_pool(registry, hub)
         services = Services(
             registry,
-            RelayHub(registry),
+            hub,
             AccessPolicy(self._resolve_token(), self.allow_origin),
             normalise_base_path(self.base_path),
             client_queue_limit=self.client_queue_limit,
             ping_interval=self.websocket_ping_interval,
+            pool=pool,
         )
         socketio = EngineServer(
             KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
@@ -216,20 +232,36 @@ class KernelsService(Application):
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        culler = asyncio.ensure_future(Culler(registry, cull_policy).run())
+        background = [asyncio.ensure_future(Culler(registry, cull_policy).run())]
         try:
-            for _ in range(self.initial_kernels):
+            for _ in range(self.initial_kernels):  # the initial kernels do not come from the pool
                 await registry.start()
+            if pool is not None:
+                background.append(asyncio.ensure_future(pool.run()))
             log.info("Serving at http://%s:%s%sapi/kernels", self.ip, self.port, services.base_path)
             await stop.wait()
             log.info("Interrupted...")
         finally:
-            culler.cancel()
+            for task in background:
+                task.cancel()
             server.stop()
             socketio.close_all()
             await services.hub.close_all("service stopping")
             await registry.shutdown_all()
             await server.close_all_connections()
+
+    def _make_pool(self, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:
+        """The warm pool (None with --pool-size=0); its kernelspecs must exist."""
+        if self.pool_size < 0:
+            raise KernelsError("--pool-size must not be negative")
+        if self.pool_size == 0:
+            return None
+        names = [self.kernel_name, *self.pool_kernelspecs]
+        for name in names:
+            registry.check_kernelspec(name)
+        pool = KernelPool(registry, hub.wait_ready, self.pool_size, names)
+        registry.set_pool(pool)
+        return pool
 
     def _cull_policy(self) -> CullPolicy:
         if self.cull_interval <= 0 or self.cull_idle_timeout < 0:

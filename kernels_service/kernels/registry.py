@@ -62,6 +62,7 @@ class KernelRecord:
     connections: int = 0
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     spoke: asyncio.Event = field(default_factory=asyncio.Event)  # its first status came (cleared by a restart)
+    pooled: bool = False  # waiting in the warm pool: no client's yet, not listed
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the Jupyter REST API."""
@@ -72,6 +73,16 @@ class KernelRecord:
             "execution_state": self.execution_state,
             "connections": self.connections,
         }
+
+
+class KernelSupply(Protocol):
+    """The warm pool, as the registry sees it."""
+
+    def take(self, name: str) -> KernelRecord | None:
+        """A ready pooled kernel of this kernelspec, now the caller's, or None."""
+
+    async def give_way(self) -> None:
+        """Stop a pooled kernel (waiting for one being launched), to free a slot."""
 
 
 class KernelObserver(Protocol):
@@ -114,6 +125,7 @@ class KernelRegistry:
         self._no_launches = asyncio.Event()
         self._no_launches.set()
         self._stopping = False
+        self._pool: KernelSupply | None = None
 
     @property
     def kernel_spec_manager(self) -> Any:
@@ -122,29 +134,65 @@ class KernelRegistry:
     def add_observer(self, observer: KernelObserver) -> None:
         self._observers.append(observer)
 
+    def set_pool(self, pool: KernelSupply) -> None:
+        self._pool = pool
+
     def list(self) -> list[KernelRecord]:
-        return list(self._records.values())
+        """The clients' kernels (pooled ones are nobody's yet)."""
+        return [record for record in self._records.values() if not record.pooled]
 
     def get(self, kernel_id: str) -> KernelRecord:
-        try:
-            return self._records[kernel_id]
-        except KeyError:
-            raise NoSuchKernel(kernel_id) from None
+        record = self._records.get(kernel_id)
+        if record is None or record.pooled:
+            raise NoSuchKernel(kernel_id)
+        return record
+
+    @property
+    def kernel_env(self) -> dict[str, str]:
+        """The environment every kernel gets (before any variables a client asks for)."""
+        return self._kernel_env
+
+    def holds(self, record: KernelRecord) -> bool:
+        """The kernel of this record is still running (it has not been stopped)."""
+        return self._records.get(record.id) is record
+
+    def free_slots(self) -> int | None:
+        """Kernels that may still be started under `max_kernels` (None: no limit)."""
+        if not self._max_kernels:
+            return None
+        return self._max_kernels - len(self._records) - self._launching
 
     async def start(self, name: str | None = None, env: Mapping[str, Any] | None = None) -> KernelRecord:
-        """Launch a kernel of kernelspec `name` (default if None) and tell the observers."""
+        """A kernel of kernelspec `name` (default if None) for a client: a ready one from
+        the warm pool if one fits (same kernelspec, and no variables asked for that it
+        lacks), else a new launch; the observers are told of a launch."""
         name = name or self.default_name
-        self._check_spec(name)
+        self.check_kernelspec(name)
         environment = self._environment_for(env or {})
         if self._stopping:
             raise Stopping("The service is stopping")
-        if self._max_kernels and len(self._records) + self._launching >= self._max_kernels:
+        if self._pool is not None and environment == self._kernel_env:
+            record = self._pool.take(name)
+            if record is not None:
+                record.pooled = False
+                record.last_activity = utcnow()
+                log.info("Kernel started: %s (%s, from the pool)", record.id, name)
+                return record
+        if self.free_slots() == 0 and self._pool is not None:
+            await self._pool.give_way()  # a pooled kernel goes before a client is refused
+        return await self.launch(name, environment)
+
+    async def launch(self, name: str, environment: dict[str, str], pooled: bool = False) -> KernelRecord:
+        """Launch a kernel (for the pool if `pooled`) and tell the observers."""
+        if self._stopping:
+            raise Stopping("The service is stopping")
+        if self.free_slots() == 0:
             raise LimitReached(f"Maximum number of kernels ({self._max_kernels}) reached")
         self._launching += 1  # the slot is taken before the launch is awaited
         self._no_launches.clear()
         try:
             kernel_id = await self._multi.start_kernel(kernel_name=name, env=environment)
-            record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id))
+            record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id), pooled=pooled)
             if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
                 await self._stop_process(record, now=True)  # still starting: nothing to save
                 raise Stopping("The service is stopping")
@@ -157,15 +205,19 @@ class KernelRegistry:
         manager.add_restart_callback(lambda: self._auto_restarting(record), "restart")
         manager.add_restart_callback(lambda: self._died(record), "dead")
         manager.on_restarted(lambda: self._restarted(record))
-        log.info("Kernel started: %s (%s)", kernel_id, name)
+        log.info("%s started: %s (%s)", "Pooled kernel" if pooled else "Kernel", kernel_id, name)
         for observer in self._observers:
             await observer.kernel_started(record)
         return record
 
     async def shutdown(self, kernel_id: str, reason: str = "kernel shut down") -> None:
-        """Stop a kernel, after any pending operation of it, and forget it once it is gone;
-        its clients are told `reason`."""
-        record = self.get(kernel_id)
+        """Stop a client's kernel, after any pending operation of it, and forget it once
+        it is gone; its clients are told `reason`."""
+        await self.stop(self.get(kernel_id), reason)
+
+    async def stop(self, record: KernelRecord, reason: str) -> None:
+        """Stop a kernel, pooled or not (see `shutdown`)."""
+        kernel_id = record.id
         await record.lifecycle.begin_when_idle("shutting down")
         try:
             if self._records.get(kernel_id) is not record:
@@ -210,7 +262,8 @@ class KernelRegistry:
 
     async def _shutdown_everything(self) -> None:
         await self._no_launches.wait()
-        await asyncio.gather(*(self.shutdown(kernel_id) for kernel_id in list(self._records)), return_exceptions=True)
+        stops = (self.stop(record, "service stopping") for record in list(self._records.values()))
+        await asyncio.gather(*stops, return_exceptions=True)
 
     async def _kill_everything(self) -> None:
         for kernel_id in self._multi.list_kernel_ids():
@@ -318,7 +371,8 @@ class KernelRegistry:
         for observer in self._observers:
             observer.kernel_died(record)
 
-    def _check_spec(self, name: str) -> None:
+    def check_kernelspec(self, name: str) -> None:
+        """NoSuchKernelSpec unless `name` is an installed kernelspec."""
         if not isinstance(name, str):
             raise InvalidRequest("kernel name must be a string")
         try:

@@ -20,11 +20,18 @@ class RelayHub:
             await self._relays.pop(kernel_id).close(reason)
 
     def get(self, kernel_id: str) -> KernelRelay:
-        """The relay of a running kernel; NoSuchKernel if there is none."""
-        try:
-            return self._relays[kernel_id]
-        except KeyError:
-            raise NoSuchKernel(kernel_id) from None
+        """The relay of a client's running kernel; NoSuchKernel if there is none (a pooled
+        kernel is nobody's yet)."""
+        relay = self._relays.get(kernel_id)
+        if relay is None or relay.record.pooled:
+            raise NoSuchKernel(kernel_id)
+        return relay
+
+    async def wait_ready(self, record: KernelRecord) -> None:
+        """Return once the kernel answered its first kernel_info (or its relay closed)."""
+        relay = self._relays.get(record.id)
+        if relay is not None:
+            await relay.wait_ready()
 
     async def kernel_started(self, record: KernelRecord) -> None:
         relay = KernelRelay(record, self.registry)

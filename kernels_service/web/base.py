@@ -22,6 +22,7 @@ from kernels_service.kernels import (
     NoSuchKernelSpec,
     Stopping,
 )
+from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.registry import utcnow
 from kernels_service.memory import HeapTrimmer
 from kernels_service.protocol import strict_json
@@ -61,6 +62,7 @@ class Services:
     ping_interval: float = 30.0  # seconds between websocket pings; 0: no pings
     heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # told when a client goes
     activity: ApiActivity = field(default_factory=ApiActivity)
+    pool: KernelPool | None = None  # the warm pool, if there is one
 
 
 def status_of(error: BaseException) -> int:

@@ -8,8 +8,9 @@ from kernels_service.web.base import JSONHandler
 
 
 class StatusHandler(JSONHandler):
-    """Jupyter Server's `started`, `last_activity`, `kernels`, `connections`, plus `pool`
-    (ready pooled kernels; there is no pool yet, so 0) and `version`. Asking is not activity."""
+    """Jupyter Server's `started`, `last_activity`, `kernels`, `connections` (pooled kernels
+    are nobody's yet: not counted), plus `pool` (ready pooled kernels) and `version`.
+    Asking is not activity."""
 
     tracks_activity = False
 
@@ -23,7 +24,7 @@ class StatusHandler(JSONHandler):
                 "last_activity": isoformat(last_activity),
                 "kernels": len(records),
                 "connections": sum(r.connections for r in records),
-                "pool": 0,
+                "pool": self.services.pool.ready if self.services.pool else 0,
                 "version": __version__,
             }
         )
