@@ -165,8 +165,8 @@ def assert_merged_after_high_water(texts: list[str], behind_after: int = 8_000_0
 
 @pytest.fixture(scope="module")
 def pinging_service():
-    """A service that pings its websocket clients every second."""
-    service = Service("--KernelsService.websocket_ping_interval=1")
+    """A service that pings its websocket clients every two seconds."""
+    service = Service("--KernelsService.websocket_ping_interval=2")
     yield service
     service.stop_and_check_no_leak()
 
@@ -176,11 +176,14 @@ def test_a_stalled_reader_outlives_unanswered_pings_and_gets_everything(pinging_
     behind the output queued before them; it must not be judged dead for that while
     output is still on its way to it (tornado's own ping timeout dropped it, silently)."""
     (kernel,) = pinging_service.request("GET", "api/kernels")[2]
-    runner, stalled = ChannelsClient(pinging_service, kernel["id"], "v1"), ChannelsClient(pinging_service, kernel["id"])
+    runner = ChannelsClient(pinging_service, kernel["id"], "v1")
+    # Loopback would let the client's own receive buffer take tens of MB, out of the
+    # service's sight; over a network, what the client has not read waits at the service.
+    stalled = ChannelsClient(pinging_service, kernel["id"], receive_buffer=65536)
     try:
         stalled.execute("pass")
         reply, _ = runner.execute(PACED_FLOOD, timeout=120)
-        time.sleep(4)  # the stall itself: four pings go unanswered
+        time.sleep(8)  # the stall itself: four pings go unanswered
         seen = stalled.recv_until(is_idle_of(reply["parent_header"]["msg_id"]), timeout=120)
         flood = [m for m in seen if m["parent_header"].get("msg_id") == reply["parent_header"]["msg_id"]]
         assert stream_text(flood) == FLOOD_TEXT

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import websocket
@@ -150,5 +153,23 @@ def test_the_pool_gives_way_under_max_kernels(pool_size):
         assert set(statuses) <= {200, 201, 503}, statuses
         assert len(service.request("GET", "api/kernels")[2]) == 5
         assert len(descendants(service.pid)) <= 5
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_a_killed_pooled_kernel_is_never_handed_out_broken():
+    service = Service("--initial-kernels=0")
+    try:
+        wait_for_pool(service, 1)
+        (pooled,) = pooled_ids(service)
+        (pid,) = [p for p in descendants(service.pid) if pooled.encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+        os.kill(pid, signal.SIGKILL)
+        status, _, model = service.request("POST", "api/kernels", {})
+        assert status == 201
+        client = ChannelsClient(service, model["id"])
+        _, outputs = client.execute("print('works')", timeout=60)
+        assert stream_text(outputs) == "works\n"
+        client.close()
+        wait_for_pool(service, 1)
     finally:
         service.stop_and_check_no_leak()

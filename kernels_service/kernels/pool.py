@@ -35,6 +35,8 @@ class KernelPool:
         self._ready: dict[str, deque[KernelRecord]] = {name: deque() for name in dict.fromkeys(names)}
         self._wanted = asyncio.Event()  # a kernel was taken or stopped: refill
         self._launch: asyncio.Task[KernelRecord | None] | None = None
+        self._stopping: set[asyncio.Future[None]] = set()
+        registry.add_observer(self)
 
     @property
     def ready(self) -> int:
@@ -42,14 +44,40 @@ class KernelPool:
         return sum(len(kernels) for kernels in self._ready.values())
 
     def take(self, name: str) -> KernelRecord | None:
-        kernels = self._ready.get(name)
-        while kernels:
+        """A ready kernel of this kernelspec; one restarting (it was killed) is passed over."""
+        kernels = self._ready.get(name, deque())
+        for _ in range(len(kernels)):
             record = kernels.popleft()
-            self._wanted.set()
-            if record.execution_state != "dead" and self._registry.holds(record):
+            if record.execution_state == "idle" and self._registry.holds(record):
+                self._wanted.set()
                 return record
-            asyncio.ensure_future(self._stop(record))  # died in the pool
+            kernels.append(record)
         return None
+
+    # --- the registry's observer: a pooled kernel that dies leaves the pool -------------------
+
+    async def kernel_started(self, record: KernelRecord) -> None: ...
+
+    async def kernel_stopping(self, record: KernelRecord, reason: str) -> None:
+        self._forget(record)
+
+    def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None: ...
+
+    def kernel_restarted(self, record: KernelRecord) -> None: ...
+
+    def kernel_died(self, record: KernelRecord) -> None:
+        if record.pooled:
+            log.warning("Pooled kernel %s died; replacing it", record.id)
+            self._forget(record)
+            stopping = asyncio.ensure_future(self._stop(record))
+            self._stopping.add(stopping)  # a task nobody holds may be collected
+            stopping.add_done_callback(self._stopping.discard)
+
+    def _forget(self, record: KernelRecord) -> None:
+        for kernels in self._ready.values():
+            if record in kernels:
+                kernels.remove(record)
+                self._wanted.set()
 
     async def give_way(self) -> None:
         for kernels in self._ready.values():
@@ -59,9 +87,7 @@ class KernelPool:
         if self._launch is not None:  # a launch holds the slot: stop what it brings
             record = await asyncio.shield(self._launch)
             if record is not None and record.pooled:
-                for kernels in self._ready.values():
-                    if record in kernels:
-                        kernels.remove(record)
+                self._forget(record)
                 await self._stop(record)
 
     async def run(self) -> None:

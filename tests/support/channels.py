@@ -7,6 +7,7 @@ codecs are checked against an independent implementation.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -26,7 +27,16 @@ V1 = "v1.kernel.websocket.jupyter.org"
 class ChannelsClient:
     """Send requests and collect replies/outputs over one kernel websocket connection."""
 
-    def __init__(self, service: Any, kernel_id: str, protocol: str = "legacy", token: str | None = None):
+    def __init__(
+        self,
+        service: Any,
+        kernel_id: str,
+        protocol: str = "legacy",
+        token: str | None = None,
+        receive_buffer: int | None = None,
+    ):
+        """`receive_buffer`: a small SO_RCVBUF makes loopback behave like a network, where
+        what a client has not read waits on the server's side, not in the client's buffer."""
         self.protocol = protocol
         self.session = uuid.uuid4().hex
         self.backlog: list[dict[str, Any]] = []
@@ -36,6 +46,7 @@ class ChannelsClient:
             timeout=30,
             subprotocols=[V1] if protocol == "v1" else None,
             header=[f"Authorization: token {service.token if token is None else token}"],
+            sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer),) if receive_buffer else (),
         )
         if protocol == "v1":
             assert self.ws.getsubprotocol() == V1
