@@ -31,6 +31,7 @@ from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.registry import sanitised_environment
+from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
 from kernels_service.socketio.engine import EngineConfig
 from kernels_service.socketio.handlers import engineio_routes
@@ -98,6 +99,7 @@ class KernelsService(Application):
     cull_interval = Float(
         300, config=True, help="Seconds between culling checks; dead kernels are reclaimed after one."
     )
+    metrics_no_auth = Bool(False, config=True, help="Serve <base>metrics without the token.")
     cull_connected = Bool(False, config=True, help="Cull idle kernels that still have clients connected.")
     cull_busy = Bool(False, config=True, help="Cull kernels that are busy (idle only in their activity).")
     allow_origin = Unicode(
@@ -164,6 +166,7 @@ class KernelsService(Application):
         **Application.flags,
         "cull-connected": ({"KernelsService": {"cull_connected": True}}, "Cull idle kernels with clients too."),
         "cull-busy": ({"KernelsService": {"cull_busy": True}}, "Cull busy kernels too."),
+        "metrics-no-auth": ({"KernelsService": {"metrics_no_auth": True}}, "Serve <base>metrics without the token."),
     }
 
     @default("log_level")
@@ -212,6 +215,7 @@ class KernelsService(Application):
             client_queue_limit=self.client_queue_limit,
             ping_interval=self.websocket_ping_interval,
             pool=pool,
+            metrics_no_auth=self.metrics_no_auth,
         )
         socketio = EngineServer(
             KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
@@ -222,6 +226,7 @@ class KernelsService(Application):
             max_sessions=self.max_socketio_sessions,
             heap=services.heap,
         )
+        watch_service(ServiceState(registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0))
         app = make_web_app(
             services,
             engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),

@@ -17,6 +17,7 @@ from kernels_service.kernels.registry import KernelRecord
 from tests.support.channels import ChannelsClient, stream_text
 from tests.support.service import Service, descendants
 from tests.test_dead_kernel import make_once_kernelspec
+from tests.test_metrics import scrape, value
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -99,6 +100,9 @@ def test_with_cull_connected_clients_of_both_doors_are_told_why():
         wait_until_gone(service, kernel)  # clients are told first; the record goes with the process
         assert pid not in descendants(service.pid)
         assert f"Culling kernel {kernel} (idle)" in service.output()
+        samples = scrape(service)
+        assert value(samples, "kernels_service_culled_total", reason="idle") == 1
+        assert value(samples, "kernels_service_clients_closed_total", reason="culled") == 2  # both doors
     finally:
         service.stop_and_check_no_leak()
 

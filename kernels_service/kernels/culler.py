@@ -16,6 +16,7 @@ from datetime import datetime
 
 from kernels_service.kernels.errors import NoSuchKernel
 from kernels_service.kernels.registry import KernelRecord, KernelRegistry, utcnow
+from kernels_service.metrics import CULLED as CULLED_TOTAL
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -73,6 +74,7 @@ class Culler:
                 quiet,
                 record.connections,
             )
+            CULLED_TOTAL.labels(reason).inc()
             try:
                 await self._registry.shutdown(record.id, reason=CULLED)
             except NoSuchKernel:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ from kernels_service.kernels.errors import (
     Stopping,
 )
 from kernels_service.kernels.lifecycle import Lifecycle
+from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -166,6 +168,7 @@ class KernelRegistry:
         """A kernel of kernelspec `name` (default if None) for a client: a ready one from
         the warm pool if one fits (same kernelspec, and no variables asked for that it
         lacks), else a new launch; the observers are told of a launch."""
+        began = time.perf_counter()
         name = name or self.default_name
         self.check_kernelspec(name)
         environment = self._environment_for(env or {})
@@ -177,10 +180,13 @@ class KernelRegistry:
                 record.pooled = False
                 record.last_activity = utcnow()
                 log.info("Kernel started: %s (%s, from the pool)", record.id, name)
+                KERNEL_START.labels("true").observe(time.perf_counter() - began)
                 return record
         if self.free_slots() == 0 and self._pool is not None:
             await self._pool.give_way()  # a pooled kernel goes before a client is refused
-        return await self.launch(name, environment)
+        record = await self.launch(name, environment)
+        KERNEL_START.labels("false").observe(time.perf_counter() - began)
+        return record
 
     async def launch(self, name: str, environment: dict[str, str], pooled: bool = False) -> KernelRecord:
         """Launch a kernel (for the pool if `pooled`) and tell the observers."""

@@ -15,6 +15,7 @@ import uuid
 from typing import Any, Protocol
 
 from kernels_service.kernels import KernelRecord, NoSuchKernel
+from kernels_service.metrics import FROM_KERNEL, count_message
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import status_message
 from kernels_service.protocol.wire import Signer
@@ -179,6 +180,7 @@ class KernelRelay:
 
     def _on_iopub(self, message: KernelMessage) -> None:
         """Every iopub message goes to every session, but the readiness probe's own."""
+        count_message(FROM_KERNEL, message)
         try:
             ours = self._note_status(message)
         except ProtocolError as exc:

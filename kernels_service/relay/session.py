@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 import zmq.asyncio
 
+from kernels_service.metrics import FROM_KERNEL, TO_KERNEL, count_message
 from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolError
 from kernels_service.protocol.wire import Signer, to_frames
 from kernels_service.relay.sockets import read_messages
@@ -96,6 +97,7 @@ class RelaySession:
         if socket is None:  # the session is closed
             return
         sent = socket.send_multipart(to_frames(message, self._signer), flags=zmq.NOBLOCK, copy=False)
+        count_message(TO_KERNEL, message)
         if sent.done() and sent.exception() is not None:
             raise KernelNotReading(f"the kernel is not reading its {message.channel} messages")
 
@@ -111,6 +113,7 @@ class RelaySession:
             self._releasing = None
 
     def _received(self, message: KernelMessage) -> None:
+        count_message(FROM_KERNEL, message)
         self._on_activity()
         self.deliver(message)
 

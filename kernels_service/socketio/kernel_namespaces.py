@@ -16,6 +16,7 @@ from typing import Any
 
 from kernels_service.access import AccessPolicy, token_from
 from kernels_service.kernels import NoSuchKernel
+from kernels_service.metrics import closed_reason, count_closed
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
@@ -102,6 +103,7 @@ class ChannelListener:
         self.socket.close_session(reason)
 
     def relay_closed(self, reason: str) -> None:
+        count_closed(closed_reason(reason))
         self.socket.disconnect()
 
 

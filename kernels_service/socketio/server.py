@@ -21,6 +21,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
 from kernels_service.memory import HeapTrimmer
+from kernels_service.metrics import count_closed, engineio_close_reason
 from kernels_service.socketio.connection import (
     ConnectRequested,
     Disconnected,
@@ -294,6 +295,9 @@ class EngineServer:
         if self.sessions.pop(session.engine.sid, None) is None:
             return
         log.info("Engine.IO session %s closed: %s", session.engine.sid, session.engine.closed.reason)
+        reason = engineio_close_reason(session.engine.closed.reason)
+        if reason is not None:
+            count_closed(reason)
         if session.timer is not None:
             IOLoop.current().remove_timeout(session.timer)
         if session.task is not None:

@@ -11,6 +11,8 @@ import re
 
 from tornado import web
 
+from kernels_service.metrics import HTTP_REQUEST_DURATION
+
 access_log = logging.getLogger("tornado.access")
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)
 
@@ -25,6 +27,8 @@ def log_request(handler: web.RequestHandler) -> None:
     status = handler.get_status()
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     request = handler.request
+    name = f"{type(handler).__module__}.{type(handler).__name__}"
+    HTTP_REQUEST_DURATION.labels(request.method, name, str(status)).observe(request.request_time())
     access_log.log(
         level,
         "%d %s %s (%s) %.2fms",

@@ -63,6 +63,7 @@ class Services:
     heap: HeapTrimmer = field(default_factory=HeapTrimmer)  # told when a client goes
     activity: ApiActivity = field(default_factory=ApiActivity)
     pool: KernelPool | None = None  # the warm pool, if there is one
+    metrics_no_auth: bool = False  # <base>metrics without the token
 
 
 def status_of(error: BaseException) -> int:

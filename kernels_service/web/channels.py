@@ -17,6 +17,7 @@ from typing import Any
 from tornado import ioloop, websocket
 
 from kernels_service.kernels import NoSuchKernel
+from kernels_service.metrics import WEBSOCKETS, closed_reason, count_closed
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.websocket import (
     V1_SUBPROTOCOL,
@@ -51,6 +52,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
         self._keepalive: Keepalive | None = None
+        self._counted = False  # in the open-websockets gauge
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
@@ -95,6 +97,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
         except NoSuchKernel:  # shut down while the kernel was starting
             self.close(CLOSE_GOING_AWAY, "kernel shut down")
             return
+        WEBSOCKETS.websockets += 1
+        self._counted = True
         interval = self.services.ping_interval
         if interval > 0:
             self._keepalive = Keepalive(interval, time.monotonic())
@@ -116,6 +120,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         elif verdict is Verdict.DEAD:
             self._keepalive = None
             log.info("Closing websocket on kernel %s: ping not answered", self.relay.kernel_id if self.relay else "?")
+            count_closed("ping timeout")
             self.close(CLOSE_GOING_AWAY, "ping timed out")
 
     def on_pong(self, data: bytes) -> None:
@@ -132,9 +137,11 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.session.send(message)
         except ProtocolError as error:
             log.info("Closing websocket on kernel %s: %s", self.session.kernel_id, error)
+            count_closed("bad input")
             self.close(CLOSE_INVALID_DATA, str(error)[:120])
         except KernelNotReading as error:
             log.warning("Closing websocket on kernel %s: %s", self.session.kernel_id, error)
+            count_closed("kernel not reading")
             self.close(CLOSE_TRY_AGAIN_LATER, str(error)[:120])
 
     def _decode(self, frame: str | bytes) -> KernelMessage:
@@ -160,14 +167,19 @@ class ChannelsHandler(websocket.WebSocketHandler):
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing websocket on kernel %s: %s", self.relay.kernel_id if self.relay else "?", reason)
+        count_closed("too slow")
         self.close(CLOSE_POLICY, reason)
 
     def relay_closed(self, reason: str) -> None:
         """The kernel is gone (RelayListener)."""
+        count_closed(closed_reason(reason))
         self.session = None
         self.close(CLOSE_GOING_AWAY, reason)
 
     def on_close(self) -> None:
+        if self._counted:
+            WEBSOCKETS.websockets -= 1
+            self._counted = False
         if self._pinger is not None:
             self._pinger.stop()
         self.outbox.close()

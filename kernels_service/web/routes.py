@@ -21,6 +21,7 @@ from kernels_service.web.kernelspecs import (
     KernelSpecResourceHandler,
     KernelSpecsHandler,
 )
+from kernels_service.web.metrics import MetricsHandler
 from kernels_service.web.relay_rest import ShutdownHandler, SpawnHandler
 from kernels_service.web.status import StatusHandler
 
@@ -39,6 +40,7 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
     table = [
         (r"api/?", VersionHandler),
         (r"api/status/?", StatusHandler),
+        (r"metrics/?", MetricsHandler),
         (r"api/kernels/?", KernelsHandler),
         (rf"api/kernels/{KERNEL_ID}/?", KernelHandler),
         (rf"api/kernels/{KERNEL_ID}/interrupt/?", InterruptHandler),

@@ -1,0 +1,90 @@
+"""`<base>metrics`: Prometheus text, read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import websocket
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.service import Service
+
+
+def scrape(service: Service, token: str | None = None) -> dict[tuple[str, tuple], float]:
+    """Every sample, keyed by name and sorted labels."""
+    status, headers, body = service.request("GET", "metrics", token=token)
+    assert status == 200 and headers["content-type"].startswith("text/plain"), (status, body)
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.1)
+
+
+def test_metrics_count_what_the_service_does():
+    service = Service()
+    try:
+        assert service.request("GET", "metrics", token="wrong")[0] == 403
+        wait_for(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
+        first = scrape(service)
+        assert value(first, "kernels_service_kernels", state="idle") == 1  # the initial kernel; pooled ones are not
+        assert value(first, "kernels_service_connections", transport="websocket") == 0
+
+        status, _, model = service.request("POST", "api/kernels", {})
+        assert status == 201
+        client = ChannelsClient(service, model["id"])
+        _, outputs = client.execute("print('counted')")
+        assert stream_text(outputs) == "counted\n"
+        polling = service.request("GET", "/socket.io/?EIO=4&transport=polling", raw_path=True)
+        assert polling[0] == 200
+
+        now = scrape(service)
+        assert value(now, "kernels_service_kernel_start_seconds_count", pooled="true") == 1
+        assert value(now, "kernels_service_connections", transport="websocket") == 1
+        assert value(now, "kernels_service_connections", transport="socketio") == 1
+        assert value(now, "kernels_service_kernels", state="idle") == 2
+        sent = value(now, "kernels_service_messages_total", direction="to_kernel", channel="shell")
+        assert sent >= 1
+        assert value(now, "kernels_service_messages_total", direction="from_kernel", channel="shell") >= sent
+        assert value(now, "kernels_service_messages_total", direction="from_kernel", channel="iopub") >= 3
+        assert value(now, "kernels_service_bytes_total", direction="to_kernel") > 100
+        assert value(now, "kernels_service_bytes_total", direction="from_kernel") > 100
+        posts = value(
+            now,
+            "http_request_duration_seconds_count",
+            method="POST",
+            handler="kernels_service.web.kernels.KernelsHandler",
+            status_code="201",
+        )
+        assert posts == 1
+
+        client.ws.send(json.dumps({"channel": "shell", "header": "not a header"}))
+        assert client.ws.recv_frame().opcode == websocket.ABNF.OPCODE_CLOSE
+        wait_for(lambda: value(scrape(service), "kernels_service_connections", transport="websocket") == 0)
+        assert value(scrape(service), "kernels_service_clients_closed_total", reason="bad input") == 1
+        wait_for(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_metrics_without_the_token_only_when_asked():
+    service = Service("--initial-kernels=0", "--pool-size=0", "--metrics-no-auth")
+    try:
+        samples = scrape(service, token="")
+        assert value(samples, "kernels_service_pool_ready") == 0
+        assert service.request("GET", "api/kernels", token="")[0] == 403, "only the metrics are open"
+    finally:
+        service.stop_and_check_no_leak()
