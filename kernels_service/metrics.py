@@ -40,9 +40,9 @@ HTTP_REQUEST_DURATION = Histogram(  # Jupyter Server's name and labels
     registry=REGISTRY,
 )
 
-CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 TO_KERNEL, FROM_KERNEL = "to_kernel", "from_kernel"
-_MESSAGES = {(d, c): MESSAGES.labels(d, c) for d in (TO_KERNEL, FROM_KERNEL) for c in CHANNELS}
+CHANNELS = {TO_KERNEL: ("shell", "stdin", "control"), FROM_KERNEL: ("shell", "iopub", "stdin", "control")}
+_MESSAGES = {(d, c): MESSAGES.labels(d, c) for d, channels in CHANNELS.items() for c in channels}
 _BYTES = {d: BYTES.labels(d) for d in (TO_KERNEL, FROM_KERNEL)}
 
 
