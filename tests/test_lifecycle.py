@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,5 +167,30 @@ def test_an_unusable_runtime_dir_falls_back_to_a_private_temporary_one():
         client = ChannelsClient(service, kernel)
         assert stream_text(client.execute("print('here')")[1]) == "here\n"
         client.close()
+    finally:
+        service.stop_and_check_no_leak()
+
+
+def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
+    service = Service()
+    try:
+        kernels = [service.start_kernel() for _ in range(3)]
+        client = ChannelsClient(service, kernels[0])
+        client.execute("import os; os.write(2, b'straight from the kernel\\n')")
+        client.close()
+        assert service.request("POST", f"api/kernels/{kernels[1]}/restart")[0] == 200
+        assert service.request("DELETE", f"api/kernels/{kernels[2]}")[0] == 204
+        deadline = time.monotonic() + 30
+        while service.output().count("Kernel restarted") < 1 or "straight from the kernel" not in service.output():
+            assert time.monotonic() < deadline, service.output()
+            time.sleep(0.1)
+        log = service.output()
+        for kernel in kernels:
+            assert log.count(f"Kernel started: {kernel} ") == 1
+        assert log.count(f"Kernel restarted: {kernels[1]}") == 1
+        assert log.count(f"Kernel shutdown: {kernels[2]}") == 1
+        # every kernel (4 or more launches here, the pooled ones too) prints it; the log once
+        assert log.count("Kernel is running over TCP without encryption") == 1
+        assert log.count("straight from the kernel") == 1
     finally:
         service.stop_and_check_no_leak()

@@ -8,12 +8,19 @@ jupyter_client tells its restart callbacks *before* a restart (`"restart"`) but 
 after it. The relay must know when the new kernel process is there (and on which
 ports: a restart may pick new ones) before it can re-establish iopub, so this class
 also calls `on_restarted` callbacks once every restart, REST or automatic, is done.
+
+A kernel's stderr is piped and copied to the service's line by line (`StderrCopy`), so
+that ipykernel's warning that it runs over TCP without encryption, which every kernel
+prints, reaches the log once, not once per kernel.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any, BinaryIO
 
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.manager import AsyncKernelManager
@@ -35,7 +42,53 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         """Call `callback` after each completed restart (the new process is launched)."""
         self._restarted_callbacks.append(callback)
 
+    async def start_kernel(self, **kw: Any) -> None:
+        kw.setdefault("stderr", subprocess.PIPE)  # kept for restarts in jupyter_client's launch args
+        await super().start_kernel(**kw)
+        self._copy_stderr()
+
     async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: Any) -> None:
         await super().restart_kernel(now=now, newports=newports, **kw)
+        self._copy_stderr()
         for callback in list(self._restarted_callbacks):
             callback()
+
+    def _copy_stderr(self) -> None:
+        process = getattr(self.provisioner, "process", None)  # a local kernel's Popen
+        if process is not None and process.stderr is not None:
+            StderrCopy(process.stderr, sys.stderr.buffer).start()
+
+
+class StderrCopy(threading.Thread):
+    """Copies a kernel's stderr to the service's, line by line, until the kernel closes it;
+    lines every kernel prints (ONCE) only the first time in the service's life."""
+
+    ONCE = (b"Kernel is running over TCP without encryption",)
+    _seen: set[bytes] = set()
+    _lock = threading.Lock()
+
+    def __init__(self, source: BinaryIO, target: IO[bytes]):
+        super().__init__(name="kernel-stderr", daemon=True)
+        self._source = source
+        self._target = target
+
+    def run(self) -> None:
+        with self._source:
+            for line in iter(self._source.readline, b""):
+                if self._first_time(line):
+                    try:
+                        self._target.write(line)
+                        self._target.flush()
+                    except (OSError, ValueError):
+                        pass  # the service's stderr is gone: read on, or the kernel would block
+
+    @classmethod
+    def _first_time(cls, line: bytes) -> bool:
+        marker = next((marker for marker in cls.ONCE if marker in line), None)
+        if marker is None:
+            return True
+        with cls._lock:
+            if marker in cls._seen:
+                return False
+            cls._seen.add(marker)
+            return True

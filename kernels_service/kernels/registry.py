@@ -359,6 +359,7 @@ class KernelRegistry:
             record.lifecycle.end()
         record.execution_state = "starting"
         record.spoke.clear()
+        log.info("Kernel restarted: %s", record.id)
         for observer in self._observers:
             observer.kernel_restarted(record)
 
