@@ -137,7 +137,7 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
 
 def test_connection_files_live_in_the_runtime_dir_and_go_with_their_kernels(tmp_path):
     runtime = tmp_path / "runtime"
-    service = Service(env={"JUPYTER_RUNTIME_DIR": str(runtime)})
+    service = Service("--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)})  # a pooled kernel has one too
     try:
         (first,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         second = service.start_kernel()
