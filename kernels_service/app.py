@@ -33,6 +33,7 @@ from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.registry import sanitised_environment
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
+from kernels_service.relay.replay import ReplayPolicy
 from kernels_service.socketio.engine import EngineConfig
 from kernels_service.socketio.handlers import engineio_routes
 from kernels_service.socketio.kernel_namespaces import KernelNamespaces
@@ -99,6 +100,15 @@ class KernelsService(Application):
     cull_interval = Float(
         300, config=True, help="Seconds between culling checks; dead kernels are reclaimed after one."
     )
+    replay_window = Float(
+        120,
+        config=True,
+        help="Seconds a client's session is kept after its last connection closes, with what it misses, for "
+        "its return (websocket: same session_id; socket.io: any client of the kernel). 0: no replay.",
+    )
+    replay_limit = Integer(
+        16 * 1024 * 1024, config=True, help="Bytes of output kept for one session while its clients are away."
+    )
     metrics_no_auth = Bool(False, config=True, help="Serve <base>metrics without the token.")
     cull_connected = Bool(False, config=True, help="Cull idle kernels that still have clients connected.")
     cull_busy = Bool(False, config=True, help="Cull kernels that are busy (idle only in their activity).")
@@ -152,6 +162,8 @@ class KernelsService(Application):
         "max-kernels": "KernelsService.max_kernels",
         "pool-size": "KernelsService.pool_size",
         "pool-kernelspecs": "KernelsService.pool_kernelspecs",
+        "replay-window": "KernelsService.replay_window",
+        "replay-limit": "KernelsService.replay_limit",
         "cull-idle-timeout": "KernelsService.cull_idle_timeout",
         "cull-interval": "KernelsService.cull_interval",
         "allow-origin": "KernelsService.allow_origin",
@@ -205,7 +217,7 @@ class KernelsService(Application):
         """Serve until SIGINT or SIGTERM, then stop every kernel."""
         cull_policy = self._cull_policy()
         registry = self._make_registry()
-        hub = RelayHub(registry)
+        hub = RelayHub(registry, ReplayPolicy(self.replay_window, self.replay_limit))
         pool = self._make_pool(registry, hub)
         services = Services(
             registry,

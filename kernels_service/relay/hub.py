@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from kernels_service.kernels import KernelRecord, KernelRegistry, NoSuchKernel
 from kernels_service.relay.kernel import KernelRelay
+from kernels_service.relay.replay import ReplayPolicy
 
 
 class RelayHub:
     """Observes the registry: creates a relay as each kernel starts, closes it as it stops."""
 
-    def __init__(self, registry: KernelRegistry):
+    def __init__(self, registry: KernelRegistry, replay: ReplayPolicy | None = None):
         self.registry = registry
+        self._replay = replay
         self._relays: dict[str, KernelRelay] = {}
         registry.add_observer(self)
 
@@ -34,7 +36,7 @@ class RelayHub:
             await relay.wait_ready()
 
     async def kernel_started(self, record: KernelRecord) -> None:
-        relay = KernelRelay(record, self.registry)
+        relay = KernelRelay(record, self.registry, self._replay)
         self._relays[record.id] = relay
         relay.start()
 

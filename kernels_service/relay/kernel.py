@@ -10,8 +10,11 @@ by their sessions until the probe says ready.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from kernels_service.kernels import KernelRecord, NoSuchKernel
@@ -21,15 +24,20 @@ from kernels_service.protocol.message import status_message
 from kernels_service.protocol.wire import Signer
 from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
+from kernels_service.relay.replay import ReplayBuffer, ReplayPolicy, dropped_notice
 from kernels_service.relay.session import RelaySession
 
 log = logging.getLogger("kernels_service.relay")
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+SOCKETIO_KEY = "socketio"  # the key of the session socket.io clients share
+MAX_MISSED_NOTICES = 1000  # keys whose session ended, remembered to tell them
 
 
 class RelayListener(Protocol):
     """A client door onto the relay (a websocket connection, a socket.io namespace...)."""
+
+    channels: frozenset[str]  # the channels of the messages it takes
 
     def deliver(self, message: KernelMessage) -> None:
         """Send one kernel message to the client; must not block."""
@@ -56,8 +64,11 @@ def ports_of(info: dict[str, Any]) -> tuple[Any, ...]:
 class KernelRelay:
     """iopub fan-out, per-client sessions, readiness and synthetic statuses for one kernel."""
 
-    def __init__(self, record: KernelRecord, reports: KernelReports):
+    def __init__(self, record: KernelRecord, reports: KernelReports, replay: ReplayPolicy | None = None):
         self.record = record
+        self._replay = replay or ReplayPolicy()
+        self._keyed: dict[str, RelaySession] = {}  # sessions clients come back to, by key
+        self._missed: OrderedDict[str, KernelMessage] = OrderedDict()  # notices for keys whose session ended
         self._reports = reports
         manager = record.manager
         self._signer = Signer(manager.session.key, manager.session.signature_scheme)
@@ -67,7 +78,6 @@ class KernelRelay:
         self._iopub = IopubReader(record.id, manager, self._signer, self._on_iopub)
         self._status_session = uuid.uuid4().hex  # the session of the relay's synthetic statuses
         self.closed = False
-        self._shared: RelaySession | None = None
 
     @property
     def kernel_id(self) -> str:
@@ -82,9 +92,11 @@ class KernelRelay:
         """Return once the kernel answered kernel_info and its iopub reaches us."""
         await self._readiness.ready.wait()
 
-    def open_session(self, listener: RelayListener) -> RelaySession:
-        """A new session (own ZMQ identity) with one listener; a websocket connection's."""
-        session = self._new_session("ws")
+    def open_session(self, listener: RelayListener, key: str | None = None) -> RelaySession:
+        """A websocket connection's session (own ZMQ identity), with `listener` attached.
+        With a key (the client's `session_id`), a client that comes back with it within the
+        replay window gets the same session, and first what it missed."""
+        session = self._keyed_session(f"ws:{key}", "ws") if key else self._new_session("ws")
         self.attach(session, listener)
         return session
 
@@ -94,9 +106,14 @@ class KernelRelay:
         The original client spreads one user's namespaces over two Engine.IO connections,
         so shell and stdin must share an identity whatever connection they are on.
         """
-        if self._shared is None or self._shared not in self._sessions:
-            self._shared = self._new_session("socketio")
-        return self._shared
+        return self._keyed_session(SOCKETIO_KEY, "socketio")
+
+    def _keyed_session(self, key: str, kind: str) -> RelaySession:
+        session = self._keyed.get(key)
+        if session is None or session not in self._sessions:
+            session = self._keyed[key] = self._new_session(kind)
+            session.key = key
+        return session
 
     def _new_session(self, kind: str) -> RelaySession:
         """A session with a fresh ZMQ identity, its sockets connected; NoSuchKernel once closed."""
@@ -109,21 +126,62 @@ class KernelRelay:
         return session
 
     def attach(self, session: RelaySession, listener: RelayListener) -> None:
+        """Add a listener; it first gets what the session kept of its channels while no
+        client was there, or a notice of what was lost if the session it had ended."""
         session.listeners.append(listener)
+        if session.replay is not None:
+            for message in session.replay.take(listener.channels):
+                listener.deliver(message)
+            if not session.replay:
+                session.end_replay()
+        elif session.key in self._missed and "iopub" in listener.channels:
+            listener.deliver(self._missed.pop(session.key))
         self._count_connections()
 
-    def detach(self, session: RelaySession, listener: RelayListener) -> None:
-        """Remove a listener; a session left with none is closed."""
+    def detach(self, session: RelaySession, listener: RelayListener, missed: Iterable[KernelMessage] = ()) -> None:
+        """Remove a listener; a session left with none is closed, or, if its clients can come
+        back to it (it has a key), kept for the replay window with what they miss, starting
+        with `missed`: what was on its way to the listener but not sent."""
         if listener in session.listeners:
             session.listeners.remove(listener)
         if not session.listeners:
-            self.close_session(session)
+            if session.key is not None and self._replay.window > 0 and not self.closed:
+                self._keep_for_return(session)
+                for message in missed:
+                    session.replay.keep(message)
+            else:
+                self.close_session(session)
         self._count_connections()
+
+    def _keep_for_return(self, session: RelaySession) -> None:
+        if session.replay is None:
+            session.replay = ReplayBuffer(self._replay.limit)
+        if session.expiry is None:
+            loop = asyncio.get_running_loop()
+            session.expiry = loop.call_later(self._replay.window, self._expire, session)
+
+    def _expire(self, session: RelaySession) -> None:
+        """The replay window is over: a session nobody came back to ends, and whoever comes
+        back with its key later is told what was lost."""
+        session.expiry = None
+        replay = session.replay
+        if session.listeners or replay is None:  # some socket.io namespaces came back
+            session.end_replay()
+            return
+        lost = replay.kept_messages + replay.dropped_messages
+        if lost and session.key is not None:
+            why = f"it did not come back within {self._replay.window:g} s"
+            self._missed[session.key] = dropped_notice(lost, replay.kept_bytes + replay.dropped_bytes, why)
+            while len(self._missed) > MAX_MISSED_NOTICES:
+                self._missed.popitem(last=False)
+        self.close_session(session)
 
     def close_session(self, session: RelaySession) -> None:
         session.close()
         if session in self._sessions:
             self._sessions.remove(session)
+        if session.key is not None and self._keyed.get(session.key) is session:
+            del self._keyed[session.key]
         self._count_connections()
 
     def broadcast_status(self, execution_state: str) -> None:

@@ -24,6 +24,34 @@ MAX_RUN_BYTES = 1024 * 1024
 SendFunction = Callable[[KernelMessage], "tuple[int, Any]"]
 
 
+class MergingQueue:
+    """Messages waiting in order, consecutive stream output of one parent and stream name
+    merged into runs (clients append stream text, so nothing is lost); `bytes` is what
+    they add up to."""
+
+    def __init__(self) -> None:
+        self._entries: deque[KernelMessage | StreamRun] = deque()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, message: KernelMessage) -> None:
+        tail = self._entries[-1] if self._entries else None
+        if not (isinstance(tail, StreamRun) and tail.extend(message)):
+            self._entries.append(StreamRun.start(message) or message)
+        self.bytes += size_of(message)
+
+    def popleft(self) -> KernelMessage:
+        entry = self._entries.popleft()
+        self.bytes -= entry.size if isinstance(entry, StreamRun) else size_of(entry)
+        return entry.message() if isinstance(entry, StreamRun) else entry
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+
 class Outbox:
     """Flow control between the relay and one client transport."""
 
@@ -39,8 +67,7 @@ class Outbox:
         self._high_water = high_water
         self._limit = limit
         self._in_flight = 0
-        self._waiting: deque[KernelMessage | StreamRun] = deque()
-        self._waiting_bytes = 0
+        self._waiting = MergingQueue()
         self.closed = False
 
     @property
@@ -60,26 +87,25 @@ class Outbox:
         if not self._waiting and self._in_flight < self._high_water:
             self._write(message)
             return
-        self._enqueue(message)
-        if self._waiting_bytes > self._limit:
+        self._waiting.append(message)
+        if self._waiting.bytes > self._limit:
             self.closed = True
             self._waiting.clear()
             self._on_overflow(f"client too slow: more than {self._limit // (1024 * 1024)} MiB of output waiting")
-
-    def _enqueue(self, message: KernelMessage) -> None:
-        tail = self._waiting[-1] if self._waiting else None
-        if isinstance(tail, StreamRun) and tail.extend(message):
-            self._waiting_bytes += size_of(message)
-            return
-        run = StreamRun.start(message)
-        self._waiting.append(run or message)
-        self._waiting_bytes += size_of(message)
 
     def close(self) -> None:
         """The client is gone: drop what waits for it and take nothing more."""
         self.closed = True
         self._waiting.clear()
-        self._waiting_bytes = 0
+
+    def take_waiting(self) -> list[KernelMessage]:
+        """The client is gone: what waited for it (merged), in order, for someone to keep;
+        the outbox takes nothing more."""
+        self.closed = True
+        waiting = []
+        while self._waiting:
+            waiting.append(self._waiting.popleft())
+        return waiting
 
     def _write(self, message: KernelMessage) -> None:
         size, flushed = self._send(message)
@@ -94,9 +120,7 @@ class Outbox:
         self._in_flight -= size
         # A loop, not recursion: a send that completes at once (flushed None) comes back here.
         while self._waiting and self._in_flight < self._high_water and not self.closed:
-            entry = self._waiting.popleft()
-            self._waiting_bytes -= entry.size if isinstance(entry, StreamRun) else size_of(entry)
-            self._write(entry.message() if isinstance(entry, StreamRun) else entry)
+            self._write(self._waiting.popleft())
 
 
 def size_of(message: KernelMessage) -> int:

@@ -22,6 +22,7 @@ import zmq.asyncio
 from kernels_service.metrics import FROM_KERNEL, TO_KERNEL, count_message
 from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolError
 from kernels_service.protocol.wire import Signer, to_frames
+from kernels_service.relay.replay import ReplayBuffer
 from kernels_service.relay.sockets import read_messages
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class RelaySession:
         self._readers: list[asyncio.Task[None]] = []
         self._held: list[KernelMessage] = []
         self._releasing: asyncio.Task[None] | None = None
+        self.key: str | None = None  # clients that come back with this key get this session
+        self.replay: ReplayBuffer | None = None  # while no client is there to take everything
+        self.expiry: asyncio.TimerHandle | None = None  # when a session kept for its clients ends
 
     def open(self, manager: Any) -> None:
         """Connect the DEALER sockets (from the manager's current ports) and read them."""
@@ -118,11 +122,24 @@ class RelaySession:
         self.deliver(message)
 
     def deliver(self, message: KernelMessage) -> None:
-        """Hand a kernel message to every listener of this session."""
+        """Hand a kernel message to every listener of this session that takes its channel;
+        with none, keep it for the clients' return if the session waits for them."""
+        taken = False
         for listener in list(self.listeners):
-            listener.deliver(message)
+            if message.channel in listener.channels:
+                listener.deliver(message)
+                taken = True
+        if not taken and self.replay is not None:
+            self.replay.keep(message)
+
+    def end_replay(self) -> None:
+        self.replay = None
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
 
     def close(self) -> None:
+        self.end_replay()
         if self._releasing is not None:
             self._releasing.cancel()
         self._held.clear()

@@ -85,13 +85,13 @@ class ChannelListener:
     def __init__(self, socket: Socket, channel: str, session: RelaySession, queue_limit: int, shared: SharedEncodings):
         self.socket = socket
         self.channel = channel
+        self.channels = frozenset((channel,))  # RelayListener
         self.session = session
         self.shared = shared
         self.outbox = Outbox(self._emit, self._give_up, limit=queue_limit)
 
     def deliver(self, message: KernelMessage) -> None:
-        if message.channel == self.channel:
-            self.outbox.put(message)
+        self.outbox.put(message)  # the session hands it only messages of its channel
 
     def _emit(self, message: KernelMessage) -> tuple[int, Any]:
         messages = self.shared.encoded(message, self.socket.namespace, self.socket.protocol)
@@ -161,7 +161,7 @@ class KernelChannelNamespace:
             relay = self.hub.get(self.kernel_id)
         except NoSuchKernel:  # the kernel is gone, and its sessions with it
             return
-        relay.detach(listener.session, listener)
+        relay.detach(listener.session, listener, listener.outbox.take_waiting())
 
 
 def check_token(access: AccessPolicy, socket: Socket, auth: dict[str, Any]) -> None:

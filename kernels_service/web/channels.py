@@ -44,6 +44,8 @@ CLOSE_TRY_AGAIN_LATER = 1013
 class ChannelsHandler(websocket.WebSocketHandler):
     """Relays one client's Jupyter messages to a kernel and the kernel's messages back."""
 
+    channels = frozenset(("shell", "iopub", "stdin", "control"))  # all of them (RelayListener)
+
     def initialize(self, services: Services) -> None:
         self.services = services
         self.relay: KernelRelay | None = None
@@ -53,6 +55,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
         self._keepalive: Keepalive | None = None
         self._counted = False  # in the open-websockets gauge
+        self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
@@ -93,7 +96,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         if self.ws_connection is None:  # the client left while the kernel was starting
             return
         try:
-            self.session = self.relay.open_session(self)
+            self.session = self.relay.open_session(self, self.get_query_argument("session_id", None))
         except NoSuchKernel:  # shut down while the kernel was starting
             self.close(CLOSE_GOING_AWAY, "kernel shut down")
             return
@@ -155,6 +158,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
 
     def deliver(self, message: KernelMessage) -> None:
         """Queue one kernel message for this client (RelayListener); never blocks."""
+        if self._unsent is not None:  # closed, but not yet detached: kept for its return
+            self._unsent.append(message)
+            return
         self.outbox.put(message)
 
     def _write(self, message: KernelMessage) -> tuple[int, Any]:
@@ -162,7 +168,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
         try:
             return len(frame), self.write_message(frame, binary=binary)
         except websocket.WebSocketClosedError:
-            self.outbox.close()
+            # Closing: this message and what waits behind it were not sent; the session
+            # keeps them for the client's return (on_close hands them over).
+            self._unsent = [message, *self.outbox.take_waiting()]
             return 0, None
 
     def _give_up(self, reason: str) -> None:
@@ -182,9 +190,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self._counted = False
         if self._pinger is not None:
             self._pinger.stop()
-        self.outbox.close()
+        missed = [*self.outbox.take_waiting(), *(self._unsent or [])]
         if self.session is not None and self.relay is not None:
-            self.relay.close_session(self.session)
+            self.relay.detach(self.session, self, missed)  # kept for its return, if it gave a session_id
             self.session = None
         self.services.heap.released()
 

@@ -34,11 +34,12 @@ class ChannelsClient:
         protocol: str = "legacy",
         token: str | None = None,
         receive_buffer: int | None = None,
+        session: str | None = None,
     ):
         """`receive_buffer`: a small SO_RCVBUF makes loopback behave like a network, where
         what a client has not read waits on the server's side, not in the client's buffer."""
         self.protocol = protocol
-        self.session = uuid.uuid4().hex
+        self.session = session or uuid.uuid4().hex
         self.backlog: list[dict[str, Any]] = []
         url = service.ws_url(f"api/kernels/{kernel_id}/channels?session_id={self.session}")
         self.ws = websocket.create_connection(
