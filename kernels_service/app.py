@@ -216,29 +216,12 @@ class KernelsService(Application):
     async def serve(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop every kernel."""
         cull_policy = self._cull_policy()
-        registry = self._make_registry()
-        hub = RelayHub(registry, ReplayPolicy(self.replay_window, self.replay_limit))
-        pool = self._make_pool(registry, hub)
-        services = Services(
-            registry,
-            hub,
-            AccessPolicy(self._resolve_token(), self.allow_origin),
-            normalise_base_path(self.base_path),
-            client_queue_limit=self.client_queue_limit,
-            ping_interval=self.websocket_ping_interval,
-            pool=pool,
-            metrics_no_auth=self.metrics_no_auth,
+        services = self._make_services()
+        socketio = self._make_socketio(services)
+        pool = services.pool
+        watch_service(
+            ServiceState(services.registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0)
         )
-        socketio = EngineServer(
-            KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
-            services.policy,
-            EngineConfig(self.ping_interval, self.ping_timeout, self.max_http_buffer_size),
-            connect_timeout=self.connect_timeout,
-            queue_limit=self.client_queue_limit,
-            max_sessions=self.max_socketio_sessions,
-            heap=services.heap,
-        )
-        watch_service(ServiceState(registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0))
         app = make_web_app(
             services,
             engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),
@@ -246,13 +229,11 @@ class KernelsService(Application):
         )
         server = HTTPServer(app, max_body_size=self.max_message_size)
         server.listen(self.port, address=self.ip)
-        stop = asyncio.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-        background = [asyncio.ensure_future(Culler(registry, cull_policy).run())]
+        stop = stop_on_signals()  # before any kernel starts: a SIGTERM during a start must stop it too
+        background = [asyncio.ensure_future(Culler(services.registry, cull_policy).run())]
         try:
             for _ in range(self.initial_kernels):  # the initial kernels do not come from the pool
-                await registry.start()
+                await services.registry.start()
             if pool is not None:
                 background.append(asyncio.ensure_future(pool.run()))
             log.info("Serving at http://%s:%s%sapi/kernels", self.ip, self.port, services.base_path)
@@ -264,8 +245,34 @@ class KernelsService(Application):
             server.stop()
             socketio.close_all()
             await services.hub.close_all("service stopping")
-            await registry.shutdown_all()
+            await services.registry.shutdown_all()
             await server.close_all_connections()
+
+    def _make_services(self) -> Services:
+        """The registry, the relay hub, the pool and the policies the handlers share."""
+        registry = self._make_registry()
+        hub = RelayHub(registry, ReplayPolicy(self.replay_window, self.replay_limit))
+        return Services(
+            registry,
+            hub,
+            AccessPolicy(self._resolve_token(), self.allow_origin),
+            normalise_base_path(self.base_path),
+            client_queue_limit=self.client_queue_limit,
+            ping_interval=self.websocket_ping_interval,
+            pool=self._make_pool(registry, hub),
+            metrics_no_auth=self.metrics_no_auth,
+        )
+
+    def _make_socketio(self, services: Services) -> EngineServer:
+        return EngineServer(
+            KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
+            services.policy,
+            EngineConfig(self.ping_interval, self.ping_timeout, self.max_http_buffer_size),
+            connect_timeout=self.connect_timeout,
+            queue_limit=self.client_queue_limit,
+            max_sessions=self.max_socketio_sessions,
+            heap=services.heap,
+        )
 
     def _make_pool(self, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:
         """The warm pool (None with --pool-size=0); its kernelspecs must exist."""
@@ -334,6 +341,14 @@ def connection_dir() -> str:
         fallback = tempfile.mkdtemp(prefix="kernels-service-runtime-")
         log.warning("Cannot use the runtime directory %s (%s); connection files go to %s", runtime, error, fallback)
         return fallback
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    return stop
 
 
 def apply_environment(app: Application) -> None:
