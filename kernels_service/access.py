@@ -26,6 +26,11 @@ class AccessPolicy:
         query = {key: values[-1].decode("utf-8", "replace") for key, values in request.query_arguments.items()}
         return self.token_valid(token_from(request.headers, query))
 
+    def token_missing(self, request: HTTPServerRequest) -> bool:
+        """A token is needed and the request carries none at all (401, not 403)."""
+        query = {key: values[-1].decode("utf-8", "replace") for key, values in request.query_arguments.items()}
+        return bool(self.token) and not token_from(request.headers, query)
+
     def token_valid(self, supplied: str | None) -> bool:
         """Constant-time check of a supplied token (anything passes when no token is set)."""
         if not self.token:

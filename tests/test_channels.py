@@ -134,6 +134,13 @@ def test_bad_token_is_refused_before_upgrade(service, kernel):
     assert refused.value.status_code == 403
 
 
+def test_missing_token_is_401_before_upgrade(service, kernel):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        ChannelsClient(service, kernel, token="")
+    assert refused.value.status_code == 401
+    assert refused.value.resp_headers["www-authenticate"].startswith("token")
+
+
 def test_foreign_origin_is_refused(service, kernel):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(

@@ -59,7 +59,8 @@ def test_a_random_token_is_generated_and_logged():
         assert match, service.output()
         service.token = match.group(1)
         assert service.request("GET", "api/kernels")[0] == 200
-        assert service.request("GET", "api/kernels", token="")[0] == 403
+        assert service.request("GET", "api/kernels", token="")[0] == 401
+        assert service.request("GET", "api/kernels", token="wrong")[0] == 403
     finally:
         service.stop_and_check_no_leak()
 

@@ -85,6 +85,6 @@ def test_metrics_without_the_token_only_when_asked():
     try:
         samples = scrape(service, token="")
         assert value(samples, "kernels_service_pool_ready") == 0
-        assert service.request("GET", "api/kernels", token="")[0] == 403, "only the metrics are open"
+        assert service.request("GET", "api/kernels", token="")[0] == 401, "only the metrics are open"
     finally:
         service.stop_and_check_no_leak()

@@ -257,3 +257,11 @@ def test_status_reports_kernels_connections_and_api_activity(service, kernel, op
     assert moment(now["last_activity"]) > moment(after_rest)
     assert now["connections"] >= 1
     assert now["connections"] == sum(k["connections"] for k in service.request("GET", "api/kernels")[2])
+
+
+def test_a_missing_token_is_401_with_a_challenge_and_a_bad_one_403(service):
+    status, headers, body = service.request("GET", "api/kernels", token="")
+    assert status == 401 and headers["www-authenticate"].startswith("token") and "token" in body["message"]
+    status, headers, body = service.request("GET", "api/kernels", token="wrong")
+    assert status == 403 and "www-authenticate" not in headers and body["reason"] == "Forbidden"
+    assert service.request("GET", "spawn/python3", token="")[0] == 401  # kernel-relay's routes too

@@ -43,12 +43,15 @@ class KernelPool:
         """Pooled kernels ready to be taken."""
         return sum(len(kernels) for kernels in self._ready.values())
 
-    def take(self, name: str) -> KernelRecord | None:
-        """A ready kernel of this kernelspec; one restarting (it was killed) is passed over."""
+    async def take(self, name: str) -> KernelRecord | None:
+        """A ready kernel of this kernelspec. One restarting, or whose process is gone
+        though jupyter_client's restarter has not noticed yet (it polls every few seconds),
+        is passed over: a request sent to it now would run in its successor before the
+        relay hears its output."""
         kernels = self._ready.get(name, deque())
         for _ in range(len(kernels)):
             record = kernels.popleft()
-            if record.execution_state == "idle" and self._registry.holds(record):
+            if record.execution_state == "idle" and self._registry.holds(record) and await record.manager.is_alive():
                 self._wanted.set()
                 return record
             kernels.append(record)

@@ -80,7 +80,7 @@ class KernelRecord:
 class KernelSupply(Protocol):
     """The warm pool, as the registry sees it."""
 
-    def take(self, name: str) -> KernelRecord | None:
+    async def take(self, name: str) -> KernelRecord | None:
         """A ready pooled kernel of this kernelspec, now the caller's, or None."""
 
     async def give_way(self) -> None:
@@ -175,7 +175,7 @@ class KernelRegistry:
         if self._stopping:
             raise Stopping("The service is stopping")
         if self._pool is not None and environment == self._kernel_env:
-            record = self._pool.take(name)
+            record = await self._pool.take(name)
             if record is not None:
                 record.pooled = False
                 record.last_activity = utcnow()
@@ -399,9 +399,12 @@ class KernelRegistry:
         return env
 
 
-#: Largest value a client may give a kernel variable (Linux refuses an argument or
-#: variable over 128 KiB: the launch would fail with a traceback, not a clear error).
-MAX_VARIABLE_BYTES = 32 * 1024
+#: Longest value a client may give a kernel variable, and longest name, in characters
+#: (Linux refuses a variable over 128 KiB, and a character takes up to 4 bytes: the
+#: launch would fail with a traceback, not a clear error). Characters, as the API's
+#: JSON Schema counts them.
+MAX_VARIABLE_CHARS = 16 * 1024
+MAX_NAME_CHARS = 1024
 
 
 def check_variable(name: Any, value: Any) -> None:
@@ -413,13 +416,15 @@ def check_variable(name: Any, value: Any) -> None:
         raise InvalidRequest(f"env: {name!r} is not a variable name")
     if "\0" in name or "\0" in value:
         raise InvalidRequest(f"env: {name!r} holds a NUL character")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidRequest(f"env: a variable name is longer than {MAX_NAME_CHARS} characters")
     try:
-        size = len(value.encode())
+        value.encode()
         name.encode()
     except UnicodeEncodeError:
         raise InvalidRequest(f"env: {name!r} holds a lone surrogate") from None
-    if size > MAX_VARIABLE_BYTES:
-        raise InvalidRequest(f"env: {name!r} is longer than {MAX_VARIABLE_BYTES} bytes")
+    if len(value) > MAX_VARIABLE_CHARS:
+        raise InvalidRequest(f"env: {name!r} is longer than {MAX_VARIABLE_CHARS} characters")
 
 
 def sanitised_environment(secret_names: Iterable[str]) -> dict[str, str]:

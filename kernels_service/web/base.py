@@ -31,6 +31,9 @@ from kernels_service.web.access_log import redact
 
 log = logging.getLogger("kernels_service.web")
 
+#: The challenge of a 401: the token, in the `Authorization` header (or `?token=`).
+TOKEN_CHALLENGE = 'token realm="kernels-service"'
+
 STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     NoSuchKernel: 404,
     NoSuchKernelSpec: 404,
@@ -95,8 +98,11 @@ class JSONHandler(web.RequestHandler):
             self.set_header(name, value)
         if self.request.method == "OPTIONS":
             return
+        if self.services.policy.token_missing(self.request):
+            self.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
+            raise web.HTTPError(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
-            raise web.HTTPError(403, "Forbidden: missing or bad token")
+            raise web.HTTPError(403, "Forbidden: bad token")
 
     def options(self, *args: str, **kwargs: str) -> None:
         """CORS preflight: what the allowed origins may send (path parameters are ignored)."""

@@ -30,7 +30,7 @@ from kernels_service.protocol.websocket import (
 from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
-from kernels_service.web.base import Services, error_answer
+from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 
 log = logging.getLogger("kernels_service.web")
@@ -59,8 +59,11 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
+        if self.services.policy.token_missing(self.request):
+            self.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
+            return self._refuse(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
-            return self._refuse(403, "Forbidden: missing or bad token")
+            return self._refuse(403, "Forbidden: bad token")
         try:
             self.relay = self.services.hub.get(kernel_id)
         except NoSuchKernel as error:

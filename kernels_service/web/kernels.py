@@ -24,6 +24,8 @@ class KernelsHandler(JSONHandler):
             raise web.HTTPError(400, "'name' must be a string")
         if not isinstance(env, dict):
             raise web.HTTPError(400, "'env' must be an object")
+        if not isinstance(body.get("path", ""), str):  # Jupyter Server's field; kernels here have no contents
+            raise web.HTTPError(400, "'path' must be a string")
         record = await self.services.registry.start(name, env)
         self.set_header("Location", f"{self.services.base_path}api/kernels/{record.id}")
         self.write_json(record.model(), status=201)

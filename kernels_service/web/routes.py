@@ -23,7 +23,7 @@ from kernels_service.web.kernelspecs import (
 )
 from kernels_service.web.metrics import MetricsHandler
 from kernels_service.web.relay_rest import ShutdownHandler, SpawnHandler
-from kernels_service.web.status import StatusHandler
+from kernels_service.web.status import SpecHandler, StatusHandler
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 SPEC_NAME = r"(?P<name>[\w.+-]+)"
@@ -40,6 +40,7 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
     table = [
         (r"api/?", VersionHandler),
         (r"api/status/?", StatusHandler),
+        (r"api/spec.yaml", SpecHandler),
         (r"metrics/?", MetricsHandler),
         (r"api/kernels/?", KernelsHandler),
         (rf"api/kernels/{KERNEL_ID}/?", KernelHandler),

@@ -1,6 +1,9 @@
-"""`GET /api/status`: what the service is doing, with Jupyter Server's fields."""
+"""`GET /api/status`: what the service is doing, with Jupyter Server's fields; and
+`GET /api/spec.yaml`, the OpenAPI document of every REST route (shipped in the package)."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from kernels_service import __version__
 from kernels_service.kernels.registry import isoformat
@@ -28,3 +31,11 @@ class StatusHandler(JSONHandler):
                 "version": __version__,
             }
         )
+
+
+class SpecHandler(JSONHandler):
+    """The OpenAPI document (kernels_service/openapi.yaml), as schemathesis reads it in CI."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/x-yaml; charset=UTF-8")
+        self.finish(files("kernels_service").joinpath("openapi.yaml").read_bytes())
