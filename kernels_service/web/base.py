@@ -99,7 +99,6 @@ class JSONHandler(web.RequestHandler):
         if self.request.method == "OPTIONS":
             return
         if self.services.policy.token_missing(self.request):
-            self.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
             raise web.HTTPError(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
             raise web.HTTPError(403, "Forbidden: bad token")
@@ -146,8 +145,9 @@ def allowed_methods(handler: web.RequestHandler) -> list[str]:
 
 
 def error_answer(handler: web.RequestHandler, status_code: int, kwargs: dict[str, Any]) -> tuple[int, str]:
-    """The status and message of an error answer; sets the status of domain errors and
-    the `Allow` header of a 405. Never a traceback: 500s say only "Internal server error"."""
+    """The status and message of an error answer; sets the status of domain errors, the
+    `Allow` header of a 405 and the challenge of a 401 (headers set before the error was
+    raised are cleared by tornado). Never a traceback: 500s say only "Internal server error"."""
     error = kwargs.get("exc_info", (None, None, None))[1]
     if isinstance(error, KernelsError):
         status_code = status_of(error)
@@ -155,6 +155,8 @@ def error_answer(handler: web.RequestHandler, status_code: int, kwargs: dict[str
         return status_code, str(error)
     if status_code == 405:
         handler.set_header("Allow", ", ".join(allowed_methods(handler)))
+    if status_code == 401:
+        handler.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
     if isinstance(error, web.HTTPError) and error.log_message:
         return status_code, error.log_message
     return status_code, "Internal server error" if status_code >= 500 else responses.get(status_code, "Error")
