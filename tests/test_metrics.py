@@ -38,9 +38,16 @@ def test_metrics_count_what_the_service_does():
     service = Service()
     try:
         assert service.request("GET", "metrics", token="wrong")[0] == 403
-        wait_for(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
+
+        def settled() -> bool:  # the pool is ready, and the initial kernel has spoken
+            samples = scrape(service)
+            return (
+                value(samples, "kernels_service_pool_ready") == 1
+                and value(samples, "kernels_service_kernels", state="idle") == 1
+            )  # the initial kernel; pooled ones are not counted
+
+        wait_for(settled)
         first = scrape(service)
-        assert value(first, "kernels_service_kernels", state="idle") == 1  # the initial kernel; pooled ones are not
         assert value(first, "kernels_service_connections", transport="websocket") == 0
 
         status, _, model = service.request("POST", "api/kernels", {})

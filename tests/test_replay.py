@@ -11,6 +11,7 @@ import websocket
 from tests.support.channels import ChannelsClient, stream_text
 from tests.support.node import run_node
 from tests.support.service import Service
+from tests.test_metrics import scrape, value
 
 PRINTS = "import time\nfor i in range(2000):\n    print(i)\n    time.sleep(0.001)"
 TEXT = "".join(f"{i}\n" for i in range(2000))
@@ -31,6 +32,19 @@ def leave(client: ChannelsClient, timeout: float = 30) -> list[dict]:
         except ConnectionError:
             return kept
     raise AssertionError("the service never closed")
+
+
+def iopub_relayed(service: Service) -> float:
+    return value(scrape(service), "kernels_service_messages_total", direction="from_kernel", channel="iopub")
+
+
+def wait_for_output_while_away(service: Service, before: float, messages: int) -> None:
+    """The kernel's iopub has produced `messages` more messages (read from the metrics):
+    the client away has missed them, however slow the machine."""
+    deadline = time.monotonic() + 60
+    while iopub_relayed(service) < before + messages:
+        assert time.monotonic() < deadline, "the kernel printed nothing while the client was away"
+        time.sleep(0.05)
 
 
 def until_done(client: ChannelsClient, msg_id: str, timeout: float = 60) -> list[dict]:
@@ -99,8 +113,9 @@ def test_past_the_limit_the_client_is_told_how_much_it_missed():
         first.execute("pass")
         msg_id = first.send("shell", "execute_request", {"code": "import time; time.sleep(1)\n" + PRINTS})
         first.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
+        before = iopub_relayed(service)
         leave(first)
-        time.sleep(1.5)  # away while the kernel prints (it starts after a second)
+        wait_for_output_while_away(service, before, 10)  # 10 messages: more than 2000 bytes
         back = ChannelsClient(service, kernel["id"], session=first.session)
         after = of(msg_id, until_done(back, msg_id))
         notices = [i for i, m in enumerate(after) if m["content"].get("name") == "stderr"]
@@ -124,8 +139,10 @@ def test_past_the_window_the_client_is_told_its_output_was_dropped():
         first.execute("pass")
         first.send("shell", "execute_request", {"code": "import time; time.sleep(0.5); print('missed')"})
         first.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
+        before = iopub_relayed(service)
         leave(first)
-        time.sleep(3)  # past the window
+        wait_for_output_while_away(service, before, 2)  # the output and the idle status
+        time.sleep(4)  # past the window
         back = ChannelsClient(service, kernel["id"], session=first.session)
         notice = back.recv_until(lambda m: m["header"]["msg_type"] == "stream", timeout=10)[-1]
         assert notice["content"]["name"] == "stderr"
