@@ -239,7 +239,8 @@ def test_status_reports_kernels_connections_and_api_activity(service, kernel, op
     first = status()
     assert set(first) == {"started", "last_activity", "kernels", "connections", "pool", "version"}
     assert first["kernels"] == len(service.request("GET", "api/kernels", headers={})[2])
-    assert first["pool"] == 0 and first["version"] == service.request("GET", "api")[2]["version"]
+    assert first["pool"] in (0, 1)  # the default pool of one, perhaps being refilled (tests/test_pool.py)
+    assert first["version"] == service.request("GET", "api")[2]["version"]
     assert moment(first["started"]) <= moment(first["last_activity"])
     # asking for the status, or asking not to be tracked, is not activity
     before = status()["last_activity"]
