@@ -164,3 +164,20 @@ class Service:
             os.kill(pid, signal.SIGKILL)
         assert code == 0, self.output()
         assert not leaked, f"processes outlived the service: {leaked}"
+
+
+#: The last line of a kernel that lost jupyter_client's port race: a port picked free for
+#: it was taken before it could bind (many launches on a busy machine). The kernel's own
+#: traceback, copied from its stderr; jupyter_client restarts it on new ports.
+PORT_RACE = "zmq.error.ZMQError: Address already in use"
+
+
+def tracebacks(output: str) -> list[str]:
+    """The tracebacks in a service's output but those of kernels that lost the port race."""
+    found = []
+    for block in output.split("Traceback (most recent call last):")[1:]:
+        lines = [line for line in block.splitlines() if line.strip()]
+        error = next((line for line in lines if not line.startswith((" ", "\t"))), "")
+        if not error.startswith(PORT_RACE):
+            found.append(block[:2000])
+    return found
