@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import struct
 import time
 from datetime import datetime, timedelta, timezone
 
 import socketio
-import websocket
 
 from kernels_service.kernels.culler import CullPolicy, why_cull
 from kernels_service.kernels.registry import KernelRecord
-from tests.support.channels import ChannelsClient, stream_text
+from tests.support.channels import ChannelsClient, close_of, stream_text
 from tests.support.service import Service, descendants
 from tests.test_dead_kernel import make_once_kernelspec
 from tests.test_metrics import scrape, value
@@ -129,18 +127,6 @@ async def socketio_client_until_disconnected(service: Service, kernel_id: str) -
         return False
     finally:
         await client.disconnect()
-
-
-def close_of(client: ChannelsClient, timeout: float = 30) -> tuple[int, str]:
-    """The code and reason of the close frame the service sent (the client reads past
-    anything before it, answering pings as it goes)."""
-    client.ws.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = client.ws.recv_frame()
-        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-            return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
-    raise AssertionError("not closed")
 
 
 def test_dead_kernels_are_reclaimed_after_an_interval_with_culling_off(tmp_path):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import struct
 import time
 
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, stream_text
+from tests.support.channels import ChannelsClient, close_of, stream_text
 from tests.support.service import Service
 
 # 6000 flushed writes of 10 kB: 60 MB in thousands of messages, more than socket buffers hold
@@ -74,7 +73,7 @@ def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
         _, outputs = fast.execute(PACED_FLOOD, timeout=120)
         assert stream_text(outputs) == FLOOD_TEXT
         try:
-            code, reason = read_until_close(slow)
+            code, reason = close_of(slow, 60)
             assert code == 1008 and "too slow" in reason
         except (websocket.WebSocketConnectionClosedException, ConnectionResetError):
             pass  # the close handshake timed out (the client reads nothing) and the server dropped it
@@ -87,16 +86,6 @@ def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
         assert stream_text(outputs) == "ok\n"
     finally:
         service.stop_and_check_no_leak()
-
-
-def read_until_close(client: ChannelsClient, timeout: float = 60) -> tuple[int, str]:
-    client.ws.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = client.ws.recv_frame()
-        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-            return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
-    raise AssertionError("not closed")
 
 
 def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -201,3 +202,15 @@ def signal_state(pid: int) -> str:
         )
         lines.append(f"{task.name}: {fields} wchan {wchan}")
     return "\n".join(lines) or f"process {pid} is gone"
+
+
+def close_of(client: ChannelsClient, timeout: float = 30) -> tuple[int, str]:
+    """The code and reason of the close frame the service sent (the client reads past
+    anything before it, answering pings as it goes)."""
+    client.ws.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = client.ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
+    raise AssertionError("not closed")
