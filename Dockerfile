@@ -1,24 +1,41 @@
-# kernels-service: Jupyter kernels over HTTP and websockets.
-# Built from Debian packages alone (python3 + python3-venv), so it also builds where no
-# other image registry is reachable. Derived images install a kernel and set KERNEL_NAME.
+# kernels-service: Jupyter kernels over HTTP, websockets and socket.io.
+# Built from Debian packages and PyPI alone, so it builds where no other image registry is
+# reachable: `python docker/image.py build` builds it (podman on a debootstrapped base, or
+# docker). Derived images install a kernel with pip and set KERNEL_NAME
+# (examples/derived-bash/Dockerfile).
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
+# Not pinned: BASE_IMAGE may be any Debian release, and a stable release changes these
+# packages only for security fixes, which a rebuild should take.
+# The user `kernels` is in group 0, and its home is group-writable, so the image also runs
+# under an arbitrary uid in group 0 (OpenShift, `--user 12345:0`).
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv tini \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+ && useradd --create-home --uid 1000 --gid 0 kernels \
+ && chmod g=u /home/kernels \
+ && install -d -o kernels -g 0 /opt/kernels-service /srv/kernels-service
 
-RUN python3 -m venv /opt/kernels-service
-ENV PATH=/opt/kernels-service/bin:$PATH
+# The venv belongs to `kernels`, so a derived image installs kernels with plain
+# `RUN pip install ...`, no USER switch.
+USER 1000
+ENV PATH=/opt/kernels-service/bin:$PATH \
+    HOME=/home/kernels
+COPY --chown=kernels:0 setup.cfg pyproject.toml README.md /srv/kernels-service/
+COPY --chown=kernels:0 kernels_service /srv/kernels-service/kernels_service
+RUN python3 -m venv /opt/kernels-service \
+ && pip install --no-cache-dir /srv/kernels-service \
+ && rm -rf /srv/kernels-service/build /srv/kernels-service/*.egg-info
 
-COPY setup.cfg pyproject.toml README.md kernels.py /srv/kernels-service/
-COPY kernels_service /srv/kernels-service/kernels_service
-RUN pip install --no-cache-dir /srv/kernels-service
+# The original image's form `IMAGE sh -c "/srv/kernels.py --base-path=/krn/"` still works.
+COPY kernels.py /srv/kernels.py
+COPY docker/entrypoint.py /usr/local/bin/kernels-entrypoint
+COPY docker/healthcheck.py /usr/local/bin/kernels-healthcheck
 
-RUN useradd --create-home --uid 1000 kernels
-USER kernels
 WORKDIR /home/kernels
-
 # Bind every interface inside the container; the token comes from KERNELS_SERVICE_TOKEN
 # (unset: a random token is generated and printed in the log).
 ENV IP=0.0.0.0 \
@@ -26,7 +43,11 @@ ENV IP=0.0.0.0 \
     KERNEL_NAME=python3
 EXPOSE 8000
 
+# GET /api/health on $PORT: no token needed, nothing revealed.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["kernels-healthcheck"]
+
 # tini is PID 1: it reaps kernel processes and forwards SIGTERM, so kernels neither
 # restart-loop nor outlive the service. Options go after the image name:
 #   docker run -p 8000:8000 IMAGE --base-path=/krn/
-ENTRYPOINT ["tini", "--", "kernels-service"]
+# and a command that is not an option runs as given (docker/entrypoint.py).
+ENTRYPOINT ["tini", "--", "kernels-entrypoint"]

@@ -48,6 +48,16 @@ def open_client(service):
         client.close()
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Figures measured along the way (the image's size and build time)."""
+    from tests.test_image import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI a skipped test is a failure: a missing tool must not pass quietly."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

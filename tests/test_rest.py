@@ -266,3 +266,12 @@ def test_a_missing_token_is_401_with_a_challenge_and_a_bad_one_403(service):
     status, headers, body = service.request("GET", "api/kernels", token="wrong")
     assert status == 403 and "www-authenticate" not in headers and body["reason"] == "Forbidden"
     assert service.request("GET", "spawn/python3", token="")[0] == 401  # kernel-relay's routes too
+
+
+def test_health_answers_anyone_at_the_base_path_and_the_root_and_reveals_nothing(service):
+    for path, raw_path in (("api/health", False), ("/api/health", True)):  # the root: the image's HEALTHCHECK
+        status, headers, body = service.request("GET", path, token="", raw_path=raw_path)
+        assert status == 200 and body == {"status": "ok"}, (path, status, body)
+        assert headers["content-type"].startswith("application/json")
+    assert service.request("POST", "api/health", token="")[0] == 401  # only reading is open
+    assert service.request("GET", "api/health/extra", token="")[0] == 404

@@ -23,7 +23,7 @@ from kernels_service.web.kernelspecs import (
 )
 from kernels_service.web.metrics import MetricsHandler
 from kernels_service.web.relay_rest import ShutdownHandler, SpawnHandler
-from kernels_service.web.status import SpecHandler, StatusHandler
+from kernels_service.web.status import HealthHandler, SpecHandler, StatusHandler
 
 KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 SPEC_NAME = r"(?P<name>[\w.+-]+)"
@@ -36,10 +36,13 @@ def normalise_base_path(base_path: str) -> str:
 
 
 def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
+    """Every route under the base path; `/api/health` also at the root, so that an image's
+    HEALTHCHECK finds it whatever base path the service was given."""
     base = services.base_path
     table = [
         (r"api/?", VersionHandler),
         (r"api/status/?", StatusHandler),
+        (r"api/health/?", HealthHandler),
         (r"api/spec.yaml", SpecHandler),
         (r"metrics/?", MetricsHandler),
         (r"api/kernels/?", KernelsHandler),
@@ -54,7 +57,8 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
         (rf"shutdown/{KERNEL_ID}/?", ShutdownHandler),
     ]
     kwargs = {"services": services}
-    return [(base + pattern, handler, kwargs) for pattern, handler in table]
+    at_root = [(r"/api/health/?", HealthHandler, kwargs)] if base != "/" else []
+    return [(base + pattern, handler, kwargs) for pattern, handler in table] + at_root
 
 
 def make_web_app(services: Services, extra_routes: list | None = None, **settings: Any) -> web.Application:

@@ -1,5 +1,6 @@
-"""`GET /api/status`: what the service is doing, with Jupyter Server's fields; and
-`GET /api/spec.yaml`, the OpenAPI document of every REST route (shipped in the package)."""
+"""`GET /api/status`: what the service is doing, with Jupyter Server's fields;
+`GET /api/health`: that it answers, for container health checks; and `GET /api/spec.yaml`,
+the OpenAPI document of every REST route (shipped in the package)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ class StatusHandler(JSONHandler):
                 "version": __version__,
             }
         )
+
+
+class HealthHandler(JSONHandler):
+    """`{"status": "ok"}` to anyone, without the token: a container's HEALTHCHECK has none.
+    It reveals nothing (no version, no counts), and asking is not activity."""
+
+    tracks_activity = False
+
+    def prepare(self) -> None:
+        if self.request.method in ("GET", "HEAD"):
+            return
+        super().prepare()
+
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
 
 
 class SpecHandler(JSONHandler):

@@ -52,6 +52,33 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One HTTP request to 127.0.0.1:port; returns status, headers and the decoded JSON body
+    (or bytes). A token of None sends no Authorization header."""
+    all_headers = {**({"Authorization": f"token {token}"} if token is not None else {}), **(headers or {})}
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        data = response.read()
+        reply_headers = {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        connection.close()
+    if reply_headers.get("content-type", "").startswith("application/json") and data:
+        return response.status, reply_headers, json.loads(data)
+    return response.status, reply_headers, data
+
+
 class Service:
     """The service process: start, HTTP requests, stop by signal, leak check."""
 
@@ -117,21 +144,11 @@ class Service:
         headers: dict[str, str] | None = None,
         raw_path: bool = False,
     ) -> tuple[int, dict[str, str], Any]:
-        """One HTTP request; returns status, headers and the decoded JSON body (or bytes)."""
-        all_headers = {"Authorization": f"token {self.token if token is None else token}", **(headers or {})}
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body)
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            connection.request(method, path if raw_path else self.base + path, body=body, headers=all_headers)
-            response = connection.getresponse()
-            data = response.read()
-            reply_headers = {k.lower(): v for k, v in response.getheaders()}
-        finally:
-            connection.close()
-        if reply_headers.get("content-type", "").startswith("application/json") and data:
-            return response.status, reply_headers, json.loads(data)
-        return response.status, reply_headers, data
+        """One HTTP request under the base path (or at `path` itself with raw_path)."""
+        full_path = path if raw_path else self.base + path
+        return http_request(
+            self.port, method, full_path, body, token=self.token if token is None else token, headers=headers
+        )
 
     def start_kernel(self, **body: Any) -> str:
         status, _, model = self.request("POST", "api/kernels", body)

@@ -1,0 +1,165 @@
+"""The image, built from the Dockerfile by docker/image.py and run as its users run it.
+
+Built and run when CI is set or KERNELS_TEST_IMAGE=1 (podman, daemonless, or docker); a
+machine where neither runs fails these tests with the reason. The Dockerfiles' lint is in
+tests/test_dockerfiles.py."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.channels import ChannelsClient, stream_text
+from tests.support.container import Container, Engine, generated_token, image_script
+
+WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"
+needs_image = pytest.mark.skipif(not WANTED, reason="the image is built and run with CI set or KERNELS_TEST_IMAGE=1")
+TOKEN = "image-token-0123456789"
+MAX_IMAGE_MB = 300
+
+pytestmark = [needs_image, pytest.mark.timeout(900)]
+
+#: Figures for the end of the run (printed by tests/conftest.py).
+FIGURES: list[str] = []
+
+
+@dataclass
+class Built:
+    engine: Engine
+    image: str
+    derived: str
+
+
+@pytest.fixture(scope="module")
+def built() -> Built:
+    """The image and the derived bash image, built once (the base and layers are cached)."""
+    engine = Engine()
+    script = image_script()
+    started = time.monotonic()
+    assert script.main(["build", "--derived"]) == 0, "docker/image.py build --derived failed (its output is above)"
+    seconds = time.monotonic() - started
+    size_mb = script.image_size(engine.command, script.IMAGE) / 1e6
+    FIGURES.append(f"image {script.IMAGE}: {size_mb:.0f} MB; image and derived image built in {seconds:.0f} s")
+    return Built(engine, script.IMAGE, script.DERIVED_IMAGE)
+
+
+@pytest.fixture
+def start(built):
+    """Factory of running containers, all removed after the test."""
+    containers: list[Container] = []
+
+    def start_(*args: str, image: str | None = None, **kwargs) -> Container:
+        container = Container(built.engine, image or built.image, *args, **kwargs)
+        containers.append(container)
+        container.wait_serving()
+        return container
+
+    yield start_
+    for container in containers:
+        container.remove()
+
+
+def run_code(container: Container, code: str) -> str:
+    """Execute `code` in the container's initial kernel over its websocket; its stdout."""
+    status, _, kernels = container.request("GET", "api/kernels")
+    assert status == 200 and len(kernels) == 1, (status, kernels)
+    client = ChannelsClient(container, kernels[0]["id"])
+    try:
+        reply, outputs = client.execute(code, timeout=60)
+        assert reply["content"]["status"] == "ok", reply
+        return stream_text(outputs)
+    finally:
+        client.close()
+
+
+def test_the_image_is_smaller_than_300_mb(built):
+    size = image_script().image_size(built.engine.command, built.image)
+    assert size < MAX_IMAGE_MB * 1e6, f"{size / 1e6:.0f} MB"
+
+
+def test_rest_and_websocket_with_the_token_from_the_environment_under_a_base_path(start):
+    container = start("--base-path=/krn/", token=TOKEN, base_path="/krn/")
+    assert run_code(container, "print(6 * 7)") == "42\n"
+    assert container.request("GET", "api/kernels", token="")[0] == 401
+    assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
+
+
+def test_a_token_is_generated_and_printed_when_none_is_given(start):
+    container = start()
+    token = generated_token(container.logs())
+    assert token, container.logs()
+    container.token = token
+    assert container.request("GET", "api/kernels")[0] == 200
+    assert container.request("GET", "api/kernels", token="wrong")[0] == 403
+
+
+def test_pid_1_is_tini_no_process_is_root_and_no_kernel_restarts(start):
+    container = start(token=TOKEN)
+    assert run_code(container, "import os; print(os.getuid())") == "1000\n"
+    processes = container.processes()
+    assert [p["args"][0] for p in processes if p["pid"] == 1] == ["tini"], processes
+    assert all(p["uid"] != 0 and p["euid"] != 0 for p in processes), processes
+    kernels = {p["pid"] for p in processes if "ipykernel_launcher" in p["args"]}
+    assert len(kernels) == 2, processes  # the initial kernel and the pooled one
+    time.sleep(5)  # a restart loop shows within seconds: kernels that die and come back
+    later = {p["pid"] for p in container.processes() if "ipykernel_launcher" in p["args"]}
+    assert later == kernels, container.logs()
+    assert "restarted" not in container.logs() and "died" not in container.logs()
+    assert not [p for p in container.processes() if p["state"] == "Z"], "zombies: tini reaps them"
+
+
+def test_stop_exits_0_within_10_s_with_every_kernel_shut_down(start):
+    container = start(token=TOKEN)
+    container.request("POST", "api/kernels", {"name": "python3"})
+    kernels = [k["id"] for k in container.request("GET", "api/kernels")[2]]
+    exit_code, seconds = container.stop(timeout=10)
+    assert exit_code == 0, (exit_code, container.logs())
+    assert seconds < 10, seconds
+    logs = container.logs()
+    assert all(f"Kernel shutdown: {kernel}" in logs for kernel in kernels), logs
+    assert "Traceback" not in logs, logs
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--user", "12345:0"),
+        ("--read-only", "--tmpfs", "/tmp"),
+        ("--user", "12345:0", "--read-only", "--tmpfs", "/tmp"),
+    ],
+    ids=["any-uid", "read-only", "any-uid-read-only"],
+)
+def test_an_arbitrary_uid_and_a_read_only_root_run_kernels(start, options):
+    container = start(token=TOKEN, options=options)
+    uid = "12345" if "--user" in options else "1000"
+    assert run_code(container, "import os; print(os.getuid())") == f"{uid}\n"
+    assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
+    exit_code, _ = container.stop(timeout=10)
+    assert exit_code == 0, container.logs()
+    assert "Traceback" not in container.logs(), container.logs()
+
+
+def test_the_original_images_shell_form_serves_under_its_base_path_and_stops_cleanly(start):
+    container = start("sh", "-c", "/srv/kernels.py --base-path=/krn/", token=TOKEN, base_path="/krn/")
+    assert run_code(container, "print('hi')") == "hi\n"
+    kernels = [k["id"] for k in container.request("GET", "api/kernels")[2]]
+    exit_code, _ = container.stop(timeout=10)
+    assert exit_code == 143, container.logs()  # the shell's own status: it died of SIGTERM
+    assert all(f"Kernel shutdown: {kernel}" in container.logs() for kernel in kernels), container.logs()
+
+
+def test_the_healthcheck_is_declared_and_answers(start, built):
+    inspected = built.engine("image", "inspect", "--format", "{{json .Config.Healthcheck}}", built.image).stdout
+    assert "kernels-healthcheck" in inspected, inspected
+    container = start("--base-path=/krn/", token=TOKEN, base_path="/krn/")
+    assert container.exec("kernels-healthcheck", check=False).returncode == 0
+    assert container.exec("env", "PORT=1", "kernels-healthcheck", check=False).returncode == 1
+
+
+def test_the_derived_bash_image_runs_a_bash_kernel(start, built):
+    container = start(token=TOKEN, image=built.derived)
+    assert [k["name"] for k in container.request("GET", "api/kernels")[2]] == ["bash"]
+    assert "hello" in run_code(container, "echo hello")
