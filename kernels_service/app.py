@@ -8,7 +8,9 @@ Docker image needs, from the environment through `ENVIRONMENT` (one table, one h
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -21,12 +23,13 @@ from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_dir_exists
 from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
 from kernels_service.access import AccessPolicy
+from kernels_service.effective_config import effective_configuration, format_configuration
 from kernels_service.kernels import KernelRegistry, KernelsError
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.pool import KernelPool
@@ -64,8 +67,19 @@ class KernelsService(Application):
 
     name = "kernels-service"
     version = __version__
-    description = "Run Jupyter kernels for web applications over HTTP and websockets."
+    description = (
+        "Run Jupyter kernels for web applications: the Jupyter REST API and kernel websocket, "
+        "and kernel channels over socket.io (kernel-relay's namespaces, socket.io clients 1.x to 4.x)."
+    )
 
+    #: Options set from environment variables, with their variables (for --show-config).
+    environment_sources: dict[str, str]
+
+    log_level = Enum(
+        (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"),
+        default_value=logging.INFO,
+        help="Set the log level by value or name (20 is INFO).",
+    ).tag(config=True)
     port = Integer(8000, config=True, help="Port to listen on (env PORT).")
     ip = Unicode("127.0.0.1", config=True, help="Address to bind (env IP).")
     base_path = Unicode(
@@ -171,7 +185,7 @@ class KernelsService(Application):
         "max-socketio-sessions": "KernelsService.max_socketio_sessions",
         "connect-timeout": "KernelsService.connect_timeout",
         "config": "KernelsService.config_file",
-        "log-level": "Application.log_level",
+        "log-level": "KernelsService.log_level",
     }
 
     flags = {
@@ -180,10 +194,6 @@ class KernelsService(Application):
         "cull-busy": ({"KernelsService": {"cull_busy": True}}, "Cull busy kernels too."),
         "metrics-no-auth": ({"KernelsService": {"metrics_no_auth": True}}, "Serve <base>metrics without the token."),
     }
-
-    @default("log_level")
-    def _default_log_level(self) -> int:
-        return logging.INFO
 
     @default("kernel_name")
     def _default_kernel_name(self) -> str:
@@ -194,7 +204,7 @@ class KernelsService(Application):
 
     def initialize(self, argv: list[str] | None = None) -> None:
         """Environment first, then the config file, then the command line (highest)."""
-        apply_environment(self)
+        self.environment_sources = apply_environment(self)
         self.parse_command_line(argv)
         if self.extra_args:
             print(f"{self.name}: error: unexpected arguments: {' '.join(self.extra_args)}", file=sys.stderr)
@@ -212,6 +222,15 @@ class KernelsService(Application):
         except KernelsError as error:
             log.error("Cannot start: %s", error)
             self.exit(1)
+
+    def start_show_config(self) -> None:
+        """--show-config(-json), which traitlets runs instead of start(): every option's
+        effective value and its source (not only the config's, as traitlets would); no token."""
+        configuration = effective_configuration(self, self.environment_sources)
+        if self.show_config_json:
+            print(json.dumps(configuration, indent=1, sort_keys=True))
+        else:
+            print(f"{self.name} {self.version}: effective configuration\n{format_configuration(configuration)}")
 
     async def serve(self) -> None:
         """Serve until SIGINT or SIGTERM, then stop every kernel."""
@@ -351,14 +370,16 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def apply_environment(app: Application) -> None:
-    """Set each trait named in ENVIRONMENT from its variable, if that is set."""
-    import os
-
+def apply_environment(app: Application) -> dict[str, str]:
+    """Set each trait named in ENVIRONMENT from its variable, if that is set; the traits so
+    set, with their variables."""
+    applied = {}
     for trait_name, variable in ENVIRONMENT.items():
         if variable in os.environ:
             trait = app.traits()[trait_name]
             setattr(app, trait_name, trait.from_string(os.environ[variable]))
+            applied[trait_name] = variable
+    return applied
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -37,9 +38,10 @@ def server():
                 assert time.monotonic() < deadline, "conformance server did not start"
                 time.sleep(0.1)
     yield ports
+    procs[0].send_signal(signal.SIGINT)  # Ctrl-C
+    procs[1].terminate()
     for proc in procs:
-        proc.terminate()
-        proc.wait(10)
+        assert proc.wait(10) == 0, "the conformance server exits 0 on Ctrl-C and SIGTERM"
         assert not alive(proc.pid)
 
 

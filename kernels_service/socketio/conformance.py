@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 from typing import Any
 
 from tornado.web import Application
@@ -65,9 +66,16 @@ def make_app(path: str, engine_only: bool) -> Application:
 
 
 async def serve(port: int, path: str, engine_only: bool) -> None:
-    make_app(path, engine_only).listen(port, address="127.0.0.1")
-    logging.getLogger("kernels_service").info("Conformance server at http://127.0.0.1:%s%s", port, path)
-    await asyncio.Event().wait()
+    """Serve until Ctrl-C (SIGINT) or SIGTERM; then return, so the process exits 0."""
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    server = make_app(path, engine_only).listen(port, address="127.0.0.1")
+    log = logging.getLogger("kernels_service")
+    log.info("Conformance server at http://127.0.0.1:%s%s (Ctrl-C stops it)", port, path)
+    await stop.wait()
+    server.stop()
+    log.info("Conformance server stopped")
 
 
 def main() -> None:

@@ -1,0 +1,56 @@
+"""The command line a first-time operator meets: --help, --show-config(-json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.support.service import ROOT
+
+
+def kernels_py(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("PORT", "KERNEL_NAME", "KERNELS_SERVICE_TOKEN")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "kernels.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+def test_help_says_socketio_and_the_real_log_level_default():
+    shown = kernels_py("--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "socket.io" in shown.stdout.split("Options")[0]
+    log_level = shown.stdout.split("--log-level=<Enum>")[1].split("\n--")[0]
+    assert "Default: 20" in log_level and "INFO" in log_level, log_level
+
+
+def test_show_config_gives_every_effective_value_with_its_source_and_hides_the_token():
+    shown = kernels_py(
+        "--show-config",
+        "--base-path=jupyter",
+        "--KernelManager.shutdown_wait_time=3",
+        env={"PORT": "9123", "KERNELS_SERVICE_TOKEN": "secret-token-4567"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines() if " = " in line}
+    assert lines["KernelsService.port"].endswith("[environment PORT]") and "9123" in lines["KernelsService.port"]
+    assert "'jupyter'" in lines["KernelsService.base_path"] and "[command line" in lines["KernelsService.base_path"]
+    assert "[default]" in lines["KernelsService.max_kernels"] and "[default]" in lines["KernelsService.log_level"]
+    assert lines["KernelManager.shutdown_wait_time"].startswith("KernelManager.shutdown_wait_time = '3'")
+    assert "secret-token-4567" not in shown.stdout + shown.stderr
+    assert "Serving at" not in shown.stdout + shown.stderr  # it shows; it does not start
+
+
+def test_show_config_json_is_json_with_the_same_entries():
+    shown = kernels_py("--show-config-json", "--port=9124", env={"KERNEL_NAME": "python3"})
+    assert shown.returncode == 0, shown.stderr
+    configuration = json.loads(shown.stdout)
+    assert configuration["KernelsService.port"] == {"value": 9124, "source": "command line or config file"}
+    assert configuration["KernelsService.kernel_name"] == {"value": "python3", "source": "environment KERNEL_NAME"}
+    assert configuration["KernelsService.token"]["source"] == "default"
