@@ -1,6 +1,12 @@
 """Relay performance, measured three ways in one run: direct ZeroMQ, legacy websocket, v1 websocket.
 
-    python benchmarks/bench_relay.py [--round-trips 300] [--repeats 3]
+    python benchmarks/bench_relay.py [--round-trips 300] [--repeats 3] [--quick]
+
+Needs the test extras (`pip install -e ".[test]"`) and a checkout (it starts the service
+as the tests do). --quick (30 round trips, one streaming run of a fifth of the prints and a twentieth of the
+flushed writes, two starts each) runs in
+under 30 s, for a first look; its figures are noisier. Progress goes to stderr, the
+figures to stdout; README.md, "Benchmarks", explains each column.
 
 Figures: execute round trip of `pass` (median, p99), iopub streaming (messages/s and
 MB/s until idle, with a check that no output was lost), kernel start (request to
@@ -32,12 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.support.service import Service, alive, descendants  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
-PRINT_LOOP = "for i in range(100000): print(i)"
-FLUSHED_WRITES = "import sys\nfor i in range(20000):\n    sys.stdout.write('x' * 99 + '\\n'); sys.stdout.flush()"
-EXPECTED = {
-    PRINT_LOOP: "".join(f"{i}\n" for i in range(100000)),
-    FLUSHED_WRITES: ("x" * 99 + "\n") * 20000,
-}
+
+
+def print_loop(lines: int) -> tuple[str, str]:
+    """Code printing `lines` numbers (ipykernel batches them into few messages), and its output."""
+    return f"for i in range({lines}): print(i)", "".join(f"{i}\n" for i in range(lines))
+
+
+def flushed_writes(lines: int) -> tuple[str, str]:
+    """Code writing `lines` lines of 100 bytes, each flushed (one message each), and its output."""
+    code = f"import sys\nfor i in range({lines}):\n    sys.stdout.write('x' * 99 + '\\n'); sys.stdout.flush()"
+    return code, ("x" * 99 + "\n") * lines
 
 
 class DirectClient:
@@ -194,6 +205,11 @@ def p99(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
 
 
+def progress(line: str) -> None:
+    """A progress line on stderr, so that the figures on stdout stay clean."""
+    print(f"[bench_relay] {line}", file=sys.stderr, flush=True)
+
+
 def timed_run(client, code: str) -> tuple[float, int, str]:
     start = time.perf_counter()
     count, text = client.run(code)
@@ -205,30 +221,37 @@ def measure_interleaved(clients: dict, args) -> dict:
     times: dict[str, list[float]] = {path: [] for path in clients}
     for client in clients.values():
         client.run("pass")
-    for _ in range(args.round_trips):
+    progress(f"round trips: {args.round_trips} per path, taking turns ({', '.join(clients)})")
+    for done in range(args.round_trips):
         for path, client in clients.items():
             times[path].append(timed_run(client, "pass")[0])
-    runs: dict[str, dict[str, list]] = {path: {PRINT_LOOP: [], FLUSHED_WRITES: []} for path in clients}
-    for _ in range(args.repeats):
-        for code in (PRINT_LOOP, FLUSHED_WRITES):
+        if (done + 1) % 100 == 0:
+            progress(f"  {done + 1}/{args.round_trips}")
+    workloads = {"print_loop": print_loop(args.print_lines), "flushed": flushed_writes(args.flushed_lines)}
+    runs: dict[str, dict[str, list]] = {path: {name: [] for name in workloads} for path in clients}
+    for repeat in range(args.repeats):
+        progress(
+            f"streaming run {repeat + 1}/{args.repeats}: {args.print_lines} prints, "
+            f"then {args.flushed_lines} flushed writes, per path"
+        )
+        for name, (code, _) in workloads.items():
             for path, client in clients.items():
-                runs[path][code].append(timed_run(client, code))
+                runs[path][name].append(timed_run(client, code))
     return {
         path: {
             "rt_median_ms": statistics.median(times[path]) * 1000,
             "rt_p99_ms": p99(times[path]) * 1000,
-            "print_loop": streaming_figures(runs[path][PRINT_LOOP], PRINT_LOOP),
-            "flushed": streaming_figures(runs[path][FLUSHED_WRITES], FLUSHED_WRITES),
+            **{name: streaming_figures(runs[path][name], expected) for name, (_, expected) in workloads.items()},
         }
         for path in clients
     }
 
 
-def streaming_figures(runs: list[tuple[float, int, str]], code: str) -> dict:
+def streaming_figures(runs: list[tuple[float, int, str]], expected: str) -> dict:
     return {
         "msgs_per_s": statistics.median(count / elapsed for elapsed, count, _ in runs),
         "mb_per_s": statistics.median(len(text.encode()) / elapsed / 1e6 for elapsed, _, text in runs),
-        "runs_with_loss": sum(text != EXPECTED[code] for _, _, text in runs),
+        "runs_with_loss": sum(text != expected for _, _, text in runs),
     }
 
 
@@ -269,8 +292,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--round-trips", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--print-lines", type=int, default=100000, help="lines the print loop prints")
+    parser.add_argument("--flushed-lines", type=int, default=20000, help="lines written and flushed one by one")
+    parser.add_argument(
+        "--quick", action="store_true", help="30 round trips, one smaller streaming run, 2 starts (< 30 s)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.round_trips, args.repeats, args.print_lines, args.flushed_lines = 30, 1, 20000, 1000
+    start_repeats = 2 if args.quick else max(args.repeats, 5)
 
+    progress("starting a kernel for direct ZeroMQ and the service, with one kernel per path")
     manager = KernelManager(kernel_name="python3")
     manager.start_kernel(stderr=subprocess.DEVNULL)
     # Clients wait their turn for a minute or more without reading; heartbeats (Engine.IO's
@@ -294,14 +326,16 @@ def main() -> None:
         for client in clients.values():
             client.close()
         start_pooled, start_launched = [], []
-        for _ in range(max(args.repeats, 5)):  # taking turns, like the paths above
+        progress(f"kernel starts: {start_repeats} from the warm pool and {start_repeats} launched, taking turns")
+        for _ in range(start_repeats):  # taking turns, like the paths above
             start_pooled += service_start_times(service, 1, pooled=True)
             start_launched += service_start_times(service, 1, pooled=False)
     finally:
         manager.shutdown_kernel(now=True)
         children = descendants(service.pid)
         service.stop()
-    start_direct = direct_start_times(args.repeats)
+    progress(f"kernel starts through jupyter_client directly: {start_repeats if args.quick else args.repeats}")
+    start_direct = direct_start_times(start_repeats if args.quick else args.repeats)
     report(results, statistics.median(start_direct), statistics.median(start_launched))
     print(
         f"kernel start from the warm pool (POST -> kernel_info_reply over v1): median "
