@@ -3,12 +3,18 @@ and the README shows them as they are."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
 
-from tests.support.service import ROOT
+from tests.support.node import run_node
+from tests.support.service import ROOT, Service
 
 EXAMPLES = ROOT / "examples"
 
@@ -45,3 +51,26 @@ def test_the_readme_shows_the_example_files_as_they_are():
     readme = (ROOT / "README.md").read_text()
     for name in ("python_websocket.py", "socketio.mjs", "browser/index.html", "derived-bash/Dockerfile"):
         assert (EXAMPLES / name).read_text().strip() in readme, f"README.md does not show examples/{name} as it is"
+
+
+def test_the_browser_example_prints_hello_and_shuts_its_kernel_down_when_closed():
+    """examples/browser/index.html, served as the README says, in headless Chromium."""
+    assert shutil.which("chromium") or os.environ.get("CHROMIUM"), "chromium is not installed (apt-get install chromium; see .ci/run)"
+    assert (EXAMPLES / "node_modules" / "socket.io-client" / "dist").is_dir(), "run `npm ci --prefix examples` first"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(EXAMPLES))
+    pages = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=pages.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{pages.server_address[1]}"
+    service = Service(f"--allow-origin={origin}", "--initial-kernels=0", "--pool-size=0")
+    try:
+        query = urllib.parse.urlencode({"endpoint": service.http_url(), "token": service.token})
+        outcome = run_node("browser_example.js", f"{origin}/browser/index.html?{query}")
+        assert outcome["output"] == "hello\n" and not outcome["errors"], outcome
+        deadline = time.monotonic() + 20
+        while service.request("GET", "api/kernels")[2] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert service.request("GET", "api/kernels")[2] == [], "the page shuts its kernel down on pagehide"
+        assert "Traceback" not in service.output(), service.output()
+    finally:
+        pages.shutdown()
+        service.stop_and_check_no_leak()
