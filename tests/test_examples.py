@@ -55,7 +55,9 @@ def test_the_readme_shows_the_example_files_as_they_are():
 
 def test_the_browser_example_prints_hello_and_shuts_its_kernel_down_when_closed():
     """examples/browser/index.html, served as the README says, in headless Chromium."""
-    assert shutil.which("chromium") or os.environ.get("CHROMIUM"), "chromium is not installed (apt-get install chromium; see .ci/run)"
+    assert shutil.which("chromium") or os.environ.get("CHROMIUM"), (
+        "chromium is not installed (apt-get install chromium; see .ci/run)"
+    )
     assert (EXAMPLES / "node_modules" / "socket.io-client" / "dist").is_dir(), "run `npm ci --prefix examples` first"
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(EXAMPLES))
     pages = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
