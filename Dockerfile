@@ -24,10 +24,16 @@ RUN apt-get update \
 USER 1000
 ENV PATH=/opt/kernels-service/bin:$PATH \
     HOME=/home/kernels
-COPY --chown=kernels:0 setup.cfg pyproject.toml README.md /srv/kernels-service/
-COPY --chown=kernels:0 kernels_service /srv/kernels-service/kernels_service
+# The dependencies first, read from setup.cfg: a layer that a change of the service's
+# code does not invalidate. Then the service itself.
+COPY --chown=kernels:0 setup.cfg /srv/kernels-service/
 RUN python3 -m venv /opt/kernels-service \
- && pip install --no-cache-dir /srv/kernels-service \
+ && python3 -c "import configparser; c = configparser.ConfigParser(); c.read('/srv/kernels-service/setup.cfg'); print(c['options']['install_requires'])" > /tmp/requirements.txt \
+ && pip install --no-cache-dir -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY --chown=kernels:0 pyproject.toml README.md /srv/kernels-service/
+COPY --chown=kernels:0 kernels_service /srv/kernels-service/kernels_service
+RUN pip install --no-cache-dir --no-deps /srv/kernels-service \
  && rm -rf /srv/kernels-service/build /srv/kernels-service/*.egg-info
 
 # The original image's form `IMAGE sh -c "/srv/kernels.py --base-path=/krn/"` still works.

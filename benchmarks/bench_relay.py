@@ -1,208 +1,60 @@
-"""Relay performance, measured three ways in one run: direct ZeroMQ, legacy websocket, v1 websocket.
+"""The relay against direct ZeroMQ, measured side by side in one run.
 
-    python benchmarks/bench_relay.py [--round-trips 300] [--repeats 3] [--quick]
+    python benchmarks/bench_relay.py [--rounds 3] [--quick]
 
-Needs the test extras (`pip install -e ".[test]"`) and a checkout (it starts the service
-as the tests do). --quick (30 round trips, one streaming run of a fifth of the prints and a twentieth of the
-flushed writes, two starts each) runs in
-under 30 s, for a first look; its figures are noisier. Progress goes to stderr, the
-figures to stdout; README.md, "Benchmarks", explains each column.
+Paths to a kernel, each with a kernel of its own:
+- `direct`: jupyter_client's AsyncKernelClient straight on the kernel's ZeroMQ sockets,
+  in this asyncio process: the fastest honest alternative, and the floor;
+- `legacy`, `v1`: the service's kernel websocket (JSON text frames; the v1 binary protocol);
+- `sio`: socket.io (Engine.IO 4 / Socket.IO 5) over websocket, the shell and iopub namespaces.
+Every client here is asyncio on tornado's websocket client, and decodes every message's
+header, parent header and content, as jupyter_client does.
 
-Figures: execute round trip of `pass` (median, p99), iopub streaming (messages/s and
-MB/s until idle, with a check that no output was lost), kernel start (request to
-kernel_info_reply; launched, and taken from the warm pool). Ratios are against direct
-ZeroMQ (jupyter_client), the floor; the socket.io paths (websocket transport, Engine.IO
-4 and 3) also against the v1 websocket. The paths take turns (one round trip each, then
-the next round; one streaming run each, then the next), so the machine's noise falls on
-all of them alike. Servers run on free loopback ports and are stopped by PID; kernels
-are checked gone.
+Workloads, the paths taking turns within each round (so the machine's noise falls on
+all of them alike), figures the medians over rounds:
+- `pass` round trip: execute_request until both the reply and the `idle` status (median, p99);
+- flood: 20000 lines of 100 bytes, each flushed (a message each): time to idle, lines received;
+- print loop: `print(i)` for 100000 numbers (ipykernel batches them): time to idle;
+- display: 100 `display_data` of 1 MB: MB/s, and the service's CPU seconds per MB relayed;
+- fan-out: 1, 10 and 50 v1 clients on one kernel, each in a process of its own, all
+  receiving a 20000-line flood: time until the last client has the last line;
+- concurrency: 20 kernels, each with one client doing 200 round trips at once, against
+  20 direct clients doing the same.
+Then the issue's targets, each marked met or missed.
+
+--quick runs one smaller round of everything (< 30 s on a quiet 2-core machine; noisier
+figures), for a smoke test. Progress goes to stderr, figures to stdout. The service runs
+on a free loopback port and is stopped by PID; its kernels are checked gone.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import socket
+import os
 import statistics
+import struct
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import websocket
-from jupyter_client.manager import KernelManager
-from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1
+from jupyter_client.manager import AsyncKernelManager
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from tests.support.service import Service, alive, descendants  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
-
-
-def print_loop(lines: int) -> tuple[str, str]:
-    """Code printing `lines` numbers (ipykernel batches them into few messages), and its output."""
-    return f"for i in range({lines}): print(i)", "".join(f"{i}\n" for i in range(lines))
-
-
-def flushed_writes(lines: int) -> tuple[str, str]:
-    """Code writing `lines` lines of 100 bytes, each flushed (one message each), and its output."""
-    code = f"import sys\nfor i in range({lines}):\n    sys.stdout.write('x' * 99 + '\\n'); sys.stdout.flush()"
-    return code, ("x" * 99 + "\n") * lines
-
-
-class DirectClient:
-    """jupyter_client's blocking client straight on the kernel's ZeroMQ sockets."""
-
-    def __init__(self, manager: KernelManager):
-        self.client = manager.blocking_client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
-
-    def run(self, code: str) -> tuple[int, str]:
-        """Execute; return (iopub messages, stream text) once reply and idle have arrived."""
-        msg_id = self.client.execute(code)
-        count, text, idle, replied = 0, [], False, False
-        while not idle:
-            msg = self.client.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            count += 1
-            if msg["msg_type"] == "stream":
-                text.append(msg["content"]["text"])
-            idle = msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
-        while not replied:
-            replied = self.client.get_shell_msg(timeout=60)["parent_header"].get("msg_id") == msg_id
-        return count, "".join(text)
-
-    def close(self) -> None:
-        self.client.stop_channels()
-
-
-class MessageClient:
-    """Runs code and counts the iopub messages of that request; subclasses move the bytes."""
-
-    def send_execute(self, code: str) -> str:
-        raise NotImplementedError
-
-    def recv(self) -> dict:
-        raise NotImplementedError
-
-    def run(self, code: str) -> tuple[int, str]:
-        msg_id = self.send_execute(code)
-        count, text, idle, replied = 0, [], False, False
-        while not (idle and replied):
-            msg = self.recv()
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["channel"] == "shell":
-                replied = True
-                continue
-            count += 1
-            msg_type = msg["header"]["msg_type"]
-            if msg_type == "stream":
-                text.append(msg["content"]["text"])
-            idle = idle or (msg_type == "status" and msg["content"]["execution_state"] == "idle")
-        return count, "".join(text)
-
-
-def request(msg_type: str, content: dict, session: str) -> tuple[str, dict]:
-    msg_id = uuid.uuid4().hex
-    header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": "bench", "version": "5.3"}
-    return msg_id, {"header": header, "parent_header": {}, "metadata": {}, "content": content}
-
-
-def execute_request(code: str, session: str) -> tuple[str, dict]:
-    return request("execute_request", {"code": code, "silent": False, "store_history": False}, session)
-
-
-class WebsocketClient(MessageClient):
-    """A websocket-client connection in the legacy or v1 protocol."""
-
-    def __init__(self, service: Service, kernel_id: str, protocol: str):
-        self.v1 = protocol == "v1"
-        self.session = uuid.uuid4().hex
-        self.ws = websocket.create_connection(
-            service.ws_url(f"api/kernels/{kernel_id}/channels"),
-            header=[f"Authorization: token {service.token}"],
-            subprotocols=[V1] if self.v1 else None,
-            timeout=60,
-        )
-        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send_execute(self, code: str) -> str:
-        msg_id, msg = execute_request(code, self.session)
-        self._send_shell(msg)
-        return msg_id
-
-    def kernel_info(self) -> None:
-        """Ask for kernel_info and wait for the reply (a client's first exchange)."""
-        msg_id, msg = request("kernel_info_request", {}, self.session)
-        self._send_shell(msg)
-        while not (reply := self.recv())["channel"] == "shell" or reply["parent_header"].get("msg_id") != msg_id:
-            pass
-
-    def _send_shell(self, msg: dict) -> None:
-        if self.v1:
-            parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]
-            self.ws.send_binary(serialize_msg_to_ws_v1(parts, "shell"))
-        else:
-            self.ws.send(json.dumps({**msg, "channel": "shell"}))
-
-    def recv(self) -> dict:
-        data = self.ws.recv()
-        if self.v1:
-            channel, parts = deserialize_msg_from_ws_v1(data)
-            return {"channel": channel, "header": json.loads(parts[0]), "parent_header": json.loads(parts[1]),
-                    "content": json.loads(parts[3])}  # fmt: skip
-        return json.loads(data)
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-class SocketIOClient(MessageClient):
-    """A minimal socket.io client over websocket only: Engine.IO 3 or 4, shell and iopub namespaces."""
-
-    def __init__(self, service: Service, kernel_id: str, eio: int):
-        self.eio, self.session = eio, uuid.uuid4().hex
-        url = f"ws://127.0.0.1:{service.port}/socket.io/?EIO={eio}&transport=websocket&token={service.token}"
-        self.ws = websocket.create_connection(url, timeout=60)
-        self.ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.ws.recv()  # Engine.IO open
-        if eio == 3:
-            assert self.ws.recv() == "40"
-        self.namespaces = {f"/shell/{kernel_id}": "shell", f"/iopub/{kernel_id}": "iopub"}
-        for namespace in self.namespaces:
-            self.ws.send(f"40{namespace}" + ("," if eio == 4 else ""))
-            while not self.ws.recv().startswith(f"40{namespace}"):
-                pass
-        self.shell = next(iter(self.namespaces))
-        self.last_ping = time.monotonic()
-
-    def send_execute(self, code: str) -> str:
-        msg_id, msg = execute_request(code, self.session)
-        self.ws.send(f"42{self.shell}," + json.dumps(["msg", msg]))
-        return msg_id
-
-    def recv(self) -> dict:
-        while True:
-            if self.eio == 3 and time.monotonic() - self.last_ping > 60:  # Engine.IO 3 clients ping
-                self.ws.send("2")
-                self.last_ping = time.monotonic()
-            data = self.ws.recv()
-            if data == "2":
-                self.ws.send("3")
-            elif data.startswith("42/"):
-                namespace, _, event = data[2:].partition(",")
-                return {**json.loads(event)[1], "channel": self.namespaces[namespace]}
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-def p99(values: list[float]) -> float:
-    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+MB = 1_000_000
+SERVICE_PATHS = ("legacy", "v1", "sio")
+PATHS = ("direct", *SERVICE_PATHS)
 
 
 def progress(line: str) -> None:
@@ -210,171 +62,471 @@ def progress(line: str) -> None:
     print(f"[bench_relay] {line}", file=sys.stderr, flush=True)
 
 
-def timed_run(client, code: str) -> tuple[float, int, str]:
-    start = time.perf_counter()
-    count, text = client.run(code)
-    return time.perf_counter() - start, count, text
+# --- the code each workload runs -----------------------------------------------------------
 
 
-def measure_interleaved(clients: dict, args) -> dict:
-    """Every figure for every path, the paths taking turns, so noise falls on all alike."""
-    times: dict[str, list[float]] = {path: [] for path in clients}
-    for client in clients.values():
-        client.run("pass")
-    progress(f"round trips: {args.round_trips} per path, taking turns ({', '.join(clients)})")
-    for done in range(args.round_trips):
-        for path, client in clients.items():
-            times[path].append(timed_run(client, "pass")[0])
-        if (done + 1) % 100 == 0:
-            progress(f"  {done + 1}/{args.round_trips}")
-    workloads = {"print_loop": print_loop(args.print_lines), "flushed": flushed_writes(args.flushed_lines)}
-    runs: dict[str, dict[str, list]] = {path: {name: [] for name in workloads} for path in clients}
-    for repeat in range(args.repeats):
-        progress(
-            f"streaming run {repeat + 1}/{args.repeats}: {args.print_lines} prints, "
-            f"then {args.flushed_lines} flushed writes, per path"
-        )
-        for name, (code, _) in workloads.items():
-            for path, client in clients.items():
-                runs[path][name].append(timed_run(client, code))
-    return {
-        path: {
-            "rt_median_ms": statistics.median(times[path]) * 1000,
-            "rt_p99_ms": p99(times[path]) * 1000,
-            **{name: streaming_figures(runs[path][name], expected) for name, (_, expected) in workloads.items()},
-        }
-        for path in clients
-    }
+def flood_code(lines: int) -> str:
+    return f"import sys\nfor i in range({lines}):\n    sys.stdout.write('x' * 99 + '\\n'); sys.stdout.flush()"
 
 
-def streaming_figures(runs: list[tuple[float, int, str]], expected: str) -> dict:
-    return {
-        "msgs_per_s": statistics.median(count / elapsed for elapsed, count, _ in runs),
-        "mb_per_s": statistics.median(len(text.encode()) / elapsed / 1e6 for elapsed, _, text in runs),
-        "runs_with_loss": sum(text != expected for _, _, text in runs),
-    }
+def print_code(numbers: int) -> str:
+    return f"for i in range({numbers}): print(i)"
 
 
-def direct_start_times(repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        manager = KernelManager(kernel_name="python3")
-        manager.start_kernel(stderr=subprocess.DEVNULL)
-        client = DirectClient(manager)
-        times.append(time.perf_counter() - start)
-        client.close()
-        manager.shutdown_kernel(now=True)
-    return times
-
-
-def service_start_times(service: Service, repeats: int, pooled: bool) -> list[float]:
-    """POST /api/kernels -> the first kernel_info_reply over a v1 websocket. Pooled: each
-    start once the pool is ready again (the wait is not timed); unpooled: the request asks
-    for a variable, which no pooled kernel has, so the kernel is launched."""
-    times = []
-    body = {} if pooled else {"env": {"KERNEL_BENCH_UNPOOLED": "1"}}
-    for _ in range(repeats):
-        while pooled and service.request("GET", "api/status")[2]["pool"] < 1:
-            time.sleep(0.05)
-        start = time.perf_counter()
-        status, _, model = service.request("POST", "api/kernels", body)
-        assert status == 201, model
-        client = WebsocketClient(service, model["id"], "v1")
-        client.kernel_info()
-        times.append(time.perf_counter() - start)
-        client.close()
-        service.request("DELETE", f"api/kernels/{model['id']}")
-    return times
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--round-trips", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--print-lines", type=int, default=100000, help="lines the print loop prints")
-    parser.add_argument("--flushed-lines", type=int, default=20000, help="lines written and flushed one by one")
-    parser.add_argument(
-        "--quick", action="store_true", help="30 round trips, one smaller streaming run, 2 starts (< 30 s)"
+def display_code(count: int) -> str:
+    return (
+        f"from IPython.display import display\nfor i in range({count}): display({{'text/plain': 'x' * {MB}}}, raw=True)"
     )
-    args = parser.parse_args()
-    if args.quick:
-        args.round_trips, args.repeats, args.print_lines, args.flushed_lines = 30, 1, 20000, 1000
-    start_repeats = 2 if args.quick else max(args.repeats, 5)
 
-    progress("starting a kernel for direct ZeroMQ and the service, with one kernel per path")
-    manager = KernelManager(kernel_name="python3")
-    manager.start_kernel(stderr=subprocess.DEVNULL)
-    # Clients wait their turn for a minute or more without reading; heartbeats (Engine.IO's
-    # and tornado's websocket pings) would drop them, and heartbeats are not what is measured.
+
+# --- clients -------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one execution brought back."""
+
+    seconds: float = 0.0
+    text: list[str] = field(default_factory=list)
+    display_bytes: int = 0
+
+    @property
+    def lines(self) -> int:
+        return sum(chunk.count("\n") for chunk in self.text)
+
+
+def execute_request(code: str, session: str) -> dict[str, Any]:
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "session": session,
+        "username": "bench",
+        "version": "5.3",
+    }
+    content = {"code": code, "silent": False, "store_history": False, "allow_stdin": False}
+    return {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+
+
+def kernel_info_request(session: str) -> dict[str, Any]:
+    request = execute_request("", session)
+    request["header"]["msg_type"], request["content"] = "kernel_info_request", {}
+    return request
+
+
+def take(outcome: Outcome, msg_type: str, content: dict[str, Any]) -> bool:
+    """Add an iopub message to the outcome; True once it is the `idle` status."""
+    if msg_type == "stream":
+        outcome.text.append(content["text"])
+    elif msg_type == "display_data":
+        outcome.display_bytes += len(content["data"].get("text/plain", ""))
+    return msg_type == "status" and content["execution_state"] == "idle"
+
+
+class DirectPath:
+    """jupyter_client's AsyncKernelClient on its own kernel."""
+
+    name = "direct"
+
+    def __init__(self, manager: AsyncKernelManager):
+        self.manager = manager
+        self.client = manager.client()
+
+    @classmethod
+    async def start(cls) -> DirectPath:
+        manager = AsyncKernelManager(kernel_name="python3")
+        await manager.start_kernel(stderr=subprocess.DEVNULL)
+        path = cls(manager)
+        path.client.start_channels()
+        await path.client.wait_for_ready(timeout=60)
+        return path
+
+    async def execute(self, code: str) -> Outcome:
+        outcome, started = Outcome(), time.perf_counter()
+        msg_id = self.client.execute(code, store_history=False)
+        idle = False
+        while not idle:
+            msg = await self.client.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                idle = take(outcome, msg["msg_type"], msg["content"])
+        while (await self.client.get_shell_msg(timeout=120))["parent_header"].get("msg_id") != msg_id:
+            pass
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    async def close(self) -> None:
+        self.client.stop_channels()
+        await self.manager.shutdown_kernel(now=True)
+
+
+class ServicePath:
+    """A websocket to the service; subclasses speak the protocols. `receive` yields
+    (channel, parent msg_id, msg_type, content) for every message."""
+
+    name = ""
+
+    def __init__(self, connection: WebSocketClientConnection):
+        self.connection = connection
+        self.session = uuid.uuid4().hex
+
+    async def send_shell(self, msg: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> tuple[str, str, str, dict[str, Any]]:
+        raise NotImplementedError
+
+    async def execute(self, code: str, kernel_info: bool = False) -> Outcome:
+        request = kernel_info_request(self.session) if kernel_info else execute_request(code, self.session)
+        msg_id = request["header"]["msg_id"]
+        outcome, started = Outcome(), time.perf_counter()
+        await self.send_shell(request)
+        idle, replied = kernel_info, False
+        while not (idle and replied):
+            channel, parent, msg_type, content = await self.receive()
+            if parent != msg_id:
+                continue
+            if channel == "shell":
+                replied = True
+            elif channel == "iopub":
+                idle = take(outcome, msg_type, content) or idle
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    async def read(self) -> str | bytes:
+        frame = await self.connection.read_message()
+        if frame is None:
+            raise ConnectionError(f"{self.name}: the service closed the connection")
+        return frame
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+async def open_websocket(url: str, token: str, subprotocols: list[str] | None = None) -> WebSocketClientConnection:
+    request = HTTPRequest(url, headers={"Authorization": f"token {token}"})
+    connection = await websocket_connect(request, subprotocols=subprotocols, max_message_size=256 * MB)
+    connection.stream.set_nodelay(True)
+    return connection
+
+
+class WebsocketPath(ServicePath):
+    """The kernel websocket, legacy (JSON text) or v1 (binary parts)."""
+
+    @classmethod
+    async def connect(cls, service: Service, kernel_id: str, protocol: str) -> WebsocketPath:
+        url = service.ws_url(f"api/kernels/{kernel_id}/channels")
+        path = cls(await open_websocket(url, service.token, [V1] if protocol == "v1" else None))
+        path.name = protocol
+        return path
+
+    async def send_shell(self, msg: dict[str, Any]) -> None:
+        if self.name == "v1":
+            parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]
+            await self.connection.write_message(v1_frame("shell", parts), binary=True)
+        else:
+            await self.connection.write_message(json.dumps({**msg, "channel": "shell"}))
+
+    async def receive(self) -> tuple[str, str, str, dict[str, Any]]:
+        frame = await self.read()
+        if self.name == "v1":
+            channel, parts = parse_v1_frame(frame)
+            header, parent, content = json.loads(parts[0]), json.loads(parts[1]), json.loads(parts[3])
+            return channel, parent.get("msg_id", ""), header["msg_type"], content
+        msg = json.loads(frame)
+        return msg["channel"], msg["parent_header"].get("msg_id", ""), msg["header"]["msg_type"], msg["content"]
+
+
+def v1_frame(channel: str, parts: list[bytes]) -> bytes:
+    chunks = [channel.encode(), *parts]
+    offsets = [8 * (len(chunks) + 2)]
+    for chunk in chunks:
+        offsets.append(offsets[-1] + len(chunk))
+    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(chunks)
+
+
+def parse_v1_frame(frame: bytes) -> tuple[str, list[bytes]]:
+    (count,) = struct.unpack_from("<Q", frame)
+    offsets = struct.unpack_from(f"<{count}Q", frame, 8)
+    chunks = [frame[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
+    return chunks[0].decode(), chunks[1:]
+
+
+class SocketIOPath(ServicePath):
+    """socket.io over websocket, Engine.IO 4 / Socket.IO 5: the shell and iopub namespaces."""
+
+    name = "sio"
+
+    @classmethod
+    async def connect(cls, service: Service, kernel_id: str) -> SocketIOPath:
+        url = f"ws://127.0.0.1:{service.port}/socket.io/?EIO=4&transport=websocket"
+        path = cls(await open_websocket(url, service.token))
+        path.channels = {}
+        await path.read()  # Engine.IO open
+        for channel in ("shell", "iopub"):
+            namespace = f"/{channel}/{kernel_id}"
+            path.channels[namespace] = channel
+            await path.connection.write_message(f"40{namespace}," + json.dumps({"token": service.token}))
+            while not str(await path.read()).startswith(f"40{namespace},"):
+                pass
+        path.shell = f"/shell/{kernel_id}"
+        return path
+
+    async def send_shell(self, msg: dict[str, Any]) -> None:
+        await self.connection.write_message(f"42{self.shell}," + json.dumps(["msg", msg]))
+
+    async def receive(self) -> tuple[str, str, str, dict[str, Any]]:
+        while True:
+            packet = await self.read()
+            if packet == "2":  # Engine.IO 4: the server pings, the client answers
+                await self.connection.write_message("3")
+                continue
+            if not isinstance(packet, str) or not packet.startswith(("42/", "45")):
+                continue
+            attachments = 0
+            if packet.startswith("45"):
+                count, packet = packet[2:].split("-", 1)
+                attachments, packet = int(count), "42" + packet
+            namespace, payload = packet[2:].split(",", 1)
+            for _ in range(attachments):
+                await self.read()
+            msg = json.loads(payload)[1]
+            channel = self.channels.get(namespace, "")
+            return channel, msg["parent_header"].get("msg_id", ""), msg["header"]["msg_type"], msg["content"]
+
+
+# --- measuring -----------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.99) - 1)]
+
+
+@dataclass
+class Sizes:
+    """How much each workload does (--quick makes them smaller)."""
+
+    rounds: int
+    round_trips: int
+    flood_lines: int
+    print_numbers: int
+    displays: int
+    fanouts: tuple[int, ...]
+    concurrent_kernels: int
+    concurrent_round_trips: int
+
+
+FULL = Sizes(3, 300, 20000, 100000, 100, (1, 10, 50), 20, 200)
+QUICK = Sizes(1, 30, 2000, 20000, 10, (1, 5), 4, 30)
+
+
+async def measure_paths(paths: dict[str, Any], service: Service, sizes: Sizes) -> dict[str, dict[str, float]]:
+    """Round trips, flood, print loop and display on every path, taking turns."""
+    round_trips: dict[str, list[float]] = {name: [] for name in paths}
+    runs: dict[str, dict[str, list[float]]] = {name: {} for name in paths}
+    service_cpu: dict[str, float] = dict.fromkeys(paths, 0.0)
+    displayed: dict[str, int] = dict.fromkeys(paths, 0)
+    for round_number in range(sizes.rounds):
+        progress(f"round {round_number + 1}/{sizes.rounds}: {sizes.round_trips} round trips per path, taking turns")
+        for _ in range(sizes.round_trips):
+            for name, path in paths.items():
+                round_trips[name].append((await path.execute("pass")).seconds)
+        workloads = {
+            "flood": (flood_code(sizes.flood_lines), sizes.flood_lines),
+            "print": (print_code(sizes.print_numbers), sizes.print_numbers),
+            "display": (display_code(sizes.displays), 0),
+        }
+        for workload, (code, lines) in workloads.items():
+            progress(f"round {round_number + 1}/{sizes.rounds}: {workload} on each path")
+            for name, path in paths.items():
+                before = cpu_seconds(service.pid)
+                outcome = await path.execute(code)
+                if lines and outcome.lines != lines:
+                    raise AssertionError(f"{name} {workload}: {outcome.lines} of {lines} lines arrived")
+                if workload == "display":
+                    if outcome.display_bytes != sizes.displays * MB:
+                        raise AssertionError(f"{name}: {outcome.display_bytes} of {sizes.displays * MB} bytes arrived")
+                    service_cpu[name] += cpu_seconds(service.pid) - before
+                    displayed[name] += outcome.display_bytes
+                runs[name].setdefault(workload, []).append(outcome.seconds)
+    figures = {}
+    for name in paths:
+        figures[name] = {
+            "rt_median": statistics.median(round_trips[name]),
+            "rt_p99": p99(round_trips[name]),
+            "flood": statistics.median(runs[name]["flood"]),
+            "print": statistics.median(runs[name]["print"]),
+            "display_mb_s": sizes.displays / statistics.median(runs[name]["display"]),
+            "cpu_per_mb": service_cpu[name] / (displayed[name] / MB) if name != "direct" else 0.0,
+        }
+    return figures
+
+
+async def measure_fanout(service: Service, clients: int, lines: int) -> float:
+    """`clients` v1 watchers in processes of their own, plus the client that runs the
+    flood; seconds from the request until the last watcher has the last line."""
+    kernel_id = service.start_kernel()
+    driver = await WebsocketPath.connect(service, kernel_id, "v1")
+    await driver.execute("pass")
+    url = service.ws_url(f"api/kernels/{kernel_id}/channels")
+    watcher = str(ROOT / "benchmarks" / "fanout_watcher.py")
+    processes = [
+        subprocess.Popen([sys.executable, watcher, url, service.token, str(lines)], stdout=subprocess.PIPE, text=True)
+        for _ in range(clients)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout.readline().strip() == "ready", "a fan-out watcher did not connect"
+        started = time.monotonic()
+        await driver.execute(flood_code(lines))
+        finished = []
+        for process in processes:
+            out, _ = await asyncio.get_running_loop().run_in_executor(None, process.communicate, None)
+            assert process.returncode == 0, f"a fan-out watcher failed: {out}"
+            finished.append(float(out.split()[-1]))
+        return max(finished) - started
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        driver.close()
+        service.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+async def measure_concurrency(service: Service, kernels: int, round_trips: int) -> dict[str, list[float]]:
+    """`kernels` kernels, each with one client doing `round_trips` round trips, all at once:
+    through the service (v1) and directly; every round trip's time."""
+
+    async def client_loop(path: Any) -> list[float]:
+        return [(await path.execute("pass")).seconds for _ in range(round_trips)]
+
+    progress(f"concurrency: starting {kernels} direct kernels and {kernels} service kernels")
+    direct = await asyncio.gather(*(DirectPath.start() for _ in range(kernels)))
+    kernel_ids = [service.start_kernel() for _ in range(kernels)]
+    relayed = [await WebsocketPath.connect(service, kernel_id, "v1") for kernel_id in kernel_ids]
+    try:
+        for path in [*direct, *relayed]:
+            await path.execute("pass")
+        times = {}
+        progress(f"concurrency: {kernels} clients x {round_trips} round trips at once, direct then service")
+        times["direct"] = [t for ts in await asyncio.gather(*(client_loop(p) for p in direct)) for t in ts]
+        times["v1"] = [t for ts in await asyncio.gather(*(client_loop(p) for p in relayed)) for t in ts]
+        return times
+    finally:
+        for path in relayed:
+            path.close()
+        for kernel_id in kernel_ids:
+            service.request("DELETE", f"api/kernels/{kernel_id}")
+        await asyncio.gather(*(path.close() for path in direct))
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def report(
+    figures: dict[str, dict[str, float]], fanout: dict[int, float], concurrency: dict[str, list[float]], sizes: Sizes
+) -> None:
+    direct = figures["direct"]
+    print(
+        f"figures: medians of {sizes.rounds} round(s); ratio = path / direct (for MB/s: direct / path, so >1 is slower)"
+    )
+    print(f"{'workload':34}" + "".join(f"{name:>20}" for name in PATHS))
+    rows = [
+        ("pass round trip, median (ms)", "rt_median", 1000, False),
+        ("pass round trip, p99 (ms)", "rt_p99", 1000, False),
+        (f"flood {sizes.flood_lines} lines, to idle (s)", "flood", 1, False),
+        (f"print {sizes.print_numbers} numbers, to idle (s)", "print", 1, False),
+        (f"display {sizes.displays} x 1 MB (MB/s)", "display_mb_s", 1, True),
+    ]
+    for label, key, scale, higher_is_better in rows:
+        cells = []
+        for name in PATHS:
+            value = figures[name][key]
+            ratio = direct[key] / value if higher_is_better else value / direct[key]
+            cells.append(f"{value * scale:12.2f} {ratio:5.2f}x")
+        print(f"{label:34}" + "".join(f"{cell:>20}" for cell in cells))
+    print(
+        f"{'service CPU per MB displayed (s)':34}{'':>20}"
+        + "".join(f"{figures[name]['cpu_per_mb']:>20.4f}" for name in SERVICE_PATHS)
+    )
+    one = fanout[min(fanout)]
+    print(
+        "fan-out, v1, flood to the last line of the last client: "
+        + ", ".join(f"{n} client(s) {seconds:.2f}s ({seconds / one:.2f}x one)" for n, seconds in sorted(fanout.items()))
+    )
+    d, v = concurrency["direct"], concurrency["v1"]
+    print(
+        f"concurrency, {sizes.concurrent_kernels} kernels x {sizes.concurrent_round_trips} round trips at once: "
+        f"direct median {statistics.median(d) * 1000:.2f}ms p99 {p99(d) * 1000:.2f}ms, "
+        f"v1 median {statistics.median(v) * 1000:.2f}ms p99 {p99(v) * 1000:.2f}ms, "
+        f"ratio {statistics.median(v) / statistics.median(d):.2f}x"
+    )
+    targets = [
+        ("round trip <= 1.1x direct, v1", figures["v1"]["rt_median"] / direct["rt_median"], 1.1),
+        ("round trip <= 1.1x direct, legacy", figures["legacy"]["rt_median"] / direct["rt_median"], 1.1),
+        (
+            "1 MB outputs >= 0.9x direct MB/s, v1 (as direct/v1 <= 1.11)",
+            direct["display_mb_s"] / figures["v1"]["display_mb_s"],
+            1 / 0.9,
+        ),
+        ("flood <= 1.15x direct time, v1", figures["v1"]["flood"] / direct["flood"], 1.15),
+        ("flood <= 1.15x direct time, legacy", figures["legacy"]["flood"] / direct["flood"], 1.15),
+        ("concurrent kernels <= 1.2x direct", statistics.median(v) / statistics.median(d), 1.2),
+    ]
+    for n, limit in ((10, 1.3), (50, 2.0)):
+        if n in fanout:
+            targets.append((f"fan-out {n} clients <= {limit}x one client", fanout[n] / one, limit))
+    print("targets (ratios to direct in this run):")
+    for label, ratio, limit in targets:
+        print(f"  {'met   ' if ratio <= limit else 'MISSED'} {ratio:5.2f}x  {label}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=FULL.rounds)
+    parser.add_argument("--quick", action="store_true", help="one smaller round of everything (< 30 s)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes(**{**FULL.__dict__, "rounds": max(1, args.rounds)})
+    # Clients wait their turn without reading for a while; heartbeats are not what is measured.
     service = Service(
         "--initial-kernels=0",
+        "--pool-size=0",
         "--KernelsService.ping_interval=600",
         "--KernelsService.ping_timeout=600",
         "--KernelsService.websocket_ping_interval=0",
     )
-    clients: dict = {}
+    progress(f"service at {service.http_url()} (pid {service.pid}); starting one kernel per path")
+    paths: dict[str, Any] = {}
     try:
-        clients["direct"] = DirectClient(manager)
-        for path in ("legacy", "v1", "sio-eio4", "sio-eio3"):
-            kernel_id = service.start_kernel()
-            if path.startswith("sio"):
-                clients[path] = SocketIOClient(service, kernel_id, int(path[-1]))
-            else:
-                clients[path] = WebsocketClient(service, kernel_id, path)
-        results = measure_interleaved(clients, args)
-        for client in clients.values():
-            client.close()
-        start_pooled, start_launched = [], []
-        progress(f"kernel starts: {start_repeats} from the warm pool and {start_repeats} launched, taking turns")
-        for _ in range(start_repeats):  # taking turns, like the paths above
-            start_pooled += service_start_times(service, 1, pooled=True)
-            start_launched += service_start_times(service, 1, pooled=False)
+        paths["direct"] = await DirectPath.start()
+        for name in ("legacy", "v1"):
+            paths[name] = await WebsocketPath.connect(service, service.start_kernel(), name)
+        paths["sio"] = await SocketIOPath.connect(service, service.start_kernel())
+        for path in paths.values():
+            await path.execute("pass")
+        figures = await measure_paths(paths, service, sizes)
+        fanout = {}
+        for clients in sizes.fanouts:
+            progress(f"fan-out: {clients} watcher process(es) on one kernel, {sizes.flood_lines}-line flood")
+            fanout[clients] = await measure_fanout(service, clients, sizes.flood_lines)
+        concurrency = await measure_concurrency(service, sizes.concurrent_kernels, sizes.concurrent_round_trips)
     finally:
-        manager.shutdown_kernel(now=True)
+        if "direct" in paths:
+            await paths.pop("direct").close()
+        for path in paths.values():
+            path.close()
         children = descendants(service.pid)
         service.stop()
-    progress(f"kernel starts through jupyter_client directly: {start_repeats if args.quick else args.repeats}")
-    start_direct = direct_start_times(start_repeats if args.quick else args.repeats)
-    report(results, statistics.median(start_direct), statistics.median(start_launched))
-    print(
-        f"kernel start from the warm pool (POST -> kernel_info_reply over v1): median "
-        f"{statistics.median(start_pooled) * 1000:.1f}ms, against {statistics.median(start_launched) * 1000:.0f}ms "
-        f"launched in the same run ({len(start_pooled)} each)"
-    )
+    report(figures, fanout, concurrency, sizes)
     leaked = [pid for pid in children if alive(pid)]
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")
 
 
-def report(results: dict, start_direct: float, start_service: float) -> None:
-    """One line per path: round trip and both streaming figures, each with its ratio to direct."""
-    base = results["direct"]
-    print("path     rt median   rt p99  ratio |  print msg/s   MB/s  ratio lost |  flush msg/s   MB/s  ratio lost")
-    print("(ratios: round trip time, and MB/s, each against direct ZeroMQ)")
-    for path, r in results.items():
-        rt_ratio = r["rt_median_ms"] / base["rt_median_ms"]
-        cells = [f"{path:8} {r['rt_median_ms']:7.2f}ms {r['rt_p99_ms']:6.2f}ms {rt_ratio:5.2f}x"]
-        for name in ("print_loop", "flushed"):
-            # the bytes are fixed, so the MB/s ratio is the time ratio (message counts vary:
-            # ipykernel batches output differently as timing varies)
-            figures, ratio = r[name], r[name]["mb_per_s"] / base[name]["mb_per_s"]
-            cells.append(
-                f"{figures['msgs_per_s']:12.0f} {figures['mb_per_s']:6.2f} {ratio:5.2f}x {figures['runs_with_loss']:4}"
-            )
-        print(" | ".join(cells))
-    for path in ("sio-eio4", "sio-eio3"):
-        r, v1 = results[path], results["v1"]
-        print(
-            f"{path} vs v1 websocket: round trip {r['rt_median_ms'] / v1['rt_median_ms']:.2f}x, "
-            f"print throughput {r['print_loop']['mb_per_s'] / v1['print_loop']['mb_per_s']:.2f}x, "
-            f"flush throughput {r['flushed']['mb_per_s'] / v1['flushed']['mb_per_s']:.2f}x"
-        )
-    print(
-        f"kernel start (median): direct {start_direct:.2f}s, service (POST -> reply over v1) {start_service:.2f}s, "
-        f"ratio {start_service / start_direct:.2f}x"
-    )
-
-
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

@@ -21,6 +21,9 @@ FLOOD_TEXT = "".join(str(i % 10) * 9999 + "\n" for i in range(6000))
 # would test the CPU share the service gets on a busy machine rather than the service.
 PACED_FLOOD = FLOOD.replace("sys.stdout.flush()", "sys.stdout.flush()\n    if i % 100 == 99: time.sleep(0.1)")
 PACED_FLOOD = PACED_FLOOD.replace("import sys", "import sys, time")
+# A third of it (20 MB) where no limit is to be met, only every byte to every client.
+SHORT_PACED_FLOOD = PACED_FLOOD.replace("range(6000)", "range(2000)")
+SHORT_FLOOD_TEXT = FLOOD_TEXT[: len(FLOOD_TEXT) // 3]
 SMALL_LIMIT = "--KernelsService.client_queue_limit=16777216"
 
 
@@ -37,13 +40,13 @@ def test_three_watchers_of_a_flood_all_see_all_output_and_idle(service, kernel, 
     watchers = [open_client(kernel, "legacy"), open_client(kernel, "v1")]
     for client in (runner, *watchers):
         client.execute("pass")
-    reply, outputs = runner.execute(PACED_FLOOD, timeout=120)
-    assert stream_text(outputs) == FLOOD_TEXT
+    reply, outputs = runner.execute(SHORT_PACED_FLOOD, timeout=120)
+    assert stream_text(outputs) == SHORT_FLOOD_TEXT
     for watcher in watchers:
         seen = watcher.recv_until(is_idle_of(reply["parent_header"]["msg_id"]), timeout=120)
         assert (
             stream_text([m for m in seen if m["parent_header"].get("msg_id") == reply["parent_header"]["msg_id"]])
-            == FLOOD_TEXT
+            == SHORT_FLOOD_TEXT
         )
 
 

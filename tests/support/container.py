@@ -65,13 +65,16 @@ class Container:
         )  # fmt: skip
 
     def wait_serving(self, timeout: float = 90) -> None:
-        """Until `/api/health` answers; fails with the logs if the container exits or hangs."""
+        """Until the service has said "Serving at" (its initial kernel is started by then;
+        `/api/health` answers from the moment it listens, before) and `/api/health`
+        answers through the published port; fails with the logs if the container exits
+        or hangs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.state()["Status"] not in ("created", "running"):
                 raise AssertionError(f"container exited ({self.state()}):\n{self.logs()}")
             try:
-                if http_request(self.port, "GET", "/api/health", token=None)[0] == 200:
+                if "Serving at" in self.logs() and http_request(self.port, "GET", "/api/health", token=None)[0] == 200:
                     return
             except OSError:
                 pass
