@@ -22,14 +22,15 @@ class Signer:
     def __init__(self, key: bytes, scheme: str = "hmac-sha256"):
         if not scheme.startswith("hmac-"):
             raise ValueError(f"unsupported signature scheme {scheme!r}")
-        self._key = key
-        self._digest = getattr(hashlib, scheme[len("hmac-") :])
+        digest = getattr(hashlib, scheme[len("hmac-") :])
+        # keyed once: each message copies this state rather than processing the key again
+        self._keyed = hmac.new(key, digestmod=digest) if key else None
 
     def sign(self, parts: Sequence[bytes]) -> bytes:
         """The hex signature of the four JSON parts (empty when the key is empty)."""
-        if not self._key:
+        if self._keyed is None:
             return b""
-        mac = hmac.new(self._key, digestmod=self._digest)
+        mac = self._keyed.copy()
         for part in parts:
             mac.update(part)
         return mac.hexdigest().encode()

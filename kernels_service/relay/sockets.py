@@ -39,6 +39,10 @@ def connect_iopub(context: zmq.asyncio.Context, info: dict[str, Any]) -> zmq.asy
     return socket
 
 
+#: Messages read at once from what is already queued, before the loop gets a turn again.
+MAX_BURST = 64
+
+
 async def read_messages(
     socket: zmq.asyncio.Socket,
     channel: str,
@@ -48,15 +52,25 @@ async def read_messages(
 ) -> None:
     """Hand each signed message a kernel sends on `socket` to `on_message`, in order, until
     the socket closes or the task is cancelled; a message that fails its check is logged
-    and dropped (it cannot be the kernel's: the key signs every real one)."""
+    and dropped (it cannot be the kernel's: the key signs every real one).
+
+    One awaited receive, then what is already queued (up to MAX_BURST messages) is read
+    straight from the same socket without asyncio: a kernel's output comes in bursts, and
+    zmq.asyncio's future and callback per message was a third of the relay's time in one."""
+    queued = zmq.Socket.shadow(socket.underlying)
     while True:
         try:
-            frames = await socket.recv_multipart()
+            burst = [await socket.recv_multipart()]
+            while len(burst) < MAX_BURST:
+                burst.append(queued.recv_multipart(zmq.NOBLOCK))
+        except zmq.Again:
+            pass
         except (asyncio.CancelledError, zmq.ZMQError):
             return
-        try:
-            message = from_frames(channel, frames, signer)
-        except ProtocolError as exc:
-            log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
-            continue
-        on_message(message)
+        for frames in burst:
+            try:
+                message = from_frames(channel, frames, signer)
+            except ProtocolError as exc:
+                log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
+                continue
+            on_message(message)

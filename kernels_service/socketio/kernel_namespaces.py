@@ -9,7 +9,6 @@ as binary attachments.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -22,6 +21,7 @@ from kernels_service.protocol.message import message_from_dict
 from kernels_service.relay import RelayHub, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
+from kernels_service.relay.turn_cache import TurnCache
 from kernels_service.socketio import sio_codec as sio
 from kernels_service.socketio.connection import encode_packet
 from kernels_service.socketio.namespaces import ConnectRefused, Socket
@@ -57,25 +57,19 @@ def message_from_event(channel: str, args: list[Any]) -> KernelMessage:
 
 class SharedEncodings:
     """Encodes a kernel message once per namespace spelling and protocol, for every socket
-    it fans out to in this turn of the event loop; forgotten at the end of the turn.
-
-    Fan-out hands one message object to every listener in one go, so clients that keep
-    up share one encoded copy of even a very large output.
-    """
+    it fans out to in this turn of the event loop (see relay.turn_cache)."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, str, int], tuple[KernelMessage, list[str | bytes]]] = {}
+        self._cache = TurnCache()
 
     def encoded(self, message: KernelMessage, namespace: str, protocol: int) -> list[str | bytes]:
-        key = (id(message), namespace, protocol)
-        entry = self._entries.get(key)
-        if entry is None:
-            if not self._entries:
-                asyncio.get_running_loop().call_soon(self._entries.clear)
-            pieces, buffers = msg_event(message)
-            packet = sio.SioPacket(sio.EVENT, namespace, attachments=buffers)
-            entry = self._entries[key] = (message, encode_packet(packet, protocol, pieces))
-        return entry[1]
+        return self._cache.get(message, (namespace, protocol), lambda: _encode_event(message, namespace, protocol))
+
+
+def _encode_event(message: KernelMessage, namespace: str, protocol: int) -> list[str | bytes]:
+    pieces, buffers = msg_event(message)
+    packet = sio.SioPacket(sio.EVENT, namespace, attachments=buffers)
+    return encode_packet(packet, protocol, pieces)
 
 
 class ChannelListener:

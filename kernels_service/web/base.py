@@ -27,6 +27,7 @@ from kernels_service.kernels.registry import utcnow
 from kernels_service.memory import HeapTrimmer
 from kernels_service.protocol import strict_json
 from kernels_service.relay import RelayHub
+from kernels_service.relay.turn_cache import TurnCache
 from kernels_service.web.access_log import redact
 
 log = logging.getLogger("kernels_service.web")
@@ -67,6 +68,7 @@ class Services:
     activity: ApiActivity = field(default_factory=ApiActivity)
     pool: KernelPool | None = None  # the warm pool, if there is one
     metrics_no_auth: bool = False  # <base>metrics without the token
+    frames: TurnCache = field(default_factory=TurnCache)  # websocket frames, encoded once per message
 
 
 def status_of(error: BaseException) -> int:

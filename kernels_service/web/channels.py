@@ -31,6 +31,7 @@ from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
+from kernels_service.web.frame_batch import BatchWriter
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 
 log = logging.getLogger("kernels_service.web")
@@ -53,6 +54,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
+        self.writer = BatchWriter(self._open_stream, self._not_written)
         self._keepalive: Keepalive | None = None
         self._counted = False  # in the open-websockets gauge
         self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
@@ -167,14 +169,19 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.outbox.put(message)
 
     def _write(self, message: KernelMessage) -> tuple[int, Any]:
-        frame, binary = self._encode(message)
-        try:
-            return len(frame), self.write_message(frame, binary=binary)
-        except websocket.WebSocketClosedError:
-            # Closing: this message and what waits behind it were not sent; the session
-            # keeps them for the client's return (on_close hands them over).
-            self._unsent = [message, *self.outbox.take_waiting()]
-            return 0, None
+        encode = self._encode  # once per message and protocol for all its clients in this turn
+        frame, binary = self.services.frames.get(message, encode, lambda: encode(message))
+        return len(frame), self.writer.write(message, frame, binary)
+
+    def _open_stream(self) -> Any:
+        """The connection's stream, for the batch writer; None once it is closing."""
+        connection = self.ws_connection
+        return None if connection is None or connection.is_closing() else connection.stream
+
+    def _not_written(self, messages: list[KernelMessage]) -> None:
+        """The connection closed before a batch went out: it, and what waits behind it, are
+        kept for the client's return (on_close hands them over)."""
+        self._unsent = [*messages, *self.outbox.take_waiting()]
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing websocket on kernel %s: %s", self.relay.kernel_id if self.relay else "?", reason)
@@ -193,7 +200,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self._counted = False
         if self._pinger is not None:
             self._pinger.stop()
-        missed = [*self.outbox.take_waiting(), *(self._unsent or [])]
+        missed = [*self.writer.take_pending(), *self.outbox.take_waiting(), *(self._unsent or [])]
         if self.session is not None and self.relay is not None:
             self.relay.detach(self.session, self, missed)  # kept for its return, if it gave a session_id
             self.session = None

@@ -1,0 +1,105 @@
+"""Kernel messages to one websocket client, written in batches.
+
+tornado's `write_message` wraps each frame in a task of its own and sends it at once: a
+system call, a future and a callback per message per client. When a kernel's output fans
+out to many clients, that was most of the relay's work. Here the frames queued for one
+connection in one turn of the event loop (a burst read from the kernel, fanned out) go
+to its stream as one write: one system call and one future for the batch.
+
+The frames are the same as tornado's for a server without compression (the service never
+negotiates permessage-deflate): final, unmasked, text or binary (RFC 6455, 5.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from kernels_service.protocol import KernelMessage
+
+
+def frame_header(length: int, binary: bool) -> bytes:
+    """The header of a final, unmasked websocket frame of `length` payload bytes."""
+    first = 0x82 if binary else 0x81
+    if length < 126:
+        return bytes((first, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+class FrameBatch:
+    """Frames waiting for the end of this turn, the messages they carry, and the future
+    done when they are flushed to the socket (or failed: the client is gone)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.chunks: list[bytes] = []
+        self.messages: list[KernelMessage] = []
+        self.flushed: asyncio.Future[None] = loop.create_future()
+
+    def add(self, message: KernelMessage, frame: bytes, binary: bool) -> None:
+        self.chunks += (frame_header(len(frame), binary), frame)
+        self.messages.append(message)
+
+
+class BatchWriter:
+    """Writes a connection's frames in batches, one per turn of the event loop.
+
+    `stream_of()` gives the connection's stream, or None once it is closing;
+    `on_unsent(messages)` gets the messages of a batch that could not be written (the
+    connection closed first), so that they can be kept for the client's return."""
+
+    def __init__(self, stream_of: Callable[[], Any], on_unsent: Callable[[list[KernelMessage]], None]):
+        self._stream_of = stream_of
+        self._on_unsent = on_unsent
+        self._batch: FrameBatch | None = None
+
+    def write(self, message: KernelMessage, frame: bytes, binary: bool) -> asyncio.Future[None]:
+        """Queue one frame; the future is done when its batch reached the socket."""
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
+            self._batch = FrameBatch(loop)
+            loop.call_soon(self._flush)
+        self._batch.add(message, frame, binary)
+        return self._batch.flushed
+
+    def take_pending(self) -> list[KernelMessage]:
+        """The connection closed: the messages not yet written, which will not be."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return []
+        _fail(batch.flushed)
+        return batch.messages
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:  # taken by take_pending
+            return
+        stream = self._stream_of()
+        try:
+            if stream is None:
+                raise StreamClosedError()
+            written = stream.write(b"".join(batch.chunks))
+        except StreamClosedError:
+            _fail(batch.flushed)
+            self._on_unsent(batch.messages)
+            return
+        written.add_done_callback(lambda done: _settle(batch.flushed, done))
+
+
+def _fail(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(StreamClosedError())
+
+
+def _settle(future: asyncio.Future[None], written: asyncio.Future[None]) -> None:
+    if future.done():
+        return
+    if written.cancelled() or written.exception() is not None:
+        future.set_exception(StreamClosedError())
+    else:
+        future.set_result(None)
