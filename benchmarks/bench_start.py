@@ -20,8 +20,12 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_relay import WebsocketPath, progress  # noqa: E402
+from benchmarks.bench_relay import WebsocketPath  # noqa: E402
 from tests.support.service import Service, alive, descendants  # noqa: E402
+
+
+def progress(line: str) -> None:
+    print(f"[bench_start] {line}", file=sys.stderr, flush=True)
 
 
 async def direct_start() -> float:
