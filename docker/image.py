@@ -96,17 +96,13 @@ def is_podman(command: list[str]) -> bool:
 def run_options(command: list[str]) -> list[str]:
     """Options every `run` needs on this engine. podman as root asks for more open files and
     processes than a sandbox may grant (runc fails with "error setting rlimit"): ask for
-    what this process has. Without systemd, podman cannot schedule the image's HEALTHCHECK
-    (it logs an error per container): leave the schedule off; `podman healthcheck run`
-    still runs the check."""
+    what this process has. (Without systemd, podman 4.3 logs that it cannot schedule the
+    image's HEALTHCHECK, whatever the options; `podman healthcheck run` still runs it.)"""
     if not is_podman(command):
         return []
     files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     files = 1048576 if files == resource.RLIM_INFINITY else min(files, 1048576)
-    options = ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=16384:16384"]
-    if not Path("/run/systemd/system").is_dir():
-        options.append("--health-interval=disable")
-    return options
+    return ["--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=16384:16384"]
 
 
 def debian_mirror() -> str:
