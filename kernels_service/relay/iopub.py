@@ -1,9 +1,7 @@
 """Reading one kernel's iopub, once, for all its clients.
 
 One SUB socket per kernel, with no receive high-water mark (see `sockets.connect_iopub`),
-read from the event loop's reader callback on its file descriptor, which hands each
-signed message on. No future or task per message: output comes at thousands of messages
-a second, and zmq.asyncio's machinery per message was most of the relay's cost. After a restart on new
+read by one task that hands each signed, decoded message on. After a restart on new
 ports, `reconnect` replaces the socket; the relay decides what to do with each message.
 """
 
@@ -13,11 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import zmq
-
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.wire import Signer
-from kernels_service.relay.sockets import MAX_BURST, connect_iopub, hand_on
+from kernels_service.relay.sockets import connect_iopub, read_messages
 
 
 class IopubReader:
@@ -29,31 +25,11 @@ class IopubReader:
         self._signer = signer
         self._on_message = on_message
         self._socket = connect_iopub(manager.context, manager.get_connection_info())
-        self._reading: zmq.Socket | None = None  # the same socket, read without asyncio
-        self._fd = -1
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Read whatever is queued now, then whenever ZeroMQ signals the socket's descriptor."""
-        self._reading = zmq.Socket.shadow(self._socket.underlying)
-        self._fd = self._reading.getsockopt(zmq.FD)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._fd, self._drain)
-        loop.call_soon(self._drain)
-
-    def _drain(self) -> None:
-        """Hand on up to MAX_BURST queued messages. ZeroMQ's descriptor signals a change, not
-        a level: what is still queued after a burst is read in a later turn of the loop."""
-        reading = self._reading
-        if reading is None:
-            return
-        try:
-            for _ in range(MAX_BURST):
-                if not reading.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    return
-                hand_on(reading.recv_multipart(zmq.NOBLOCK), "iopub", self._signer, self.kernel_id, self._on_message)
-        except zmq.ZMQError:  # closed under us
-            return
-        asyncio.get_running_loop().call_soon(self._drain)
+        reading = read_messages(self._socket, "iopub", self._signer, self.kernel_id, self._on_message)
+        self._task = asyncio.ensure_future(reading)
 
     def reconnect(self) -> None:
         """The kernel moved to new ports: a new socket from its current connection info."""
@@ -62,7 +38,7 @@ class IopubReader:
         self.start()
 
     def close(self) -> None:
-        if self._reading is not None:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            self._reading = None
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
         self._socket.close(linger=0)

@@ -68,16 +68,9 @@ async def read_messages(
         except (asyncio.CancelledError, zmq.ZMQError):
             return
         for frames in burst:
-            hand_on(frames, channel, signer, kernel_id, on_message)
-
-
-def hand_on(
-    frames: list[bytes], channel: str, signer: Signer, kernel_id: str, on_message: Callable[[KernelMessage], None]
-) -> None:
-    """Check one received message and hand it to `on_message`; log and drop it if it fails."""
-    try:
-        message = from_frames(channel, frames, signer)
-    except ProtocolError as exc:
-        log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
-        return
-    on_message(message)
+            try:
+                message = from_frames(channel, frames, signer)
+            except ProtocolError as exc:
+                log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
+                continue
+            on_message(message)
