@@ -7,7 +7,8 @@ Paths to a kernel, each with a kernel of its own:
   in this asyncio process: the fastest honest alternative, and the floor;
 - `legacy`, `v1`: the service's kernel websocket (JSON text frames; the v1 binary protocol);
 - `sio`: socket.io (Engine.IO 4 / Socket.IO 5) over websocket, the shell and iopub namespaces.
-Every client here is asyncio on tornado's websocket client, and decodes every message's
+Every client here is asyncio on tornado's websocket client (v1 frames by Jupyter Server's
+own codec, not the service's), and decodes every message's
 header, parent header and content, as jupyter_client does.
 
 Workloads, the paths taking turns within each round (so the machine's noise falls on
@@ -34,7 +35,6 @@ import asyncio
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -221,33 +222,18 @@ class WebsocketPath(ServicePath):
     async def send_shell(self, msg: dict[str, Any]) -> None:
         if self.name == "v1":
             parts = [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")]
-            await self.connection.write_message(v1_frame("shell", parts), binary=True)
+            await self.connection.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
         else:
             await self.connection.write_message(json.dumps({**msg, "channel": "shell"}))
 
     async def receive(self) -> tuple[str, str, str, dict[str, Any]]:
         frame = await self.read()
         if self.name == "v1":
-            channel, parts = parse_v1_frame(frame)
+            channel, parts = deserialize_msg_from_ws_v1(frame)
             header, parent, content = json.loads(parts[0]), json.loads(parts[1]), json.loads(parts[3])
             return channel, parent.get("msg_id", ""), header["msg_type"], content
         msg = json.loads(frame)
         return msg["channel"], msg["parent_header"].get("msg_id", ""), msg["header"]["msg_type"], msg["content"]
-
-
-def v1_frame(channel: str, parts: list[bytes]) -> bytes:
-    chunks = [channel.encode(), *parts]
-    offsets = [8 * (len(chunks) + 2)]
-    for chunk in chunks:
-        offsets.append(offsets[-1] + len(chunk))
-    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(chunks)
-
-
-def parse_v1_frame(frame: bytes) -> tuple[str, list[bytes]]:
-    (count,) = struct.unpack_from("<Q", frame)
-    offsets = struct.unpack_from(f"<{count}Q", frame, 8)
-    chunks = [frame[a:b] for a, b in zip(offsets, offsets[1:], strict=False)]
-    return chunks[0].decode(), chunks[1:]
 
 
 class SocketIOPath(ServicePath):

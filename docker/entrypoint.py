@@ -25,11 +25,11 @@ GROUP_GRACE_SECONDS = 10.0
 
 def group_alive(group: int) -> bool:
     try:
-        os.killpg(group, 0)
+        os.killpg(group, 0)  # PermissionError would also mean a process is there
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

@@ -134,10 +134,11 @@ def debootstrap_base(command: list[str]) -> str:
             "or give one: BASE_IMAGE=debian:bookworm-slim"
         )
     cache_dir().mkdir(parents=True, exist_ok=True)
+    mirror = debian_mirror()
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="rootfs-") as rootfs:
-        progress(f"debootstrap bookworm (minbase) from {debian_mirror()} ...")
+        progress(f"debootstrap bookworm (minbase) from {mirror} ...")
         subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", rootfs, debian_mirror()],
+            ["debootstrap", "--variant=minbase", "bookworm", rootfs, mirror],
             check=True,
             stdout=subprocess.DEVNULL,
         )
