@@ -88,8 +88,7 @@ class ChannelsClient:
         """The next message from the kernel, decoded as a dict with channel and buffers."""
         if self.backlog:
             return self.backlog.pop(0)
-        self.ws.settimeout(timeout)
-        opcode, data = self.ws.recv_data()
+        opcode, data = self._recv_data_frame(timeout)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             raise ConnectionError(f"closed by the server: {data[:2].hex()} {data[2:].decode(errors='replace')}")
         if opcode == websocket.ABNF.OPCODE_TEXT:
@@ -100,6 +99,19 @@ class ChannelsClient:
             message = {name: json.loads(part) for name, part in zip(names, parts[:4], strict=True)}
             return {**message, "channel": channel, "buffers": parts[4:]}
         return deserialize_binary_message(data)
+
+    def _recv_data_frame(self, timeout: float) -> tuple[int, bytes]:
+        """The next data or close frame within `timeout` seconds in all, answering pings.
+
+        websocket-client's own timeout is per read of the socket, so the service's pings
+        would stretch a plain `recv_data` past any deadline."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            opcode, frame = self.ws.recv_data(control_frame=True)
+            if opcode not in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                return opcode, frame
+        raise TimeoutError(f"no frame in {timeout}s")
 
     def recv_until(self, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:
         """Messages up to and including the first for which predicate is true."""
@@ -155,37 +167,47 @@ def stream_text(outputs: list[dict], name: str = "stdout") -> str:
 
 
 def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str, kernel_pid: int = 0) -> dict:
-    """Ask for an interrupt until the cell's execute_reply comes, and return that reply.
+    """Ask for an interrupt until the silent cell `msg_id` stops, and return its execute_reply.
 
-    An interrupt that reaches ipykernel just as a cell starts can be lost (seen on a busy
-    machine), so a client that must stop a cell asks again, as a user would; but once the
-    KeyboardInterrupt shows on iopub it only waits for the reply: a second SIGINT while the
-    kernel reports the first can cost the reply itself. If five interrupts do not stop
-    the cell, the failure says whether the cell ran to its end (no SIGINT took) or nothing
-    came back at all, with the kernel's per-thread signal state when `kernel_pid` is given.
+    An interrupt that reaches ipykernel as its main thread is busy can be lost: Linux may
+    hand the SIGINT to another thread, and the main thread sleeps on (seen on a busy
+    machine); so a client that must stop a cell asks again, as a user would. But only
+    while the cell shows nothing: its first message after an interrupt (the error, or
+    IPython's "KeyboardInterrupt" on stderr when the traceback itself was cut short) says
+    the SIGINT took, and from then on it only waits for the reply, since a further SIGINT
+    while the kernel reports the first can cost the reply itself. If four interrupts get
+    nothing, the failure says what came after each and, given `kernel_pid`, the kernel's
+    per-thread signal state.
     """
 
-    def reply_or_error(message: dict) -> bool:
-        if message["parent_header"].get("msg_id") != msg_id:
-            return False
-        return message["channel"] == "shell" or message["header"]["msg_type"] == "error"
+    def of_the_cell(message: dict) -> bool:
+        return message["parent_header"].get("msg_id") == msg_id
 
     def is_reply(message: dict) -> bool:
-        return message["channel"] == "shell" and message["parent_header"].get("msg_id") == msg_id
+        return message["channel"] == "shell" and of_the_cell(message)
 
-    for _ in range(5):
+    waits = []
+    for _ in range(4):
         assert interrupt() == 204
         try:
-            last = client.recv_until(reply_or_error, timeout=6)[-1]
-        except (TimeoutError, websocket.WebSocketTimeoutException):
+            first = client.recv_until(of_the_cell, timeout=8)[-1]
+        except (TimeoutError, websocket.WebSocketTimeoutException) as timeout:
+            waits.append(str(timeout))
             continue
-        return last if last["channel"] == "shell" else client.recv_until(is_reply, timeout=30)[-1]
+        return first if is_reply(first) else client.recv_until(is_reply, timeout=40)[-1]
     state = signal_state(kernel_pid) if kernel_pid else "(no kernel pid given)"
+    story = "\n".join(waits)
     try:
         reply = client.recv_until(is_reply, timeout=40)[-1]
-    except (TimeoutError, websocket.WebSocketTimeoutException):
-        raise AssertionError(f"five interrupts, then no reply at all in 40 s; kernel threads:\n{state}") from None
-    raise AssertionError(f"five interrupts, and the cell ran on to {reply['content']}; kernel threads:\n{state}")
+    except (TimeoutError, websocket.WebSocketTimeoutException) as timeout:
+        raise AssertionError(
+            f"four interrupts, then no reply at all in 40 s ({timeout}); after each interrupt:\n{story}\n"
+            f"kernel threads:\n{state}"
+        ) from None
+    raise AssertionError(
+        f"four interrupts, and the cell ran on to {reply['content']}; after each interrupt:\n{story}\n"
+        f"kernel threads:\n{state}"
+    )
 
 
 def signal_state(pid: int) -> str:
