@@ -36,8 +36,22 @@ def loads(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise JSONRejected("JSON nested too deeply") from None
     except (ValueError, TypeError) as error:
         raise JSONRejected(f"not valid JSON: {error}") from None
-    check_value(value, max_depth)
+    if _may_be_unsafe(text, max_depth):
+        check_value(value, max_depth)
     return value
+
+
+def _may_be_unsafe(text: str | bytes, max_depth: int) -> bool:
+    """False when the text cannot hold what `check_value` looks for, so that the walk can be
+    skipped (it cost twice the parse of a kernel message's header).
+
+    Nesting needs an opening bracket a level. A lone surrogate needs a `\\u` escape, or the
+    character itself: in a str, that character; in bytes (which `json.loads` decodes with
+    "surrogatepass"), its UTF-8 form, which starts with the byte 0xED. Bytes with a NUL
+    may be UTF-16 or UTF-32, where neither shows as such: those are always walked."""
+    if isinstance(text, bytes):
+        return b"\\u" in text or b"\xed" in text or b"\x00" in text or text.count(b"{") + text.count(b"[") > max_depth
+    return "\\u" in text or text.count("{") + text.count("[") > max_depth or bool(_SURROGATE.search(text))
 
 
 def check_value(value: Any, max_depth: int = MAX_DEPTH) -> None:

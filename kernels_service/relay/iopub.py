@@ -1,7 +1,8 @@
 """Reading one kernel's iopub, once, for all its clients.
 
 One SUB socket per kernel, with no receive high-water mark (see `sockets.connect_iopub`),
-read by one task that hands each signed, decoded message on. After a restart on new
+read by one task that hands each signed, decoded message on (a flood in bursts: see
+`sockets.ReadPacer`). After a restart on new
 ports, `reconnect` replaces the socket; the relay decides what to do with each message.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.wire import Signer
-from kernels_service.relay.sockets import connect_iopub, read_messages
+from kernels_service.relay.sockets import ReadPacer, connect_iopub, read_messages
 
 
 class IopubReader:
@@ -28,7 +29,7 @@ class IopubReader:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        reading = read_messages(self._socket, "iopub", self._signer, self.kernel_id, self._on_message)
+        reading = read_messages(self._socket, "iopub", self._signer, self.kernel_id, self._on_message, ReadPacer())
         self._task = asyncio.ensure_future(reading)
 
     def reconnect(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from kernels_service.protocol import KernelMessage
@@ -67,6 +66,7 @@ class Outbox:
         self._high_water = high_water
         self._limit = limit
         self._in_flight = 0
+        self._unflushed: dict[Any, int] = {}  # bytes in flight per write future not yet done
         self._waiting = MergingQueue()
         self.closed = False
 
@@ -109,15 +109,20 @@ class Outbox:
 
     def _write(self, message: KernelMessage) -> None:
         size, flushed = self._send(message)
-        if flushed is not None:
-            self._in_flight += size
-            flushed.add_done_callback(partial(self._flushed, size))
+        if flushed is None:
+            return
+        self._in_flight += size
+        if flushed in self._unflushed:  # one future for a batch of writes: one callback
+            self._unflushed[flushed] += size
+        else:
+            self._unflushed[flushed] = size
+            flushed.add_done_callback(self._flushed)
 
-    def _flushed(self, size: int, flushed: Any) -> None:
-        """A write reached the socket (or failed: the client is gone); send what waits."""
+    def _flushed(self, flushed: Any) -> None:
+        """Writes reached the socket (or failed: the client is gone); send what waits."""
         if not flushed.cancelled() and flushed.exception() is not None:
             self.close()  # the exception is read, so asyncio does not log it as never retrieved
-        self._in_flight -= size
+        self._in_flight -= self._unflushed.pop(flushed)
         # A loop, not recursion: a send that completes at once (flushed None) comes back here.
         while self._waiting and self._in_flight < self._high_water and not self.closed:
             self._write(self._waiting.popleft())

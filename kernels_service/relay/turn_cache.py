@@ -18,17 +18,18 @@ T = TypeVar("T")
 
 
 class TurnCache:
-    """`get(message, key, compute)`: compute() once per message and key in this turn."""
+    """`get(message, key, compute, *args)`: `compute(message, *args)` once per message and key
+    in this turn (a plain function and its arguments: no closure made per listener)."""
 
     def __init__(self) -> None:
         # the message is kept with its value, so that its id is not reused within the turn
         self._entries: dict[tuple[int, Hashable], tuple[KernelMessage, Any]] = {}
 
-    def get(self, message: KernelMessage, key: Hashable, compute: Callable[[], T]) -> T:
+    def get(self, message: KernelMessage, key: Hashable, compute: Callable[..., T], *args: Any) -> T:
         entry_key = (id(message), key)
         entry = self._entries.get(entry_key)
         if entry is None:
             if not self._entries:
                 asyncio.get_running_loop().call_soon(self._entries.clear)
-            entry = self._entries[entry_key] = (message, compute())
+            entry = self._entries[entry_key] = (message, compute(message, *args))
         return entry[1]

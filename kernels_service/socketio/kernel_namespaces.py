@@ -63,7 +63,7 @@ class SharedEncodings:
         self._cache = TurnCache()
 
     def encoded(self, message: KernelMessage, namespace: str, protocol: int) -> list[str | bytes]:
-        return self._cache.get(message, (namespace, protocol), lambda: _encode_event(message, namespace, protocol))
+        return self._cache.get(message, (namespace, protocol), _encode_event, namespace, protocol)
 
 
 def _encode_event(message: KernelMessage, namespace: str, protocol: int) -> list[str | bytes]:

@@ -31,7 +31,7 @@ from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
-from kernels_service.web.frame_batch import BatchWriter
+from kernels_service.web.frame_batch import BatchWriter, WireFrame, wire_frame
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 
 log = logging.getLogger("kernels_service.web")
@@ -169,9 +169,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.outbox.put(message)
 
     def _write(self, message: KernelMessage) -> tuple[int, Any]:
-        encode = self._encode  # once per message and protocol for all its clients in this turn
-        frame, binary = self.services.frames.get(message, encode, lambda: encode(message))
-        return len(frame), self.writer.write(message, frame, binary)
+        # built once per message and protocol for all its clients in this turn
+        frame = self.services.frames.get(message, self._encode, _framed, self._encode)
+        return len(frame.payload), self.writer.write(message, frame)
 
     def _open_stream(self) -> Any:
         """The connection's stream, for the batch writer; None once it is closing."""
@@ -205,6 +205,10 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.relay.detach(self.session, self, missed)  # kept for its return, if it gave a session_id
             self.session = None
         self.services.heap.released()
+
+
+def _framed(message: KernelMessage, encode: Callable[[KernelMessage], tuple[bytes, bool]]) -> WireFrame:
+    return wire_frame(*encode(message))
 
 
 def _encode_v1_frame(message: KernelMessage) -> tuple[bytes, bool]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from tornado.iostream import StreamClosedError
 
@@ -32,6 +32,19 @@ def frame_header(length: int, binary: bool) -> bytes:
     return struct.pack("!BBQ", first, 127, length)
 
 
+class WireFrame(NamedTuple):
+    """One websocket frame as written: its header and its payload (built once per message
+    and protocol, and written to every client of that protocol as it is)."""
+
+    header: bytes
+    payload: bytes
+
+
+def wire_frame(payload: bytes, binary: bool) -> WireFrame:
+    """The frame that carries `payload` (a text payload must be UTF-8)."""
+    return WireFrame(frame_header(len(payload), binary), payload)
+
+
 class FrameBatch:
     """Frames waiting for the end of this turn, the messages they carry, and the future
     done when they are flushed to the socket (or failed: the client is gone)."""
@@ -41,8 +54,8 @@ class FrameBatch:
         self.messages: list[KernelMessage] = []
         self.flushed: asyncio.Future[None] = loop.create_future()
 
-    def add(self, message: KernelMessage, frame: bytes, binary: bool) -> None:
-        self.chunks += (frame_header(len(frame), binary), frame)
+    def add(self, message: KernelMessage, frame: WireFrame) -> None:
+        self.chunks += frame
         self.messages.append(message)
 
 
@@ -58,13 +71,14 @@ class BatchWriter:
         self._on_unsent = on_unsent
         self._batch: FrameBatch | None = None
 
-    def write(self, message: KernelMessage, frame: bytes, binary: bool) -> asyncio.Future[None]:
-        """Queue one frame; the future is done when its batch reached the socket."""
+    def write(self, message: KernelMessage, frame: WireFrame) -> asyncio.Future[None]:
+        """Queue one frame; the future, the same for every frame of a batch, is done when
+        the batch reached the socket."""
         if self._batch is None:
             loop = asyncio.get_running_loop()
             self._batch = FrameBatch(loop)
             loop.call_soon(self._flush)
-        self._batch.add(message, frame, binary)
+        self._batch.add(message, frame)
         return self._batch.flushed
 
     def take_pending(self) -> list[KernelMessage]:
