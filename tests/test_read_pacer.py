@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernels_service.relay.sockets import ReadPacer
+from kernels_service.relay.iopub import ReadPacer
 
 
 class Clock:
@@ -26,18 +26,27 @@ def test_round_trips_back_to_back_are_never_held():
         clock.now += 0.005
 
 
-def test_a_flood_is_held_within_a_few_messages_and_released_when_it_stops():
+def test_a_flood_is_held_within_a_few_dozen_messages_and_released_when_it_stops():
     clock = Clock()
     pacer = ReadPacer(clock)
     holds = []
-    for _ in range(100):  # 2500 messages a second, one a read
+    for _ in range(200):  # 1500 messages a second, one a read
         holds.append(pacer.hold())
         pacer.read(1)
-        clock.now += 0.0004
-    assert holds[:3] == [0, 0, 0]
-    assert set(holds[20:]) == {ReadPacer.HOLD}
-    clock.now += 0.02
+        clock.now += 1 / 1500
+    assert holds[:10] == [0] * 10
+    assert set(holds[50:]) == {ReadPacer.HOLD}
+    clock.now += 0.05
     assert pacer.hold() == 0
+
+
+def test_a_cells_few_messages_at_once_are_not_held():
+    clock = Clock()
+    pacer = ReadPacer(clock)
+    for _ in range(6):  # busy, execute_input, stream, display_data, execute_result, idle
+        assert pacer.hold() == 0
+        pacer.read(1)
+        clock.now += 0.0001
 
 
 def test_a_burst_read_at_once_counts_every_message():

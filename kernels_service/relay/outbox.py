@@ -15,9 +15,14 @@ from typing import Any
 
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.message import encode_json
+from kernels_service.relay.turn_cache import TurnCache
 
 #: A merged stream message grows to about this size, then the next run starts.
 MAX_RUN_BYTES = 1024 * 1024
+
+#: Stream contents, decoded once per message for every outbox it reaches in a turn: when
+#: many clients fall behind at once, each would otherwise decode every message itself.
+_CONTENTS = TurnCache()
 
 #: Writes one message; returns its size in bytes and a future done when it is flushed.
 SendFunction = Callable[[KernelMessage], "tuple[int, Any]"]
@@ -149,7 +154,7 @@ class StreamRun:
         """A run beginning with this message, if it is stream output."""
         if message.channel != "iopub" or message.buffers or message.msg_type != "stream":
             return None
-        content = message.content()
+        content = _CONTENTS.get(message, "content", KernelMessage.content)
         return cls(message, content) if isinstance(content.get("text"), str) else None
 
     def extend(self, message: KernelMessage) -> bool:
@@ -160,7 +165,7 @@ class StreamRun:
             return False
         if message.msg_type != "stream":
             return False
-        content = message.content()
+        content = _CONTENTS.get(message, "content", KernelMessage.content)
         if content.get("name") != self._content.get("name") or not isinstance(content.get("text"), str):
             return False
         self._texts.append(content["text"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,46 +43,12 @@ def connect_iopub(context: zmq.asyncio.Context, info: dict[str, Any]) -> zmq.asy
 MAX_BURST = 64
 
 
-class ReadPacer:
-    """Reads a fast stream of output in bursts, not one message at a time.
-
-    A kernel that floods iopub sends a message every few hundred microseconds, and a relay
-    that wakes for each one spends its CPU on wake-ups: a poll, a future, a system call
-    per client, for every message; on a small machine that CPU is the kernel's. Past a
-    rate of about BUSY_LEVEL messages per DECAY seconds, the reader waits HOLD seconds
-    before its next read and then takes everything that came meanwhile at once. A round
-    trip's three or four iopub messages never reach that rate, so they are never held;
-    in a flood, a message waits at most HOLD seconds more.
-    """
-
-    DECAY = 0.004
-    BUSY_LEVEL = 8.0
-    HOLD = 0.001
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
-        self._level = 0.0  # messages read lately, decaying with time constant DECAY
-        self._last = clock()
-
-    def read(self, messages: int) -> None:
-        """Count a burst of `messages` just read."""
-        now = self._clock()
-        self._level = self._level * math.exp((self._last - now) / self.DECAY) + messages
-        self._last = now
-
-    def hold(self) -> float:
-        """Seconds to wait before the next read: HOLD in a flood, else 0."""
-        level = self._level * math.exp((self._last - self._clock()) / self.DECAY)
-        return self.HOLD if level >= self.BUSY_LEVEL else 0.0
-
-
 async def read_messages(
     socket: zmq.asyncio.Socket,
     channel: str,
     signer: Signer,
     kernel_id: str,
     on_message: Callable[[KernelMessage], None],
-    pacer: ReadPacer | None = None,
 ) -> None:
     """Hand each signed message a kernel sends on `socket` to `on_message`, in order, until
     the socket closes or the task is cancelled; a message that fails its check is logged
@@ -93,12 +57,10 @@ async def read_messages(
     One awaited receive, then what is already queued (up to MAX_BURST messages) is read
     straight from the same socket without asyncio: a kernel's output comes in bursts, and
     zmq.asyncio's future and callback per message was a third of the relay's time in one.
-    With a `pacer`, a flood is read in bursts (see ReadPacer)."""
+    (iopub, the busy one, is read without asyncio: see iopub.IopubReader.)"""
     queued = zmq.Socket.shadow(socket.underlying)
     while True:
         try:
-            if pacer is not None and (hold := pacer.hold()):
-                await asyncio.sleep(hold)
             burst = [await socket.recv_multipart()]
             while len(burst) < MAX_BURST:
                 burst.append(queued.recv_multipart(zmq.NOBLOCK))
@@ -106,12 +68,17 @@ async def read_messages(
             pass
         except (asyncio.CancelledError, zmq.ZMQError):
             return
-        if pacer is not None:
-            pacer.read(len(burst))
         for frames in burst:
-            try:
-                message = from_frames(channel, frames, signer)
-            except ProtocolError as exc:
-                log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
-                continue
-            on_message(message)
+            hand_on(frames, channel, signer, kernel_id, on_message)
+
+
+def hand_on(
+    frames: list[bytes], channel: str, signer: Signer, kernel_id: str, on_message: Callable[[KernelMessage], None]
+) -> None:
+    """Check one received message and hand it to `on_message`; log and drop it if it fails."""
+    try:
+        message = from_frames(channel, frames, signer)
+    except ProtocolError as exc:
+        log.warning("Dropped a %s message from kernel %s: %s", channel, kernel_id, exc)
+        return
+    on_message(message)

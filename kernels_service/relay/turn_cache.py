@@ -28,8 +28,13 @@ class TurnCache:
     def get(self, message: KernelMessage, key: Hashable, compute: Callable[..., T], *args: Any) -> T:
         entry_key = (id(message), key)
         entry = self._entries.get(entry_key)
-        if entry is None:
-            if not self._entries:
+        if entry is not None:
+            return entry[1]
+        if not self._entries:
+            try:
                 asyncio.get_running_loop().call_soon(self._entries.clear)
-            entry = self._entries[entry_key] = (message, compute(message, *args))
-        return entry[1]
+            except RuntimeError:  # no event loop, no turn to share a value within
+                return compute(message, *args)
+        value = compute(message, *args)
+        self._entries[entry_key] = (message, value)
+        return value
