@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import Future
 
@@ -140,3 +141,58 @@ def test_merged_runs_stop_growing_at_about_a_megabyte():
     assert "".join(merged) == chunk * 25
     assert 2 <= len(merged) < 25, "merged, but in runs of at most a megabyte"
     assert all(len(text) <= 1024 * 1024 for text in merged)
+
+
+class BatchTransport(Transport):
+    """Sends of one batch share one future, as the websocket batch writer's do."""
+
+    def send(self, message: KernelMessage):
+        self.sent.append(message)
+        if not self.pending:
+            self.pending.append(Future())
+        return sum(len(p) for p in message.parts), self.pending[-1]
+
+
+def test_writes_sharing_a_batch_future_are_settled_together():
+    transport = BatchTransport()
+    outbox = Outbox(transport.send, lambda reason: None, high_water=1000)
+    for i in range(3):
+        outbox.put(stream(str(i)))
+    assert len(transport.pending) == 1 and outbox.backed_up
+    transport.flush_all()
+    assert not outbox.backed_up  # all three writes' bytes left flight with the one future
+    outbox.put(stream("3"))
+    assert texts(transport.sent) == ["0", "1", "2", "3"]
+
+
+class CountingMessage(KernelMessage):
+    """A stream message that counts how often its content is decoded."""
+
+    __slots__ = ()
+    decodes = 0
+
+    def content(self):
+        CountingMessage.decodes += 1
+        return super().content()
+
+
+def test_outboxes_behind_in_one_turn_decode_a_stream_message_once_for_all():
+    def counting_stream(text: str) -> KernelMessage:
+        message = stream(text)
+        return CountingMessage(message.channel, message.parts)
+
+    async def fan_out_to_slow_clients() -> list[str]:
+        pairs = [make(high_water=10) for _ in range(20)]
+        for _, outbox in pairs:
+            outbox.put(stream("x" * 50))  # each over its high-water mark: the rest waits
+        CountingMessage.decodes = 0
+        for message in [counting_stream("a"), counting_stream("b")]:
+            for _, outbox in pairs:
+                outbox.put(message)
+        for transport, _ in pairs:
+            transport.flush_all()
+            transport.flush_all()
+        return [texts(transport.sent)[-1] for transport, _ in pairs]
+
+    assert asyncio.run(fan_out_to_slow_clients()) == ["ab"] * 20
+    assert CountingMessage.decodes == 2

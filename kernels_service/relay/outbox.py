@@ -133,6 +133,10 @@ class Outbox:
             self._write(self._waiting.popleft())
 
 
+def _decoded_content(message: KernelMessage) -> dict[str, Any]:
+    return message.content()
+
+
 def size_of(message: KernelMessage) -> int:
     return sum(len(part) for part in message.parts) + sum(len(b) for b in message.buffers)
 
@@ -154,7 +158,7 @@ class StreamRun:
         """A run beginning with this message, if it is stream output."""
         if message.channel != "iopub" or message.buffers or message.msg_type != "stream":
             return None
-        content = _CONTENTS.get(message, "content", KernelMessage.content)
+        content = _CONTENTS.get(message, "content", _decoded_content)
         return cls(message, content) if isinstance(content.get("text"), str) else None
 
     def extend(self, message: KernelMessage) -> bool:
@@ -165,7 +169,7 @@ class StreamRun:
             return False
         if message.msg_type != "stream":
             return False
-        content = _CONTENTS.get(message, "content", KernelMessage.content)
+        content = _CONTENTS.get(message, "content", _decoded_content)
         if content.get("name") != self._content.get("name") or not isinstance(content.get("text"), str):
             return False
         self._texts.append(content["text"])
