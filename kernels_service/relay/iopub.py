@@ -75,6 +75,7 @@ class IopubReader:
         self._socket = connect_iopub(manager.context, manager.get_connection_info())
         self._reading: zmq.Socket | None = None  # the same socket, read without asyncio
         self._fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pacer = ReadPacer()
         self._drain_due: asyncio.Handle | None = None
 
@@ -82,7 +83,7 @@ class IopubReader:
         """Read what is queued now, then whenever ZeroMQ signals the socket's descriptor."""
         self._reading = zmq.Socket.shadow(self._socket.underlying)
         self._fd = self._reading.getsockopt(zmq.FD)
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         loop.add_reader(self._fd, self._woken)
         self._drain_due = loop.call_soon(self._drain)
 
@@ -128,7 +129,7 @@ class IopubReader:
         if self._drain_due is not None:
             self._drain_due.cancel()
             self._drain_due = None
-        if self._reading is not None:
-            asyncio.get_running_loop().remove_reader(self._fd)
-            self._reading = None
+        if self._reading is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)  # (the loop need not be running)
+        self._reading = None
         self._socket.close(linger=0)
