@@ -88,13 +88,14 @@ class IopubReader:
         self._drain_due = loop.call_soon(self._drain)
 
     def _woken(self) -> None:
-        if self._reading is None:
-            return
-        if self._drain_due is None and not (hold := self._pacer.hold()):
-            self._drain()
+        if self._reading is None or self._loop is None:
             return
         if self._drain_due is None:
-            self._drain_due = asyncio.get_running_loop().call_later(hold, self._drain)
+            hold = self._pacer.hold()
+            if not hold:
+                self._drain()
+                return
+            self._drain_due = self._loop.call_later(hold, self._drain)
         try:
             self._reading.getsockopt(zmq.EVENTS)  # acknowledged; the drain due reads it all
         except zmq.ZMQError:  # closed under us
@@ -102,15 +103,15 @@ class IopubReader:
 
     def _drain(self) -> None:
         self._drain_due = None
-        reading = self._reading
-        if reading is None:
+        reading, loop = self._reading, self._loop
+        if reading is None or loop is None:
             return
         count = 0
         try:
             # a message handed on may close or replace the socket: never touch it after that
             while self._reading is reading and reading.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 if count == MAX_BURST:  # the loop's other work gets a turn first
-                    self._drain_due = asyncio.get_running_loop().call_soon(self._drain)
+                    self._drain_due = loop.call_soon(self._drain)
                     break
                 hand_on(reading.recv_multipart(zmq.NOBLOCK), "iopub", self._signer, self.kernel_id, self._on_message)
                 count += 1

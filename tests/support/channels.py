@@ -228,11 +228,10 @@ def signal_state(pid: int) -> str:
 
 def close_of(client: ChannelsClient, timeout: float = 30) -> tuple[int, str]:
     """The code and reason of the close frame the service sent (the client reads past
-    anything before it, answering pings as it goes)."""
-    client.ws.settimeout(timeout)
+    anything before it, answering pings as it goes, within `timeout` seconds in all)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        frame = client.ws.recv_frame()
-        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
-            return struct.unpack("!H", frame.data[:2])[0], frame.data[2:].decode()
+    while (remaining := deadline - time.monotonic()) > 0:
+        opcode, data = client._recv_data_frame(remaining)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return struct.unpack("!H", data[:2])[0], data[2:].decode()
     raise AssertionError("not closed")
