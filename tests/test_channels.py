@@ -60,11 +60,37 @@ def test_buffers_round_trip(service, kernel, open_client, protocol):
     client = open_client(kernel, protocol)
     client.execute(ECHO_COMM)
     client.send("shell", "comm_open", {"comm_id": "c1", "target_name": "echo", "data": {}})
-    payload = [bytes(range(256)), b"\x00" * 1000]
-    client.send("shell", "comm_msg", {"comm_id": "c1", "data": {"n": 2}}, buffers=payload)
+    # small buffers and big ones (written to the client as they came, not joined into the frame)
+    payload = [bytes(range(256)), b"\x00" * 1000, os.urandom(300_000), b"", os.urandom(40_000)]
+    data = {"n": 2, "big": "ü" * 50_000}
+    client.send("shell", "comm_msg", {"comm_id": "c1", "data": data}, buffers=payload)
     echo = client.recv_until(lambda m: m["header"]["msg_type"] == "comm_msg")[-1]
-    assert echo["content"]["data"] == {"echo": {"n": 2}}
+    assert echo["content"]["data"] == {"echo": data}
     assert [bytes(b) for b in echo["buffers"]] == payload
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_big_outputs_arrive_whole_and_in_order(service, kernel, open_client, protocol):
+    """Big parts go to the client as separate writes between the small ones: each frame
+    still arrives whole, and in the kernel's order."""
+    client = open_client(kernel, protocol)
+    code = (
+        "from IPython.display import display\n"
+        "for i in range(4):\n"
+        "    print(i, flush=True)\n"
+        "    display({'text/plain': str(i) * 400_000 + 'é'}, raw=True)\n"
+    )
+    reply, outputs = client.execute(code)
+    assert reply["content"]["status"] == "ok"
+    seen = []
+    for message in outputs:
+        if message["header"]["msg_type"] == "stream":
+            seen += message["content"]["text"].split()
+        elif message["header"]["msg_type"] == "display_data":
+            text = message["content"]["data"]["text/plain"]
+            assert text == text[0] * 400_000 + "é"
+            seen.append(f"display {text[0]}")
+    assert seen == [item for i in range(4) for item in (str(i), f"display {i}")]
 
 
 def test_two_clients_share_iopub_but_not_replies_or_stdin(service, kernel, open_client):

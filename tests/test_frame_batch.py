@@ -1,13 +1,15 @@
-"""The websocket frame headers the batch writer builds (exact bytes, RFC 6455 5.2)."""
+"""The websocket frames the batch writer builds (exact bytes, RFC 6455 5.2), and how it
+splits a batch into writes."""
 
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernels_service.web.frame_batch import frame_header
+from kernels_service.web.frame_batch import BIG_PIECE, coalesced, frame_header, wire_frame
 
 
 def test_frame_headers_for_each_length_encoding():
@@ -34,3 +36,36 @@ def parse_header(header: bytes) -> tuple[bool, int, int]:
 def test_any_length_reads_back(length, binary):
     header = frame_header(length, binary)
     assert parse_header(header) == (binary, length, len(header))
+
+
+def test_small_pieces_are_joined_and_big_ones_kept_as_they_are():
+    big = b"b" * BIG_PIECE
+    bigger = b"c" * (BIG_PIECE + 1)
+    writes = coalesced([b"\x82\x7f", b"ab", big, b"c", b"", b"d", bigger])
+    assert writes == [b"\x82\x7fab", big, b"cd", bigger]
+    assert writes[1] is big and writes[3] is bigger  # not copied
+    assert coalesced([b"x" * (BIG_PIECE - 1), b"y"]) == [b"x" * (BIG_PIECE - 1) + b"y"]
+    assert coalesced([b"", big, b""]) == [big]
+
+
+pieces = st.lists(
+    st.one_of(st.binary(max_size=64), st.integers(0, 3).map(lambda n: bytes([n]) * (BIG_PIECE + n))),
+    max_size=12,
+)
+
+
+@given(pieces)
+def test_coalesced_writes_are_the_same_bytes_with_no_small_neighbours(chunks):
+    writes = coalesced(chunks)
+    assert b"".join(writes) == b"".join(chunks)
+    for before, after in pairwise(writes):
+        assert len(before) >= BIG_PIECE or len(after) >= BIG_PIECE  # two small writes would be one
+    assert all(writes)  # no empty write
+
+
+@given(st.lists(st.binary(max_size=40), max_size=6), st.booleans())
+def test_a_frame_is_its_header_and_its_pieces(chunks, binary):
+    frame = wire_frame(chunks, binary)
+    assert frame.length == len(b"".join(chunks))
+    assert parse_header(frame.header) == (binary, frame.length, len(frame.header))
+    assert frame.pieces is chunks

@@ -29,14 +29,20 @@ _JSON_PART_NAMES = ("header", "parent_header", "metadata", "content")
 
 def encode_v1(message: KernelMessage) -> bytes:
     """One v1 binary frame for a message (parts are copied verbatim)."""
+    return b"".join(v1_pieces(message))
+
+
+def v1_pieces(message: KernelMessage) -> list[bytes]:
+    """The v1 frame of a message as the pieces it is made of, in order: the offset table,
+    the channel, then the message's own parts and buffers, the same objects (so that a
+    big output is written to clients as it came, never copied into a frame)."""
     channel = message.channel.encode()
     chunks = [channel, *message.parts, *message.buffers]
     count = len(chunks) + 1
     offsets = [8 * (count + 1)]
     for chunk in chunks:
         offsets.append(offsets[-1] + len(chunk))
-    table = struct.pack(f"<{count + 1}Q", count, *offsets)
-    return b"".join([table, *chunks])
+    return [struct.pack(f"<{count + 1}Q", count, *offsets), *chunks]
 
 
 def decode_v1(frame: bytes) -> KernelMessage:
@@ -71,7 +77,14 @@ def _decode_channel(raw: bytes) -> str:
 
 
 def encode_legacy(message: KernelMessage) -> tuple[bytes, bool]:
-    """The legacy frame for a message and whether it is binary.
+    """The legacy frame for a message and whether it is binary."""
+    pieces, binary = legacy_pieces(message)
+    return b"".join(pieces), binary
+
+
+def legacy_pieces(message: KernelMessage) -> tuple[list[bytes], bool]:
+    """The legacy frame of a message as the pieces it is made of (see `v1_pieces`), and
+    whether it is binary.
 
     The JSON envelope is spliced from the raw parts; only the header is decoded, for
     the top-level ``msg_id`` and ``msg_type`` that legacy clients read.
@@ -87,16 +100,18 @@ def encode_legacy(message: KernelMessage) -> tuple[bytes, bool]:
         b',"channel":', encode_json(message.channel),
     ]  # fmt: skip
     if not message.buffers:
-        return b"".join([*fields, b',"buffers":[]}']), False
-    return _pack_legacy_binary(b"".join([*fields, b"}"]), message.buffers), True
+        return [*fields, b',"buffers":[]}'], False
+    return _legacy_binary_pieces([*fields, b"}"], message.buffers), True
 
 
-def _pack_legacy_binary(envelope: bytes, buffers: list[bytes]) -> bytes:
-    chunks = [envelope, *buffers]
-    offsets = [4 * (len(chunks) + 1)]
-    for chunk in chunks[:-1]:
-        offsets.append(offsets[-1] + len(chunk))
-    return b"".join([struct.pack(f"!{len(chunks) + 1}I", len(chunks), *offsets), *chunks])
+def _legacy_binary_pieces(envelope: list[bytes], buffers: list[bytes]) -> list[bytes]:
+    """Offset count, offsets (of the envelope and each buffer), envelope, buffers."""
+    count = len(buffers) + 1
+    offsets = [4 * (count + 1)]
+    offsets.append(offsets[0] + sum(map(len, envelope)))
+    for buffer in buffers[:-1]:
+        offsets.append(offsets[-1] + len(buffer))
+    return [struct.pack(f"!{count + 1}I", count, *offsets), *envelope, *buffers]
 
 
 def decode_legacy_text(text: str | bytes) -> KernelMessage:

@@ -24,8 +24,8 @@ from kernels_service.protocol.websocket import (
     decode_legacy_binary,
     decode_legacy_text,
     decode_v1,
-    encode_legacy,
-    encode_v1,
+    legacy_pieces,
+    v1_pieces,
 )
 from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
@@ -51,7 +51,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.services = services
         self.relay: KernelRelay | None = None
         self.session: RelaySession | None = None
-        self._encode: Callable[[KernelMessage], tuple[bytes, bool]] = encode_legacy
+        self._encode: Callable[[KernelMessage], tuple[list[bytes], bool]] = legacy_pieces
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
         self.writer = BatchWriter(self._open_stream, self._not_written)
@@ -171,7 +171,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
     def _write(self, message: KernelMessage) -> tuple[int, Any]:
         # built once per message and protocol for all its clients in this turn
         frame = self.services.frames.get(message, self._encode, _framed, self._encode)
-        return len(frame.payload), self.writer.write(message, frame)
+        return frame.length, self.writer.write(message, frame)
 
     def _open_stream(self) -> Any:
         """The connection's stream, for the batch writer; None once it is closing."""
@@ -207,9 +207,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.services.heap.released()
 
 
-def _framed(message: KernelMessage, encode: Callable[[KernelMessage], tuple[bytes, bool]]) -> WireFrame:
+def _framed(message: KernelMessage, encode: Callable[[KernelMessage], tuple[list[bytes], bool]]) -> WireFrame:
     return wire_frame(*encode(message))
 
 
-def _encode_v1_frame(message: KernelMessage) -> tuple[bytes, bool]:
-    return encode_v1(message), True
+def _encode_v1_frame(message: KernelMessage) -> tuple[list[bytes], bool]:
+    return v1_pieces(message), True

@@ -8,6 +8,11 @@ to its stream as one write: one system call and one future for the batch.
 
 The frames are the same as tornado's for a server without compression (the service never
 negotiates permessage-deflate): final, unmasked, text or binary (RFC 6455, 5.2).
+
+A frame is kept as the pieces it is made of (the message's own parts, as the kernel sent
+them, between the few bytes the protocol adds). The small pieces of a batch are joined
+into one write; a big one (a 1 MB output) is handed to the stream as it is, which sends
+it from that same object: the relay never copies it into a frame.
 """
 
 from __future__ import annotations
@@ -32,17 +37,44 @@ def frame_header(length: int, binary: bool) -> bytes:
     return struct.pack("!BBQ", first, 127, length)
 
 
+#: Pieces from this size on are written as they are, not joined with their neighbours
+#: (a copy of that size costs more than the extra write).
+BIG_PIECE = 32 * 1024
+
+
 class WireFrame(NamedTuple):
-    """One websocket frame as written: its header and its payload (built once per message
-    and protocol, and written to every client of that protocol as it is)."""
+    """One websocket frame as written: its header, and its payload as pieces (built once
+    per message and protocol, and written to every client of that protocol as it is)."""
 
     header: bytes
-    payload: bytes
+    pieces: list[bytes]
+    length: int  # of the payload
 
 
-def wire_frame(payload: bytes, binary: bool) -> WireFrame:
-    """The frame that carries `payload` (a text payload must be UTF-8)."""
-    return WireFrame(frame_header(len(payload), binary), payload)
+def wire_frame(pieces: list[bytes], binary: bool) -> WireFrame:
+    """The frame whose payload is the pieces joined (a text payload must be UTF-8)."""
+    length = sum(map(len, pieces))
+    return WireFrame(frame_header(length, binary), pieces, length)
+
+
+def coalesced(pieces: list[bytes]) -> list[bytes]:
+    """The same bytes in as few writes as copying allows: runs of small pieces joined,
+    each big piece (BIG_PIECE or more) left as it is; no empty write."""
+    writes: list[bytes] = []
+    small: list[bytes] = []
+    for piece in pieces:
+        if not piece:
+            continue
+        if len(piece) < BIG_PIECE:
+            small.append(piece)
+            continue
+        if small:
+            writes.append(b"".join(small))
+            small = []
+        writes.append(piece)
+    if small:
+        writes.append(b"".join(small))
+    return writes
 
 
 class FrameBatch:
@@ -55,7 +87,8 @@ class FrameBatch:
         self.flushed: asyncio.Future[None] = loop.create_future()
 
     def add(self, message: KernelMessage, frame: WireFrame) -> None:
-        self.chunks += frame
+        self.chunks.append(frame.header)
+        self.chunks += frame.pieces
         self.messages.append(message)
 
 
@@ -97,7 +130,8 @@ class BatchWriter:
         try:
             if stream is None:
                 raise StreamClosedError()
-            written = stream.write(b"".join(batch.chunks))
+            for piece in coalesced(batch.chunks):
+                written = stream.write(piece)  # the stream's writes complete in order
         except StreamClosedError:
             _fail(batch.flushed)
             self._on_unsent(batch.messages)
