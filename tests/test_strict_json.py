@@ -18,6 +18,7 @@ from kernels_service.protocol import strict_json
 SETTINGS = settings(max_examples=400, deadline=None)
 DEPTH = 3  # small, so that short texts cross it
 PIECES = ['{"a":', "[", "]", "}", ",", '"', "\\ud800", "\\udc00", "\\u00e9", "\\n", "\ud800", "é", "1", "NaN", " "]
+PIECES.append("\ufeff")  # a BOM, which json.loads refuses at a str's start
 TRICKY = st.lists(st.sampled_from(PIECES) | st.characters(), max_size=24).map("".join)
 ENCODINGS = ("utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
 
@@ -55,6 +56,15 @@ def test_str_gets_the_full_checks_verdict(text):
 def test_bytes_in_any_encoding_get_the_full_checks_verdict(text, encoding):
     raw = text.encode(encoding, "surrogatepass")
     assert verdict_of_loads(raw) == verdict_of_the_full_check(raw)
+
+
+@SETTINGS
+@given(st.binary(max_size=40) | TRICKY.map(lambda text: text.encode("utf-8", "surrogatepass")))
+def test_any_bytes_read_as_json_loads_reads_them(raw):
+    """`loads` keeps one decoder rather than calling `json.loads`: same verdict, same value."""
+    assert verdict_of_loads(raw) == verdict_of_the_full_check(raw)
+    if verdict_of_loads(raw) == "accepted":
+        assert strict_json.loads(raw, DEPTH) == json.loads(raw)
 
 
 @pytest.mark.parametrize(

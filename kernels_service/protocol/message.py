@@ -81,9 +81,13 @@ def decode_json_part(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+#: Built once (`json.dumps` with options builds an encoder per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def encode_json(value: Any) -> bytes:
     """Encode a JSON part the way jupyter_client's Session packs it."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(value).encode()
 
 
 def make_message(
