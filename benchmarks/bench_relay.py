@@ -11,8 +11,10 @@ Every client here is asyncio on tornado's websocket client (v1 frames by Jupyter
 own codec, not the service's), and decodes every message's
 header, parent header and content, as jupyter_client does.
 
-Workloads, the paths taking turns within each round (so the machine's noise falls on
-all of them alike), figures the medians over rounds:
+Workloads, the paths taking turns within each round (in an order rotated each round),
+so that the machine's noise falls on all of them alike; figures are the medians over
+rounds, and each ratio the median of the path's per-round ratios to direct (the turns of
+a workload in a round follow each other within a minute), whose spread is printed too:
 - `pass` round trip: execute_request until both the reply and the `idle` status (median, p99);
 - flood: 20000 lines of 100 bytes, each flushed (a message each): time to idle, lines received;
 - print loop: `print(i)` for 100000 numbers (ipykernel batches them): time to idle;
@@ -310,46 +312,69 @@ FULL = Sizes(3, 300, 20000, 100000, 100, (1, 10, 50), 20, 200)
 QUICK = Sizes(1, 30, 2000, 20000, 10, (1, 5), 4, 30)
 
 
-async def measure_paths(paths: dict[str, Any], service: Service, sizes: Sizes) -> dict[str, dict[str, float]]:
-    """Round trips, flood, print loop and display on every path, taking turns."""
-    round_trips: dict[str, list[float]] = {name: [] for name in paths}
-    runs: dict[str, dict[str, list[float]]] = {name: {} for name in paths}
+#: Per path, per workload: the figure of each round (seconds; MB/s for "display_mb_s").
+Rounds = dict[str, dict[str, list[float]]]
+
+
+def in_turn(names: list[str], round_number: int) -> list[str]:
+    """The paths in the order they take their turns in a round: rotated each round, so that
+    no path always follows the same one (and inherits what it left the machine doing)."""
+    shift = round_number % len(names)
+    return names[shift:] + names[:shift]
+
+
+async def measure_paths(paths: dict[str, Any], service: Service, sizes: Sizes) -> tuple[Rounds, dict[str, float]]:
+    """Round trips, flood, print loop and display on every path, taking turns; each
+    round's figures, and the service's CPU seconds per MB displayed on each path."""
+    rounds: Rounds = {name: {} for name in paths}
     service_cpu: dict[str, float] = dict.fromkeys(paths, 0.0)
     displayed: dict[str, int] = dict.fromkeys(paths, 0)
     for round_number in range(sizes.rounds):
+        order = in_turn(list(paths), round_number)
         progress(f"round {round_number + 1}/{sizes.rounds}: {sizes.round_trips} round trips per path, taking turns")
+        round_trips: dict[str, list[float]] = {name: [] for name in paths}
         for _ in range(sizes.round_trips):
-            for name, path in paths.items():
-                round_trips[name].append((await path.execute("pass")).seconds)
+            for name in order:
+                round_trips[name].append((await paths[name].execute("pass")).seconds)
+        for name in paths:
+            rounds[name].setdefault("rt_median", []).append(statistics.median(round_trips[name]))
+            rounds[name].setdefault("rt_p99", []).append(p99(round_trips[name]))
         workloads = {
             "flood": (flood_code(sizes.flood_lines), sizes.flood_lines),
             "print": (print_code(sizes.print_numbers), sizes.print_numbers),
-            "display": (display_code(sizes.displays), 0),
+            "display_mb_s": (display_code(sizes.displays), 0),
         }
         for workload, (code, lines) in workloads.items():
-            progress(f"round {round_number + 1}/{sizes.rounds}: {workload} on each path")
-            for name, path in paths.items():
+            progress(f"round {round_number + 1}/{sizes.rounds}: {workload.split('_')[0]} on each path")
+            for name in order:
                 before = cpu_seconds(service.pid)
-                outcome = await path.execute(code)
+                outcome = await paths[name].execute(code)
                 if lines and outcome.lines != lines:
                     raise AssertionError(f"{name} {workload}: {outcome.lines} of {lines} lines arrived")
-                if workload == "display":
+                figure = outcome.seconds
+                if workload == "display_mb_s":
                     if outcome.display_bytes != sizes.displays * MB:
                         raise AssertionError(f"{name}: {outcome.display_bytes} of {sizes.displays * MB} bytes arrived")
                     service_cpu[name] += cpu_seconds(service.pid) - before
                     displayed[name] += outcome.display_bytes
-                runs[name].setdefault(workload, []).append(outcome.seconds)
-    figures = {}
-    for name in paths:
-        figures[name] = {
-            "rt_median": statistics.median(round_trips[name]),
-            "rt_p99": p99(round_trips[name]),
-            "flood": statistics.median(runs[name]["flood"]),
-            "print": statistics.median(runs[name]["print"]),
-            "display_mb_s": sizes.displays / statistics.median(runs[name]["display"]),
-            "cpu_per_mb": service_cpu[name] / (displayed[name] / MB) if name != "direct" else 0.0,
-        }
-    return figures
+                    figure = sizes.displays / outcome.seconds
+                rounds[name].setdefault(workload, []).append(figure)
+    cpu_per_mb = {name: service_cpu[name] / (displayed[name] / MB) for name in paths}
+    return rounds, cpu_per_mb
+
+
+def round_ratios(rounds: Rounds, name: str, key: str) -> list[float]:
+    """A path's figure over direct's in each round (for MB/s, direct's over the path's):
+    above 1 is slower. Each round's paths ran minutes apart at most, on the same machine."""
+    pairs = zip(rounds[name][key], rounds["direct"][key], strict=True)
+    if key == "display_mb_s":
+        return [direct / value for value, direct in pairs]
+    return [value / direct for value, direct in pairs]
+
+
+def ratio(rounds: Rounds, name: str, key: str) -> float:
+    """The median of the per-round ratios: what the table and the targets show."""
+    return statistics.median(round_ratios(rounds, name, key))
 
 
 async def measure_fanout(service: Service, clients: int, lines: int) -> float:
@@ -414,32 +439,39 @@ async def measure_concurrency(service: Service, kernels: int, round_trips: int) 
 # --- the report ----------------------------------------------------------------------------
 
 
+ROWS = (
+    ("pass round trip, median (ms)", "rt_median", 1000),
+    ("pass round trip, p99 (ms)", "rt_p99", 1000),
+    ("flood {flood_lines} lines, to idle (s)", "flood", 1),
+    ("print {print_numbers} numbers, to idle (s)", "print", 1),
+    ("display {displays} x 1 MB (MB/s)", "display_mb_s", 1),
+)
+
+
 def report(
-    figures: dict[str, dict[str, float]], fanout: dict[int, float], concurrency: dict[str, list[float]], sizes: Sizes
+    rounds: Rounds,
+    cpu_per_mb: dict[str, float],
+    fanout: dict[int, float],
+    concurrency: dict[str, list[float]],
+    sizes: Sizes,
 ) -> None:
-    direct = figures["direct"]
     print(
-        f"figures: medians of {sizes.rounds} round(s); ratio = path / direct (for MB/s: direct / path, so >1 is slower)"
+        f"figures: medians of {sizes.rounds} round(s); ratio: the median of the per-round ratios path / direct"
+        " (for MB/s: direct / path, so >1 is always slower)"
     )
     print(f"{'workload':34}" + "".join(f"{name:>20}" for name in PATHS))
-    rows = [
-        ("pass round trip, median (ms)", "rt_median", 1000, False),
-        ("pass round trip, p99 (ms)", "rt_p99", 1000, False),
-        (f"flood {sizes.flood_lines} lines, to idle (s)", "flood", 1, False),
-        (f"print {sizes.print_numbers} numbers, to idle (s)", "print", 1, False),
-        (f"display {sizes.displays} x 1 MB (MB/s)", "display_mb_s", 1, True),
-    ]
-    for label, key, scale, higher_is_better in rows:
-        cells = []
-        for name in PATHS:
-            value = figures[name][key]
-            ratio = direct[key] / value if higher_is_better else value / direct[key]
-            cells.append(f"{value * scale:12.2f} {ratio:5.2f}x")
-        print(f"{label:34}" + "".join(f"{cell:>20}" for cell in cells))
+    for label, key, scale in ROWS:
+        ratios = {name: ratio(rounds, name, key) for name in SERVICE_PATHS} | {"direct": 1.0}
+        cells = [f"{statistics.median(rounds[name][key]) * scale:12.2f} {ratios[name]:5.2f}x" for name in PATHS]
+        print(f"{label.format(**sizes.__dict__):34}" + "".join(f"{cell:>20}" for cell in cells))
     print(
         f"{'service CPU per MB displayed (s)':34}{'':>20}"
-        + "".join(f"{figures[name]['cpu_per_mb']:>20.4f}" for name in SERVICE_PATHS)
+        + "".join(f"{cpu_per_mb[name]:>20.4f}" for name in SERVICE_PATHS)
     )
+    print(f"ratios in each round ({sizes.rounds}), lowest to highest:")
+    for label, key, _ in ROWS:
+        cells = [" ".join(f"{r:.2f}" for r in sorted(round_ratios(rounds, name, key))) for name in SERVICE_PATHS]
+        print(f"  {label.format(**sizes.__dict__):32}{'':>20}" + "".join(f"{cell:>20}" for cell in cells))
     one = fanout[min(fanout)]
     print(
         "fan-out, v1, flood to the last line of the last client: "
@@ -453,23 +485,19 @@ def report(
         f"ratio {statistics.median(v) / statistics.median(d):.2f}x"
     )
     targets = [
-        ("round trip <= 1.1x direct, v1", figures["v1"]["rt_median"] / direct["rt_median"], 1.1),
-        ("round trip <= 1.1x direct, legacy", figures["legacy"]["rt_median"] / direct["rt_median"], 1.1),
-        (
-            "1 MB outputs >= 0.9x direct MB/s, v1 (as direct/v1 <= 1.11)",
-            direct["display_mb_s"] / figures["v1"]["display_mb_s"],
-            1 / 0.9,
-        ),
-        ("flood <= 1.15x direct time, v1", figures["v1"]["flood"] / direct["flood"], 1.15),
-        ("flood <= 1.15x direct time, legacy", figures["legacy"]["flood"] / direct["flood"], 1.15),
+        ("round trip <= 1.1x direct, v1", ratio(rounds, "v1", "rt_median"), 1.1),
+        ("round trip <= 1.1x direct, legacy", ratio(rounds, "legacy", "rt_median"), 1.1),
+        ("1 MB outputs >= 0.9x direct MB/s, v1 (as direct/v1 <= 1.11)", ratio(rounds, "v1", "display_mb_s"), 1 / 0.9),
+        ("flood <= 1.15x direct time, v1", ratio(rounds, "v1", "flood"), 1.15),
+        ("flood <= 1.15x direct time, legacy", ratio(rounds, "legacy", "flood"), 1.15),
         ("concurrent kernels <= 1.2x direct", statistics.median(v) / statistics.median(d), 1.2),
     ]
     for n, limit in ((10, 1.3), (50, 2.0)):
         if n in fanout:
             targets.append((f"fan-out {n} clients <= {limit}x one client", fanout[n] / one, limit))
     print("targets (ratios to direct in this run):")
-    for label, ratio, limit in targets:
-        print(f"  {'met   ' if ratio <= limit else 'MISSED'} {ratio:5.2f}x  {label}")
+    for label, value, limit in targets:
+        print(f"  {'met   ' if value <= limit else 'MISSED'} {value:5.2f}x  {label}")
 
 
 async def main() -> None:
@@ -495,7 +523,7 @@ async def main() -> None:
         paths["sio"] = await SocketIOPath.connect(service, service.start_kernel())
         for path in paths.values():
             await path.execute("pass")
-        figures = await measure_paths(paths, service, sizes)
+        rounds, cpu_per_mb = await measure_paths(paths, service, sizes)
         fanout = {}
         for clients in sizes.fanouts:
             progress(f"fan-out: {clients} watcher process(es) on one kernel, {sizes.flood_lines}-line flood")
@@ -508,7 +536,7 @@ async def main() -> None:
             path.close()
         children = descendants(service.pid)
         service.stop()
-    report(figures, fanout, concurrency, sizes)
+    report(rounds, cpu_per_mb, fanout, concurrency, sizes)
     leaked = [pid for pid in children if alive(pid)]
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from benchmarks.bench_relay import in_turn, ratio, round_ratios
 from tests.support.service import ROOT
 
 ROWS = (
@@ -20,6 +21,7 @@ ROWS = (
     "service CPU per MB displayed",
     "fan-out, v1",
     "concurrency, 4 kernels",
+    "ratios in each round (1), lowest to highest:",
     "targets (ratios to direct in this run):",
 )
 
@@ -38,3 +40,25 @@ def test_bench_relay_quick_runs_and_prints_every_figure():
         assert row in result.stdout, f"{row!r} missing:\n{result.stdout}"
     assert result.stdout.count("round trip <= 1.1x direct") == 2 and "fan-out 10" not in result.stdout
     assert "[bench_relay] round 1/1" in result.stderr  # progress lines, on stderr
+
+
+def test_paths_take_turns_in_a_rotated_order():
+    names = ["direct", "legacy", "v1", "sio"]
+    assert [in_turn(names, r) for r in range(5)] == [
+        names,
+        ["legacy", "v1", "sio", "direct"],
+        ["v1", "sio", "direct", "legacy"],
+        ["sio", "direct", "legacy", "v1"],
+        names,
+    ]
+
+
+def test_ratios_are_per_round_and_above_one_when_slower():
+    rounds = {
+        "direct": {"flood": [10.0, 20.0, 12.0], "display_mb_s": [50.0, 100.0, 60.0]},
+        "v1": {"flood": [11.0, 21.0, 18.0], "display_mb_s": [40.0, 100.0, 75.0]},
+    }
+    assert round_ratios(rounds, "v1", "flood") == [1.1, 1.05, 1.5]
+    assert ratio(rounds, "v1", "flood") == 1.1  # the median round, not median over median
+    assert round_ratios(rounds, "v1", "display_mb_s") == [1.25, 1.0, 0.8]  # MB/s: direct / path
+    assert ratio(rounds, "v1", "display_mb_s") == 1.0
