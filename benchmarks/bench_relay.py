@@ -39,6 +39,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -135,13 +136,35 @@ class DirectPath:
         self.client = manager.client()
 
     @classmethod
-    async def start(cls) -> DirectPath:
-        manager = AsyncKernelManager(kernel_name="python3")
-        await manager.start_kernel(stderr=subprocess.DEVNULL)
-        path = cls(manager)
-        path.client.start_channels()
-        await path.client.wait_for_ready(timeout=60)
-        return path
+    async def start(cls, attempts: int = 3) -> DirectPath:
+        """A kernel and its client, ready. A kernel that dies while starting (rare: two
+        processes picked the same free port) is replaced, and what it printed is shown."""
+        for attempt in range(1, attempts + 1):
+            manager = AsyncKernelManager(kernel_name="python3")
+            with tempfile.TemporaryFile() as stderr:
+                await manager.start_kernel(stderr=stderr)
+                path = cls(manager)
+                path.client.start_channels()
+                try:
+                    await path.client.wait_for_ready(timeout=60)
+                    return path
+                except RuntimeError as error:
+                    await path.close()
+                    stderr.seek(0)
+                    said = stderr.read().decode(errors="replace").strip().splitlines()[-3:]
+                    progress(f"a direct kernel failed to start ({error}), attempt {attempt}/{attempts}: {said}")
+        raise RuntimeError(f"no direct kernel started in {attempts} attempts")
+
+    @classmethod
+    async def start_many(cls, count: int) -> list[DirectPath]:
+        """`count` kernels started at once; if any cannot start, the others are shut down."""
+        results = await asyncio.gather(*(cls.start() for _ in range(count)), return_exceptions=True)
+        started = [result for result in results if isinstance(result, DirectPath)]
+        failed = [result for result in results if not isinstance(result, DirectPath)]
+        if failed:
+            await asyncio.gather(*(path.close() for path in started))
+            raise failed[0]
+        return started
 
     async def execute(self, code: str) -> Outcome:
         outcome, started = Outcome(), time.perf_counter()
@@ -417,7 +440,7 @@ async def measure_concurrency(service: Service, kernels: int, round_trips: int) 
         return [(await path.execute("pass")).seconds for _ in range(round_trips)]
 
     progress(f"concurrency: starting {kernels} direct kernels and {kernels} service kernels")
-    direct = await asyncio.gather(*(DirectPath.start() for _ in range(kernels)))
+    direct = await DirectPath.start_many(kernels)
     kernel_ids = [service.start_kernel() for _ in range(kernels)]
     relayed = [await WebsocketPath.connect(service, kernel_id, "v1") for kernel_id in kernel_ids]
     try:
@@ -448,13 +471,7 @@ ROWS = (
 )
 
 
-def report(
-    rounds: Rounds,
-    cpu_per_mb: dict[str, float],
-    fanout: dict[int, float],
-    concurrency: dict[str, list[float]],
-    sizes: Sizes,
-) -> None:
+def report_paths(rounds: Rounds, cpu_per_mb: dict[str, float], sizes: Sizes) -> None:
     print(
         f"figures: medians of {sizes.rounds} round(s); ratio: the median of the per-round ratios path / direct"
         " (for MB/s: direct / path, so >1 is always slower)"
@@ -471,26 +488,36 @@ def report(
     print(f"ratios in each round ({sizes.rounds}), lowest to highest:")
     for label, key, _ in ROWS:
         cells = [" ".join(f"{r:.2f}" for r in sorted(round_ratios(rounds, name, key))) for name in SERVICE_PATHS]
-        print(f"  {label.format(**sizes.__dict__):32}{'':>20}" + "".join(f"{cell:>20}" for cell in cells))
+        print(f"  {label.format(**sizes.__dict__):32}{'':>20}" + "".join(f"{cell:>20}" for cell in cells), flush=True)
+
+
+def report_fanout(fanout: dict[int, float]) -> None:
     one = fanout[min(fanout)]
-    print(
-        "fan-out, v1, flood to the last line of the last client: "
-        + ", ".join(f"{n} client(s) {seconds:.2f}s ({seconds / one:.2f}x one)" for n, seconds in sorted(fanout.items()))
-    )
+    each = [f"{n} client(s) {seconds:.2f}s ({seconds / one:.2f}x one)" for n, seconds in sorted(fanout.items())]
+    print("fan-out, v1, flood to the last line of the last client: " + ", ".join(each), flush=True)
+
+
+def report_concurrency(concurrency: dict[str, list[float]], sizes: Sizes) -> None:
     d, v = concurrency["direct"], concurrency["v1"]
     print(
         f"concurrency, {sizes.concurrent_kernels} kernels x {sizes.concurrent_round_trips} round trips at once: "
         f"direct median {statistics.median(d) * 1000:.2f}ms p99 {p99(d) * 1000:.2f}ms, "
         f"v1 median {statistics.median(v) * 1000:.2f}ms p99 {p99(v) * 1000:.2f}ms, "
-        f"ratio {statistics.median(v) / statistics.median(d):.2f}x"
+        f"ratio {statistics.median(v) / statistics.median(d):.2f}x",
+        flush=True,
     )
+
+
+def report_targets(rounds: Rounds, fanout: dict[int, float], concurrency: dict[str, list[float]]) -> None:
+    one = fanout[min(fanout)]
+    concurrent = statistics.median(concurrency["v1"]) / statistics.median(concurrency["direct"])
     targets = [
         ("round trip <= 1.1x direct, v1", ratio(rounds, "v1", "rt_median"), 1.1),
         ("round trip <= 1.1x direct, legacy", ratio(rounds, "legacy", "rt_median"), 1.1),
         ("1 MB outputs >= 0.9x direct MB/s, v1 (as direct/v1 <= 1.11)", ratio(rounds, "v1", "display_mb_s"), 1 / 0.9),
         ("flood <= 1.15x direct time, v1", ratio(rounds, "v1", "flood"), 1.15),
         ("flood <= 1.15x direct time, legacy", ratio(rounds, "legacy", "flood"), 1.15),
-        ("concurrent kernels <= 1.2x direct", statistics.median(v) / statistics.median(d), 1.2),
+        ("concurrent kernels <= 1.2x direct", concurrent, 1.2),
     ]
     for n, limit in ((10, 1.3), (50, 2.0)):
         if n in fanout:
@@ -524,11 +551,15 @@ async def main() -> None:
         for path in paths.values():
             await path.execute("pass")
         rounds, cpu_per_mb = await measure_paths(paths, service, sizes)
+        report_paths(rounds, cpu_per_mb, sizes)  # each part as soon as it is measured
         fanout = {}
         for clients in sizes.fanouts:
             progress(f"fan-out: {clients} watcher process(es) on one kernel, {sizes.flood_lines}-line flood")
             fanout[clients] = await measure_fanout(service, clients, sizes.flood_lines)
+        report_fanout(fanout)
         concurrency = await measure_concurrency(service, sizes.concurrent_kernels, sizes.concurrent_round_trips)
+        report_concurrency(concurrency, sizes)
+        report_targets(rounds, fanout, concurrency)
     finally:
         if "direct" in paths:
             await paths.pop("direct").close()
@@ -536,7 +567,6 @@ async def main() -> None:
             path.close()
         children = descendants(service.pid)
         service.stop()
-    report(rounds, cpu_per_mb, fanout, concurrency, sizes)
     leaked = [pid for pid in children if alive(pid)]
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")
