@@ -486,9 +486,11 @@ def report_paths(rounds: Rounds, cpu_per_mb: dict[str, float], sizes: Sizes) -> 
         + "".join(f"{cpu_per_mb[name]:>20.4f}" for name in SERVICE_PATHS)
     )
     print(f"ratios in each round ({sizes.rounds}), lowest to highest:")
+    width = max(20, 5 * sizes.rounds + 3)  # room for every round's ratio
+    print(f"  {'':32}" + "".join(f"{name:>{width}}" for name in SERVICE_PATHS))
     for label, key, _ in ROWS:
         cells = [" ".join(f"{r:.2f}" for r in sorted(round_ratios(rounds, name, key))) for name in SERVICE_PATHS]
-        print(f"  {label.format(**sizes.__dict__):32}{'':>20}" + "".join(f"{cell:>20}" for cell in cells), flush=True)
+        print(f"  {label.format(**sizes.__dict__):32}" + "".join(f"{cell:>{width}}" for cell in cells), flush=True)
 
 
 def report_fanout(fanout: dict[int, float]) -> None:
