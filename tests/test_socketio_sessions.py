@@ -6,7 +6,7 @@ import json
 
 from kernels_service.socketio.connection import ConnectRequested, Disconnected, EventReceived, SocketIOConnection
 from kernels_service.socketio.eio_codec import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Packet
-from kernels_service.socketio.engine import EngineConfig, EngineIOSession
+from kernels_service.socketio.engine import MAX_POLL_PACKETS, EngineConfig, EngineIOSession
 
 CONFIG = EngineConfig(ping_interval=0.3, ping_timeout=0.2, max_payload=1000)
 
@@ -83,6 +83,32 @@ def test_overlapping_polls_close_the_session_and_the_first_gets_close():
     assert engine.poll_requested()
     assert not engine.poll_requested()
     assert engine.closed.reason == "overlapping polls" and engine.poll_answered() == [Packet(CLOSE)]
+
+
+def test_a_poll_takes_at_most_sixteen_packets_and_the_next_the_rest():
+    """python-engineio's client drops the connection on a payload of more than 16 packets."""
+    assert MAX_POLL_PACKETS == 16
+    engine = session(4)
+    engine.take_outgoing()
+    for n in range(40):
+        engine.send(f"m{n:02}")
+    answers = []
+    while engine.has_outgoing():
+        assert engine.poll_requested()
+        answers.append([packet.data for packet in engine.poll_answered()])
+        assert engine.outgoing_bytes() == 3 * (40 - sum(map(len, answers)))
+    assert [len(answer) for answer in answers] == [16, 16, 8]
+    assert sum(answers, []) == [f"m{n:02}" for n in range(40)]
+    assert engine.poll_requested() and engine.poll_answered() == [Packet(NOOP)]
+
+
+def test_a_closed_session_answers_its_last_poll_with_everything():
+    engine = session(4)
+    engine.take_outgoing()
+    for n in range(20):
+        engine.send(f"m{n}")
+    engine.close("bye")
+    assert engine.poll_answered() == [*(Packet(MESSAGE, f"m{n}") for n in range(20)), Packet(CLOSE)]
 
 
 def test_abandoned_poll_ends_the_session():

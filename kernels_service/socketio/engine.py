@@ -20,6 +20,11 @@ from dataclasses import dataclass
 
 from kernels_service.socketio.eio_codec import CLOSE, MESSAGE, NOOP, OPEN, PING, PONG, UPGRADE, Packet
 
+#: Packets in one polling answer at most. python-engineio's client (python-socketio's)
+#: refuses a payload of more than 16 ("Too many packets in payload") and drops the
+#: connection; the rest goes in the next poll, which is answered at once.
+MAX_POLL_PACKETS = 16
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -134,9 +139,15 @@ class EngineIOSession:
         return True
 
     def poll_answered(self) -> list[Packet]:
-        """The packets that end the open poll (NOOP if nothing is queued)."""
+        """The packets that end the open poll: the oldest MAX_POLL_PACKETS of those queued
+        (all of them once the session is closed: no poll follows), NOOP if none is."""
         self.poll_open = False
-        return self.take_outgoing() or [Packet(NOOP)]
+        if self.closed or len(self._outgoing) <= MAX_POLL_PACKETS:
+            return self.take_outgoing() or [Packet(NOOP)]
+        packets = self._outgoing[:MAX_POLL_PACKETS]
+        del self._outgoing[:MAX_POLL_PACKETS]
+        self._outgoing_bytes -= sum(len(packet.data) for packet in packets if packet.type == MESSAGE)
+        return packets
 
     def poll_abandoned(self) -> None:
         """The client went away while its poll waited: the session is over (as engine.io does)."""
