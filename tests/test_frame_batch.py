@@ -9,7 +9,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernels_service.web.frame_batch import BIG_PIECE, coalesced, frame_header, wire_frame
+from kernels_service.protocol.ws_frames import BIG_PIECE, coalesced, frame_header
+from kernels_service.web.frame_batch import wire_frame
 
 
 def test_frame_headers_for_each_length_encoding():

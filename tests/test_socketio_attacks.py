@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
+from tests.support.engineio import frames_until_closed, post_headers_only, recv_non_ping, wait_closed
 from tests.support.service import Service
 
 CONNECT_TIMEOUT = 1.5
@@ -199,6 +199,20 @@ def test_bad_socketio_packets_over_websocket_close_the_session(guarded, kernel_i
     assert join(sock, version, f"/shell/{kernel_id}", guarded.token).startswith("40")
     sock.send("4" + BAD_SOCKETIO[case].format(k=kernel_id))
     assert wait_closed(sock, 10), "the session survived a malformed packet"
+    assert_still_serves(guarded, kernel_id)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_session_closed_over_websocket_gets_its_last_packets_before_the_close(guarded, kernel_id, version):
+    """Frames are written at the end of a turn of the event loop; a session the server ends
+    in that turn still sends what it queued (Engine.IO's close packet) before the
+    websocket's close frame."""
+    sock = open_ws(guarded, version)
+    assert join(sock, version, f"/shell/{kernel_id}", guarded.token).startswith("40")
+    sock.send("4" + BAD_SOCKETIO["NaN in a msg"].format(k=kernel_id))
+    frames = frames_until_closed(sock, 10)
+    assert frames is not None, "the session survived a malformed packet"
+    assert [frame for frame in frames if frame not in ("2", "3")][-1:] == ["1"], frames
     assert_still_serves(guarded, kernel_id)
 
 

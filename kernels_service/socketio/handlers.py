@@ -13,7 +13,9 @@ import logging
 from typing import Any
 
 from tornado import web, websocket
+from tornado.iostream import StreamClosedError
 
+from kernels_service.protocol.ws_frames import coalesced, frame_header
 from kernels_service.socketio.eio_codec import decode_ws, encode_payload, is_binary, iter_payload
 from kernels_service.socketio.errors import SocketIOProtocolError
 from kernels_service.socketio.server import EngineServer, SessionIO
@@ -207,6 +209,24 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return self.write_message(frame, binary=is_binary(frame))
         except websocket.WebSocketClosedError:
             return None
+
+    def send_frames(self, frames: list[str | bytes]) -> Any:
+        """The frames straight to the stream, small ones joined into one write and big ones
+        sent as they are (see web.frame_batch); the same frames `write_message` makes."""
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return None
+        pieces: list[bytes] = []
+        for frame in frames:
+            payload = frame.encode() if isinstance(frame, str) else frame
+            pieces += (frame_header(len(payload), is_binary(frame)), payload)
+        written = None
+        try:
+            for piece in coalesced(pieces):
+                written = connection.stream.write(piece)  # the stream's writes complete in order
+        except StreamClosedError:
+            return None
+        return written
 
     def close_transport(self) -> None:
         if self.ws_connection is not None:

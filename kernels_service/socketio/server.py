@@ -52,6 +52,9 @@ class Transport(Protocol):
     def send_frame(self, frame: str | bytes) -> Any:
         """Write a frame; return a future done when it has left, or None if it cannot be sent."""
 
+    def send_frames(self, frames: list[str | bytes]) -> Any:
+        """Write frames in one go; a future done when all have left, or None as above."""
+
     def close_transport(self) -> None: ...
 
 
@@ -68,7 +71,9 @@ class SessionIO:
     websocket: Transport | None = None
     probe: Transport | None = None
     timer: Any = None
-    in_flight: int = 0  # bytes written to the websocket and not yet flushed to the network
+    in_flight: int = 0  # bytes written to the websocket (or about to be) and not yet flushed to the network
+    unwritten: list[str | bytes] | None = None  # frames for `writing_to` at the end of this turn
+    writing_to: Transport | None = None
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
     task: asyncio.Task[None] | None = None
 
@@ -279,12 +284,30 @@ class EngineServer:
             session.drain.set_result(None)
 
     def _write(self, session: SessionIO, ws: Transport, packets: list[Packet]) -> None:
-        for packet in packets:
-            frame = encode_ws(packet, session.engine.version)
-            sent = ws.send_frame(frame)
-            if sent is not None:
-                session.in_flight += len(frame)
-                sent.add_done_callback(partial(self._sent, session, len(frame)))
+        """Queue the packets' frames for `ws`. Whatever is queued in one turn of the event
+        loop (a burst of kernel output, fanned out) goes out at its end in one write with
+        one callback, not a write, a task and a callback per frame."""
+        if session.unwritten is not None and session.writing_to is not ws:
+            self._write_queued(session)
+        frames = [encode_ws(packet, session.engine.version) for packet in packets]
+        session.in_flight += sum(map(len, frames))
+        if session.unwritten is None:
+            session.unwritten, session.writing_to = frames, ws
+            asyncio.get_running_loop().call_soon(self._write_queued, session)
+        else:
+            session.unwritten += frames
+
+    def _write_queued(self, session: SessionIO) -> None:
+        frames, ws = session.unwritten, session.writing_to
+        session.unwritten = session.writing_to = None
+        if frames is None or ws is None:  # written already (before a close, or to another transport)
+            return
+        size = sum(map(len, frames))
+        sent = ws.send_frames(frames)
+        if sent is None:  # the websocket is closing: nothing is on its way (its close moves or ends the session)
+            session.in_flight -= size
+        else:
+            sent.add_done_callback(partial(self._sent, session, size))
 
     def _sent(self, session: SessionIO, size: int, _: Any = None) -> None:
         session.in_flight -= size
@@ -307,6 +330,7 @@ class EngineServer:
         self._check_drained(session)
         if session.poll is not None and not session.poll.done():
             session.poll.set_result(session.engine.poll_answered())
+        self._write_queued(session)  # the last frames (the close packet among them) before the close
         for ws in (session.websocket, session.probe):
             if ws is not None:
                 ws.close_transport()

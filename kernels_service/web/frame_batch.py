@@ -6,40 +6,23 @@ out to many clients, that was most of the relay's work. Here the frames queued f
 connection in one turn of the event loop (a burst read from the kernel, fanned out) go
 to its stream as one write: one system call and one future for the batch.
 
-The frames are the same as tornado's for a server without compression (the service never
-negotiates permessage-deflate): final, unmasked, text or binary (RFC 6455, 5.2).
-
 A frame is kept as the pieces it is made of (the message's own parts, as the kernel sent
-them, between the few bytes the protocol adds). The small pieces of a batch are joined
-into one write; a big one (a 1 MB output) is handed to the stream as it is, which sends
-it from that same object: the relay never copies it into a frame.
+them, between the few bytes the protocol adds), and a batch goes out as
+`protocol.ws_frames.coalesced` splits it: small pieces joined, a big one (a 1 MB output)
+handed to the stream as it is, which sends it from that same object: the relay never
+copies it into a frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from tornado.iostream import StreamClosedError
 
 from kernels_service.protocol import KernelMessage
-
-
-def frame_header(length: int, binary: bool) -> bytes:
-    """The header of a final, unmasked websocket frame of `length` payload bytes."""
-    first = 0x82 if binary else 0x81
-    if length < 126:
-        return bytes((first, length))
-    if length < 1 << 16:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
-
-
-#: Pieces from this size on are written as they are, not joined with their neighbours
-#: (a copy of that size costs more than the extra write).
-BIG_PIECE = 32 * 1024
+from kernels_service.protocol.ws_frames import coalesced, frame_header
 
 
 class WireFrame(NamedTuple):
@@ -55,26 +38,6 @@ def wire_frame(pieces: list[bytes], binary: bool) -> WireFrame:
     """The frame whose payload is the pieces joined (a text payload must be UTF-8)."""
     length = sum(map(len, pieces))
     return WireFrame(frame_header(length, binary), pieces, length)
-
-
-def coalesced(pieces: list[bytes]) -> list[bytes]:
-    """The same bytes in as few writes as copying allows: runs of small pieces joined,
-    each big piece (BIG_PIECE or more) left as it is; no empty write."""
-    writes: list[bytes] = []
-    small: list[bytes] = []
-    for piece in pieces:
-        if not piece:
-            continue
-        if len(piece) < BIG_PIECE:
-            small.append(piece)
-            continue
-        if small:
-            writes.append(b"".join(small))
-            small = []
-        writes.append(piece)
-    if small:
-        writes.append(b"".join(small))
-    return writes
 
 
 class FrameBatch:
