@@ -212,7 +212,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     def send_frames(self, frames: list[str | bytes]) -> Any:
         """The frames straight to the stream, small ones joined into one write and big ones
-        sent as they are (see web.frame_batch); the same frames `write_message` makes."""
+        sent as they are (see protocol.ws_frames); the same frames `write_message` makes."""
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             return None
