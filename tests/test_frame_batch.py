@@ -9,8 +9,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kernels_service.protocol.ws_frames import BIG_PIECE, coalesced, frame_header
-from kernels_service.web.frame_batch import wire_frame
+from kernels_service.protocol.ws_frames import BIG_PIECE, coalesced, frame_header, wire_frame, writes_of
 
 
 def test_frame_headers_for_each_length_encoding():
@@ -70,3 +69,11 @@ def test_a_frame_is_its_header_and_its_pieces(chunks, binary):
     assert frame.length == len(b"".join(chunks))
     assert parse_header(frame.header) == (binary, frame.length, len(frame.header))
     assert frame.pieces is chunks
+
+
+def test_frames_become_their_headers_and_pieces_in_order():
+    big = b"z" * BIG_PIECE
+    frames = [wire_frame([b"ab", big, b"c"], binary=True), wire_frame([b"\xc3\xa9"], binary=False)]
+    writes = writes_of(frames)
+    assert writes == [b"\x82\x7e" + (BIG_PIECE + 3).to_bytes(2, "big") + b"ab", big, b"c\x81\x02\xc3\xa9"]
+    assert writes[1] is big

@@ -12,6 +12,8 @@ unmasked, text or binary.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
+from typing import NamedTuple
 
 
 def frame_header(length: int, binary: bool) -> bytes:
@@ -22,6 +24,21 @@ def frame_header(length: int, binary: bool) -> bytes:
     if length < 1 << 16:
         return struct.pack("!BBH", first, 126, length)
     return struct.pack("!BBQ", first, 127, length)
+
+
+class WireFrame(NamedTuple):
+    """One websocket frame as written: its header, and its payload as pieces (built once
+    per message and protocol, and written to every client of that protocol as it is)."""
+
+    header: bytes
+    pieces: list[bytes]
+    length: int  # of the payload
+
+
+def wire_frame(pieces: list[bytes], binary: bool) -> WireFrame:
+    """The frame whose payload is the pieces joined (a text payload must be UTF-8)."""
+    length = sum(map(len, pieces))
+    return WireFrame(frame_header(length, binary), pieces, length)
 
 
 #: Pieces from this size on are written as they are, not joined with their neighbours
@@ -47,3 +64,12 @@ def coalesced(pieces: list[bytes]) -> list[bytes]:
     if small:
         writes.append(b"".join(small))
     return writes
+
+
+def writes_of(frames: Iterable[WireFrame]) -> list[bytes]:
+    """The writes that send these frames in order (headers and pieces `coalesced`)."""
+    pieces: list[bytes] = []
+    for frame in frames:
+        pieces.append(frame.header)
+        pieces += frame.pieces
+    return coalesced(pieces)

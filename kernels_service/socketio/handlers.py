@@ -15,7 +15,7 @@ from typing import Any
 from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
-from kernels_service.protocol.ws_frames import coalesced, frame_header
+from kernels_service.protocol.ws_frames import wire_frame, writes_of
 from kernels_service.socketio.eio_codec import decode_ws, encode_payload, is_binary, iter_payload
 from kernels_service.socketio.errors import SocketIOProtocolError
 from kernels_service.socketio.server import EngineServer, SessionIO
@@ -216,13 +216,10 @@ class EngineIOHandler(websocket.WebSocketHandler):
         connection = self.ws_connection
         if connection is None or connection.is_closing():
             return None
-        pieces: list[bytes] = []
-        for frame in frames:
-            payload = frame.encode() if isinstance(frame, str) else frame
-            pieces += (frame_header(len(payload), is_binary(frame)), payload)
+        wire = [wire_frame([frame.encode() if isinstance(frame, str) else frame], is_binary(frame)) for frame in frames]
         written = None
         try:
-            for piece in coalesced(pieces):
+            for piece in writes_of(wire):
                 written = connection.stream.write(piece)  # the stream's writes complete in order
         except StreamClosedError:
             return None

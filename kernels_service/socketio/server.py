@@ -72,8 +72,7 @@ class SessionIO:
     probe: Transport | None = None
     timer: Any = None
     in_flight: int = 0  # bytes written to the websocket (or about to be) and not yet flushed to the network
-    unwritten: list[str | bytes] | None = None  # frames for `writing_to` at the end of this turn
-    writing_to: Transport | None = None
+    unwritten: list[str | bytes] | None = None  # frames for the websocket at the end of this turn
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
     task: asyncio.Task[None] | None = None
 
@@ -252,7 +251,7 @@ class EngineServer:
         if engine.has_outgoing() or engine.closed:
             if engine.transport == "websocket" and session.websocket is not None:
                 if session.in_flight < HIGH_WATER or engine.closed:
-                    self._write(session, session.websocket, engine.take_outgoing())
+                    self._write(session, engine.take_outgoing())
             elif session.poll is not None and not session.poll.done():
                 session.poll.set_result(self._answer_poll(session))
                 session.poll = None
@@ -283,27 +282,24 @@ class EngineServer:
         if session.engine.closed or (not session.engine.has_outgoing() and session.in_flight < HIGH_WATER):
             session.drain.set_result(None)
 
-    def _write(self, session: SessionIO, ws: Transport, packets: list[Packet]) -> None:
-        """Queue the packets' frames for `ws`. Whatever is queued in one turn of the event
-        loop (a burst of kernel output, fanned out) goes out at its end in one write with
-        one callback, not a write, a task and a callback per frame."""
-        if session.unwritten is not None and session.writing_to is not ws:
-            self._write_queued(session)
+    def _write(self, session: SessionIO, packets: list[Packet]) -> None:
+        """Queue the packets' frames for the session's websocket. Whatever is queued in one
+        turn of the event loop (a burst of kernel output, fanned out) goes out at its end in
+        one write with one callback, not a write, a task and a callback per frame."""
         frames = [encode_ws(packet, session.engine.version) for packet in packets]
         session.in_flight += sum(map(len, frames))
         if session.unwritten is None:
-            session.unwritten, session.writing_to = frames, ws
+            session.unwritten = frames
             asyncio.get_running_loop().call_soon(self._write_queued, session)
         else:
             session.unwritten += frames
 
     def _write_queued(self, session: SessionIO) -> None:
-        frames, ws = session.unwritten, session.writing_to
-        session.unwritten = session.writing_to = None
-        if frames is None or ws is None:  # written already (before a close, or to another transport)
+        frames, session.unwritten = session.unwritten, None
+        if frames is None:  # written already, before a close
             return
         size = sum(map(len, frames))
-        sent = ws.send_frames(frames)
+        sent = None if session.websocket is None else session.websocket.send_frames(frames)
         if sent is None:  # the websocket is closing: nothing is on its way (its close moves or ends the session)
             session.in_flight -= size
         else:

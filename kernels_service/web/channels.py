@@ -27,11 +27,12 @@ from kernels_service.protocol.websocket import (
     legacy_pieces,
     v1_pieces,
 )
+from kernels_service.protocol.ws_frames import WireFrame, wire_frame
 from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
-from kernels_service.web.frame_batch import BatchWriter, WireFrame, wire_frame
+from kernels_service.web.frame_batch import BatchWriter
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 
 log = logging.getLogger("kernels_service.web")

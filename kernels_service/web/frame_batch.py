@@ -8,7 +8,7 @@ to its stream as one write: one system call and one future for the batch.
 
 A frame is kept as the pieces it is made of (the message's own parts, as the kernel sent
 them, between the few bytes the protocol adds), and a batch goes out as
-`protocol.ws_frames.coalesced` splits it: small pieces joined, a big one (a 1 MB output)
+`protocol.ws_frames.writes_of` splits it: small pieces joined, a big one (a 1 MB output)
 handed to the stream as it is, which sends it from that same object: the relay never
 copies it into a frame.
 """
@@ -17,27 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from tornado.iostream import StreamClosedError
 
 from kernels_service.protocol import KernelMessage
-from kernels_service.protocol.ws_frames import coalesced, frame_header
-
-
-class WireFrame(NamedTuple):
-    """One websocket frame as written: its header, and its payload as pieces (built once
-    per message and protocol, and written to every client of that protocol as it is)."""
-
-    header: bytes
-    pieces: list[bytes]
-    length: int  # of the payload
-
-
-def wire_frame(pieces: list[bytes], binary: bool) -> WireFrame:
-    """The frame whose payload is the pieces joined (a text payload must be UTF-8)."""
-    length = sum(map(len, pieces))
-    return WireFrame(frame_header(length, binary), pieces, length)
+from kernels_service.protocol.ws_frames import WireFrame, writes_of
 
 
 class FrameBatch:
@@ -45,13 +30,12 @@ class FrameBatch:
     done when they are flushed to the socket (or failed: the client is gone)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.chunks: list[bytes] = []
+        self.frames: list[WireFrame] = []
         self.messages: list[KernelMessage] = []
         self.flushed: asyncio.Future[None] = loop.create_future()
 
     def add(self, message: KernelMessage, frame: WireFrame) -> None:
-        self.chunks.append(frame.header)
-        self.chunks += frame.pieces
+        self.frames.append(frame)
         self.messages.append(message)
 
 
@@ -93,7 +77,7 @@ class BatchWriter:
         try:
             if stream is None:
                 raise StreamClosedError()
-            for piece in coalesced(batch.chunks):
+            for piece in writes_of(batch.frames):
                 written = stream.write(piece)  # the stream's writes complete in order
         except StreamClosedError:
             _fail(batch.flushed)
