@@ -62,3 +62,19 @@ def test_ratios_are_per_round_and_above_one_when_slower():
     assert ratio(rounds, "v1", "flood") == 1.1  # the median round, not median over median
     assert round_ratios(rounds, "v1", "display_mb_s") == [1.25, 1.0, 0.8]  # MB/s: direct / path
     assert ratio(rounds, "v1", "display_mb_s") == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_interrupt_loss_runs_and_accounts_for_every_run():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "interrupt_loss.py"), "--runs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for mode in ("signal", "message"):
+        (line,) = [line for line in result.stdout.splitlines() if line.strip().startswith(f"{mode}:")]
+        counts = [int(word) for word in line.split("runs:")[1].replace(",", " ").split() if word.isdigit()]
+        assert len(counts) == 3 and sum(counts) == 3, line

@@ -95,14 +95,23 @@ def test_with_cull_connected_clients_of_both_doors_are_told_why():
         assert disconnected, "the socket.io client was not disconnected"
         code, reason = close_of(client)
         assert (code, reason) == (1001, "kernel culled")
-        wait_until_gone(service, kernel)  # clients are told first; the record goes with the process
-        assert pid not in descendants(service.pid)
+        assert service.request("GET", f"api/kernels/{kernel}")[0] == 404, "REST must agree with the websocket"
+        assert kernel not in kernel_ids(service)
+        wait_for_exit(service, pid)
         assert f"Culling kernel {kernel} (idle)" in service.output()
         samples = scrape(service)
         assert value(samples, "kernels_service_culled_total", reason="idle") == 1
         assert value(samples, "kernels_service_clients_closed_total", reason="culled") == 2  # both doors
     finally:
         service.stop_and_check_no_leak()
+
+
+def wait_for_exit(service: Service, pid: int, timeout: float = 30) -> None:
+    """Wait until kernel process `pid` is gone from the service's children."""
+    deadline = time.monotonic() + timeout
+    while pid in descendants(service.pid):
+        assert time.monotonic() < deadline, f"kernel process {pid} outlived its record by {timeout}s"
+        time.sleep(0.1)
 
 
 async def socketio_client_until_disconnected(service: Service, kernel_id: str) -> bool:

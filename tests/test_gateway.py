@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.channels import ChannelsClient, interrupt_until_replied, stream_text
+from tests.support.channels import ChannelsClient, interrupted_reply, stream_text
 from tests.support.service import Service, free_port
 
 SERVER_TOKEN = "jupyter-server-token"
@@ -81,10 +81,8 @@ def test_jupyter_server_drives_kernels_through_the_gateway(service, jupyter_serv
         _, outputs = client.execute("print(6 * 7)")
         assert stream_text(outputs) == "42\n"
 
-        msg_id = client.send("shell", "execute_request", {"code": "import time; time.sleep(30)"})
-        client.recv_until(lambda m: m["header"]["msg_type"] == "execute_input")
         interrupt = lambda: jupyter_server.request("POST", f"api/kernels/{kernel_id}/interrupt")[0]  # noqa: E731
-        reply = interrupt_until_replied(interrupt, client, msg_id)
+        reply = interrupted_reply(interrupt, client, service.output)
         assert reply["content"]["ename"] == "KeyboardInterrupt"
 
         status, _, restarted = jupyter_server.request("POST", f"api/kernels/{kernel_id}/restart")

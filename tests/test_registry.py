@@ -166,20 +166,44 @@ async def test_a_delete_during_a_restart_waits_for_it_then_stops_the_new_kernel(
         registry.get(record.id)
 
 
+class StopWatcher:
+    """An observer that notes what the registry answers at the moment clients are told."""
+
+    def __init__(self, registry: KernelRegistry):
+        self.registry = registry
+        self.seen: list[tuple[bool, bool, int | None]] = []
+
+    async def kernel_started(self, record) -> None:
+        pass
+
+    async def kernel_stopping(self, record, reason: str) -> None:
+        try:
+            found = self.registry.get(record.id) is record
+        except NoSuchKernel:
+            found = False
+        self.seen.append((found, record in self.registry.list(), self.registry.free_slots()))
+
+
 @run
-async def test_a_kernel_leaves_the_registry_only_once_its_process_is_gone():
-    registry, multi = make_registry()
+async def test_a_going_kernel_is_not_found_once_its_clients_are_told_but_counts_until_it_is_gone():
+    """REST agrees with the websockets: the moment clients are told, the kernel is a 404 and
+    is not listed; until its process is gone, it still holds its `max_kernels` slot."""
+    registry, multi = make_registry(max_kernels=1)
+    watcher = StopWatcher(registry)
+    registry.add_observer(watcher)  # type: ignore[arg-type]
     record = await running_kernel(registry)
     multi.gates["shutdown"].clear()
     delete = asyncio.ensure_future(registry.shutdown(record.id))
     await settle()
-    assert registry.get(record.id) is record and multi.kernels[record.id].alive
-    second = asyncio.ensure_future(registry.shutdown(record.id))
+    assert watcher.seen == [(False, False, 0)]
+    assert multi.kernels[record.id].alive and registry.free_slots() == 0
+    with pytest.raises(LimitReached):
+        await registry.start()
+    with pytest.raises(NoSuchKernel):  # a second DELETE: the kernel is gone to clients already
+        await registry.shutdown(record.id)
     multi.gates["shutdown"].set()
     await delete
-    with pytest.raises(NoSuchKernel):
-        await second
-    assert registry.list() == []
+    assert registry.list() == [] and registry.free_slots() == 1 and not multi.launched[0].alive
 
 
 @run

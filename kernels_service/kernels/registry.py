@@ -8,7 +8,8 @@ a time (lifecycle.py), a sanitised kernel environment, and notifications to obse
 
 The registry is the one writer of a kernel's record: the relay reports what it sees on
 iopub (`record_status`, `record_activity`, `record_connections`) and the registry decides.
-A kernel leaves the registry only once its process is gone.
+A kernel is no longer found once its clients are told it is going, and leaves the
+registry (and stops counting against `max_kernels`) only once its process is gone.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class KernelRecord:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     spoke: asyncio.Event = field(default_factory=asyncio.Event)  # its first status came (cleared by a restart)
     pooled: bool = False  # waiting in the warm pool: no client's yet, not listed
+    going: bool = False  # its clients were told it is going: not found, but counted until its process is gone
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the Jupyter REST API."""
@@ -141,11 +143,13 @@ class KernelRegistry:
 
     def list(self) -> list[KernelRecord]:
         """The clients' kernels (pooled ones are nobody's yet)."""
-        return [record for record in self._records.values() if not record.pooled]
+        return [record for record in self._records.values() if not (record.pooled or record.going)]
 
     def get(self, kernel_id: str) -> KernelRecord:
+        """A client's kernel; NoSuchKernel for one nobody knows, one in the pool, and one
+        whose clients were told it is going (REST agrees with the websockets at once)."""
         record = self._records.get(kernel_id)
-        if record is None or record.pooled:
+        if record is None or record.pooled or record.going:
             raise NoSuchKernel(kernel_id)
         return record
 
@@ -228,6 +232,7 @@ class KernelRegistry:
         try:
             if self._records.get(kernel_id) is not record:
                 raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
+            record.going = True  # from now on not found, as its clients are told; still counted
             for observer in self._observers:
                 await observer.kernel_stopping(record, reason)
             await self._stop_process(record, now=self._not_up_yet(record))

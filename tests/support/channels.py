@@ -11,7 +11,6 @@ import socket
 import struct
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import websocket
@@ -166,64 +165,73 @@ def stream_text(outputs: list[dict], name: str = "stdout") -> str:
     )
 
 
-def interrupt_until_replied(interrupt: Any, client: ChannelsClient, msg_id: str, kernel_pid: int = 0) -> dict:
-    """Ask for an interrupt until the silent cell `msg_id` stops, and return its execute_reply.
+#: A cell that sleeps a minute in short naps: Python runs a signal's handler only in the main
+#: thread and between bytecodes, so a SIGINT that Linux hands to another of the kernel's
+#: threads would wait out one long `time.sleep`; here it stops the cell within one nap.
+SLEEPING_CELL = "import time\nfor _ in range(1200):\n    time.sleep(0.05)"
 
-    An interrupt that reaches ipykernel as its main thread is busy can be lost: Linux may
-    hand the SIGINT to another thread, and the main thread sleeps on (seen on a busy
-    machine); so a client that must stop a cell asks again, as a user would. But only
-    while the cell shows nothing: its first message after an interrupt (the error, or
-    IPython's "KeyboardInterrupt" on stderr when the traceback itself was cut short) says
-    the SIGINT took, and from then on it only waits for the reply, since a further SIGINT
-    while the kernel reports the first can cost the reply itself. If four interrupts get
-    nothing, the failure says what came after each and, given `kernel_pid`, the kernel's
-    per-thread signal state.
+#: What ipykernel logs (to its stderr, which the service copies into its own) when a SIGINT
+#: lands outside the user's code and escapes its message handler: that request then has
+#: no execute_reply, only its `idle` status (README, "Interrupts").
+KERNEL_LOST_THE_REPLY = "KeyboardInterrupt caught in kernel"
+
+
+def interrupted_reply(interrupt: Any, client: ChannelsClient, kernel_log: Any, attempts: int = 5) -> dict:
+    """The execute_reply of a sleeping cell stopped by one interrupt, as the client got it.
+
+    `interrupt()` asks for the interrupt and returns the HTTP status; `kernel_log()` returns
+    the service's output so far. Each attempt runs SLEEPING_CELL, interrupts it once its
+    `execute_input` arrives and reads up to its `idle` status, then asks the kernel for
+    `kernel_info` on the same shell connection: replies on one connection arrive in the
+    order the kernel sent them, so once that reply is in, so is the cell's, if the kernel
+    sent one. No reply means the relay lost or held it back (the assertion) unless the
+    kernel logged that it lost it itself (a SIGINT between `execute_input` and the user's
+    code, which ipykernel 7 does not survive); then the scenario is repeated on a fresh
+    cell. No sleeps and no timing: each step waits for a message or a log line.
     """
+    for _ in range(attempts):
+        reply = _interrupt_one_cell(interrupt, client, kernel_log)
+        if reply is not None:
+            return reply
+    raise AssertionError(f"the kernel lost the reply of {attempts} interrupted cells in a row (it logged each)")
 
-    def of_the_cell(message: dict) -> bool:
-        return message["parent_header"].get("msg_id") == msg_id
 
-    def is_reply(message: dict) -> bool:
-        return message["channel"] == "shell" and of_the_cell(message)
-
-    waits = []
-    for _ in range(4):
-        assert interrupt() == 204
-        try:
-            first = client.recv_until(of_the_cell, timeout=8)[-1]
-        except (TimeoutError, websocket.WebSocketTimeoutException) as timeout:
-            waits.append(str(timeout))
-            continue
-        return first if is_reply(first) else client.recv_until(is_reply, timeout=40)[-1]
-    state = signal_state(kernel_pid) if kernel_pid else "(no kernel pid given)"
-    story = "\n".join(waits)
-    try:
-        reply = client.recv_until(is_reply, timeout=40)[-1]
-    except (TimeoutError, websocket.WebSocketTimeoutException) as timeout:
-        raise AssertionError(
-            f"four interrupts, then no reply at all in 40 s ({timeout}); after each interrupt:\n{story}\n"
-            f"kernel threads:\n{state}"
-        ) from None
+def _interrupt_one_cell(interrupt: Any, client: ChannelsClient, kernel_log: Any) -> dict | None:
+    """One attempt of `interrupted_reply`: the cell's reply, or None if the kernel logged its loss."""
+    lost_before = kernel_log().count(KERNEL_LOST_THE_REPLY)
+    cell = client.send("shell", "execute_request", {"code": SLEEPING_CELL, "silent": False})
+    client.recv_until(lambda m: _of(m, cell) and m["header"]["msg_type"] == "execute_input")
+    assert interrupt() == 204
+    seen = client.recv_until(lambda m: _of(m, cell) and _is_idle(m))
+    probe = client.send("shell", "kernel_info_request", {})
+    seen += client.recv_until(lambda m: _of(m, probe) and m["channel"] == "shell")
+    replies = [m for m in seen if _of(m, cell) and m["channel"] == "shell"]
+    if replies:
+        return replies[0]
+    if _wait_for(lambda: kernel_log().count(KERNEL_LOST_THE_REPLY) > lost_before, timeout=30):
+        return None
     raise AssertionError(
-        f"four interrupts, and the cell ran on to {reply['content']}; after each interrupt:\n{story}\n"
-        f"kernel threads:\n{state}"
+        "the cell went idle and a later reply arrived, but not the cell's execute_reply, and the kernel did "
+        f"not log that it lost it: the relay lost it; saw {[m['header']['msg_type'] for m in seen]}"
     )
 
 
-def signal_state(pid: int) -> str:
-    """Each thread of a process: name, state, where it sleeps, and its signal masks (/proc)."""
-    lines = []
-    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
-        try:
-            status = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines() if ":\t" in line)
-            wchan = (task / "wchan").read_text()
-        except OSError:
-            continue
-        fields = " ".join(
-            f"{key} {status.get(key, '?').strip()}" for key in ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")
-        )
-        lines.append(f"{task.name}: {fields} wchan {wchan}")
-    return "\n".join(lines) or f"process {pid} is gone"
+def _of(message: dict, msg_id: str) -> bool:
+    return message["parent_header"].get("msg_id") == msg_id
+
+
+def _is_idle(message: dict) -> bool:
+    return message["header"]["msg_type"] == "status" and message["content"]["execution_state"] == "idle"
+
+
+def _wait_for(condition: Any, timeout: float) -> bool:
+    """Whether `condition()` became true within `timeout` seconds (checked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def close_of(client: ChannelsClient, timeout: float = 30) -> tuple[int, str]:
