@@ -176,6 +176,29 @@ def test_foreign_origin_is_refused(service, kernel):
             origin="http://evil.example",
         )
     assert refused.value.status_code == 403
+    assert json.loads(refused.value.resp_body)["message"].startswith("Forbidden")
+
+
+UPGRADE = {"Upgrade": "websocket", "Connection": "keep-alive, Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+NOT_AN_UPGRADE = {
+    "a plain GET": ({}, 400),
+    "no Connection: upgrade": ({**UPGRADE, "Connection": "keep-alive", "Sec-WebSocket-Version": "13"}, 400),
+    "no key": ({**UPGRADE, "Sec-WebSocket-Key": "", "Sec-WebSocket-Version": "13"}, 400),
+    "no version": (UPGRADE, 400),
+    "an old draft's version": ({**UPGRADE, "Sec-WebSocket-Version": "8"}, 426),
+}
+
+
+@pytest.mark.parametrize("name", NOT_AN_UPGRADE)
+def test_a_request_that_is_not_a_websocket_upgrade_gets_a_json_error(service, kernel, open_client, name):
+    """As api/spec.yaml states the route: every refusal is JSON, 426 says which version."""
+    headers, expected = NOT_AN_UPGRADE[name]
+    status, reply_headers, body = service.request("GET", f"api/kernels/{kernel}/channels", headers=headers)
+    assert status == expected and set(body) == {"message", "reason"}, body
+    if expected == 426:
+        assert reply_headers["sec-websocket-version"] == "13"
+    reply, _ = open_client(kernel).execute("pass")  # the route still upgrades the next client
+    assert reply["content"]["status"] == "ok"
 
 
 V1_BAD_FRAMES = {

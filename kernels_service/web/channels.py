@@ -43,6 +43,32 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
+#: The websocket version tornado speaks (RFC 6455; tornado 6.6 dropped the drafts 7 and 8).
+WEBSOCKET_VERSIONS = ("13",)
+
+
+def upgrade_refusal(headers: Any) -> tuple[int, str] | None:
+    """Why a request cannot be upgraded to a websocket (status, message), or None.
+
+    The same rules as tornado's, checked first so that every refusal is JSON like every
+    other error of the API (tornado answers in plain text), and as `api/spec.yaml` states
+    them: `Upgrade: websocket`, a `Connection` list with `upgrade`, a `Sec-WebSocket-Key`
+    and a `Sec-WebSocket-Version` (400 for any missing), and a version tornado speaks
+    (else 426, as RFC 6455 says)."""
+    if headers.get("Upgrade", "").strip().lower() != "websocket":
+        return 400, "This is a websocket endpoint: send an 'Upgrade: websocket' request"
+    if "upgrade" not in (item.strip().lower() for item in headers.get("Connection", "").split(",")):
+        return 400, "A websocket request needs 'Connection: Upgrade'"
+    if not headers.get("Sec-WebSocket-Key", "").strip():
+        return 400, "A websocket request needs a 'Sec-WebSocket-Key'"
+    version = headers.get("Sec-WebSocket-Version", "").strip()
+    if not version:
+        return 400, "A websocket request needs a 'Sec-WebSocket-Version'"
+    if version not in WEBSOCKET_VERSIONS:
+        return 426, f"Websocket version {version!r} is not spoken here; use 13"
+    return None
+
+
 class ChannelsHandler(websocket.WebSocketHandler):
     """Relays one client's Jupyter messages to a kernel and the kernel's messages back."""
 
@@ -71,8 +97,13 @@ class ChannelsHandler(websocket.WebSocketHandler):
             self.relay = self.services.hub.get(kernel_id)
         except NoSuchKernel as error:
             return self._refuse(404, str(error))
-        if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._refuse(400, "This is a websocket endpoint: send an 'Upgrade: websocket' request")
+        refusal = upgrade_refusal(self.request.headers)
+        if refusal is None and not self.check_origin(self.request.headers.get("Origin", "")):
+            refusal = 403, "Forbidden: cross-origin websockets are not allowed from this origin"
+        if refusal is not None:
+            if refusal[0] == 426:
+                self.set_header("Sec-WebSocket-Version", "13")
+            return self._refuse(*refusal)
         await super().get(kernel_id)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
