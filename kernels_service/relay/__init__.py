@@ -2,7 +2,7 @@
 per-session shell/control/stdin sockets. The websocket and socket.io doors both use it."""
 
 from kernels_service.relay.hub import RelayHub
-from kernels_service.relay.kernel import KernelRelay, RelayListener
-from kernels_service.relay.session import RelaySession
+from kernels_service.relay.kernel import KernelRelay
+from kernels_service.relay.session import RelayListener, RelaySession
 
 __all__ = ["KernelRelay", "RelayHub", "RelayListener", "RelaySession"]

@@ -25,25 +25,13 @@ from kernels_service.protocol.wire import Signer
 from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
 from kernels_service.relay.replay import ReplayBuffer, ReplayPolicy, dropped_notice
-from kernels_service.relay.session import RelaySession
+from kernels_service.relay.session import RelayListener, RelaySession
 
 log = logging.getLogger("kernels_service.relay")
 
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 SOCKETIO_KEY = "socketio"  # the key of the session socket.io clients share
 MAX_MISSED_NOTICES = 1000  # keys whose session ended, remembered to tell them
-
-
-class RelayListener(Protocol):
-    """A client door onto the relay (a websocket connection, a socket.io namespace...)."""
-
-    channels: frozenset[str]  # the channels of the messages it takes
-
-    def deliver(self, message: KernelMessage) -> None:
-        """Send one kernel message to the client; must not block."""
-
-    def relay_closed(self, reason: str) -> None:
-        """The kernel is gone: close the client with this reason."""
 
 
 class KernelReports(Protocol):

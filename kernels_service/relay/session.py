@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -25,13 +25,23 @@ from kernels_service.protocol.wire import Signer, to_frames
 from kernels_service.relay.replay import ReplayBuffer
 from kernels_service.relay.sockets import read_messages
 
-if TYPE_CHECKING:
-    from kernels_service.relay.kernel import RelayListener
-
 log = logging.getLogger("kernels_service.relay")
 
 #: Messages a session holds for a restarting kernel; more is a client flooding a kernel that is not there.
 MAX_HELD = 1000
+
+
+class RelayListener(Protocol):
+    """A client door onto the relay (a websocket connection, a socket.io namespace...):
+    what a session hands the kernel's messages to."""
+
+    channels: frozenset[str]  # the channels of the messages it takes
+
+    def deliver(self, message: KernelMessage) -> None:
+        """Send one kernel message to the client; must not block."""
+
+    def relay_closed(self, reason: str) -> None:
+        """The kernel is gone: close the client with this reason."""
 
 
 class KernelNotReading(Exception):

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import asyncio
 
-    from kernels_service.socketio.server import EngineServer, SessionIO
-
 
 class ConnectRefused(Exception):
     """Raised by a namespace's `on_connect`; the message goes to the client."""
@@ -48,12 +46,38 @@ class Namespaces(Protocol):
     def resolve(self, namespace: str) -> NamespaceHandler | None: ...
 
 
+class ClientLink(Protocol):
+    """The server's side of one client's Engine.IO session, as that client's sockets use
+    it (the server gives each session one: `server.SessionLink`). Declared here, beside
+    its user, so that this module needs nothing of the server's."""
+
+    @property
+    def handshake(self) -> Handshake: ...
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def protocol(self) -> int: ...
+
+    def emit(self, namespace: str, event: str, args: tuple[Any, ...]) -> None: ...
+
+    def send_encoded(self, messages: list[str | bytes]) -> None: ...
+
+    def ack(self, namespace: str, ack_id: int, args: list[Any]) -> None: ...
+
+    def drained(self) -> asyncio.Future[None]: ...
+
+    def disconnect(self, socket: Socket) -> None: ...
+
+    def close_session(self, reason: str) -> None: ...
+
+
 class Socket:
     """One client's membership of one namespace, as its handler uses it."""
 
-    def __init__(self, server: EngineServer, session: SessionIO, namespace: str, handler: NamespaceHandler):
-        self._server = server
-        self._session = session
+    def __init__(self, link: ClientLink, namespace: str, handler: NamespaceHandler):
+        self._link = link
         self.namespace = namespace
         self.handler = handler
         self.sid = ""  # set when the connect is accepted
@@ -61,40 +85,37 @@ class Socket:
 
     @property
     def handshake(self) -> Handshake:
-        return self._session.handshake
+        return self._link.handshake
 
     @property
     def session_id(self) -> str:
         """The Engine.IO session id (for logs)."""
-        return self._session.engine.sid
+        return self._link.session_id
 
     def emit(self, event: str, *args: Any) -> None:
-        self._session.connection.emit(self.namespace, event, *args)
-        self._server.flush(self._session)
+        self._link.emit(self.namespace, event, args)
 
     @property
     def protocol(self) -> int:
         """The Socket.IO protocol of this client: 4 (Engine.IO 3) or 5 (Engine.IO 4)."""
-        return self._session.connection.protocol
+        return self._link.protocol
 
     def emit_encoded(self, messages: list[str | bytes]) -> None:
         """Send a packet already encoded for this socket's namespace and protocol
         (`connection.encode_packet`): the same bytes may go to many sockets."""
-        self._session.connection.send_encoded(messages)
-        self._server.flush(self._session)
+        self._link.send_encoded(messages)
 
     def ack(self, ack_id: int, args: list[Any]) -> None:
-        self._session.connection.ack(self.namespace, ack_id, args)
-        self._server.flush(self._session)
+        self._link.ack(self.namespace, ack_id, args)
 
     def drained(self) -> asyncio.Future[None]:
         """A future done once everything queued for this client so far has left the server."""
-        return self._server.drained(self._session)
+        return self._link.drained()
 
     def disconnect(self) -> None:
         """Server-side disconnect from this namespace."""
-        self._server.disconnect(self._session, self)
+        self._link.disconnect(self)
 
     def close_session(self, reason: str) -> None:
         """End the client's whole Engine.IO session, with a reason."""
-        self._server.close_session(self._session, reason)
+        self._link.close_session(reason)

@@ -77,6 +77,48 @@ class SessionIO:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SessionLink:
+    """What a session's sockets may ask of the server (`namespaces.ClientLink`): each
+    packet they queue is flushed to the client's transport."""
+
+    server: EngineServer
+    session: SessionIO
+
+    @property
+    def handshake(self) -> Handshake:
+        return self.session.handshake
+
+    @property
+    def session_id(self) -> str:
+        return self.session.engine.sid
+
+    @property
+    def protocol(self) -> int:
+        return self.session.connection.protocol
+
+    def emit(self, namespace: str, event: str, args: tuple[Any, ...]) -> None:
+        self.session.connection.emit(namespace, event, *args)
+        self.server.flush(self.session)
+
+    def send_encoded(self, messages: list[str | bytes]) -> None:
+        self.session.connection.send_encoded(messages)
+        self.server.flush(self.session)
+
+    def ack(self, namespace: str, ack_id: int, args: list[Any]) -> None:
+        self.session.connection.ack(namespace, ack_id, args)
+        self.server.flush(self.session)
+
+    def drained(self) -> asyncio.Future[None]:
+        return self.server.drained(self.session)
+
+    def disconnect(self, socket: Socket) -> None:
+        self.server.disconnect(self.session, socket)
+
+    def close_session(self, reason: str) -> None:
+        self.server.close_session(self.session, reason)
+
+
 class EngineServer:
     """Every live Engine.IO session of one service, both protocol generations."""
 
@@ -198,7 +240,7 @@ class EngineServer:
         handler = self.namespaces.resolve(namespace)
         if handler is None:
             return session.connection.refuse(namespace, "Invalid namespace")
-        socket = Socket(self, session, namespace, handler)
+        socket = Socket(SessionLink(self, session), namespace, handler)
         try:
             await handler.on_connect(socket, auth)
         except ConnectRefused as refusal:
