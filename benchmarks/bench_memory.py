@@ -34,8 +34,8 @@ from pathlib import Path
 import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.channels import ChannelsClient  # noqa: E402
-from tests.support.service import Service  # noqa: E402
+from kernels_service.testing.channels import ChannelsClient  # noqa: E402
+from kernels_service.testing.service import Service, running_service  # noqa: E402
 
 MB = 1024 * 1024
 STREAM = re.compile(r'"msg_type":\s*"stream"')
@@ -96,8 +96,7 @@ def open_sessions(service: Service, count: int) -> tuple[list[websocket.WebSocke
 def sessions_workload(count: int, cap: int | None, rounds: int, env: dict | None = None) -> dict:
     """`rounds` bursts of `count` sessions that join `/` and leave; `cap` None is the default."""
     options = ["--initial-kernels=0"] + ([f"--max-socketio-sessions={cap}"] if cap else [])
-    service = Service(*options, env=env)
-    try:
+    with running_service(*options, env=env) as service:
         baseline = settle(service, 2)
         sampler = PeakSampler(service.pid)
         afters, refused = [], 0
@@ -107,14 +106,11 @@ def sessions_workload(count: int, cap: int | None, rounds: int, env: dict | None
                 sock.close()
             afters.append(settle(service, 5))
         return {"baseline": baseline, "peak": sampler.stop(), "after": afters[-1], "rounds": afters, "refused": refused}
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def websocket_clients_workload(count: int) -> dict:
     """`count` kernel websocket clients of one kernel each run print(1), then all leave."""
-    service = Service()
-    try:
+    with running_service() as service:
         kernel_id = service.request("GET", "api/kernels")[2][0]["id"]
         ChannelsClient(service, kernel_id).execute("pass")[0]  # the kernel is ready
         baseline = settle(service, 2)
@@ -127,8 +123,6 @@ def websocket_clients_workload(count: int) -> dict:
             client.close()
         peak = sampler.stop()
         return {"baseline": baseline, "peak": peak, "after": settle(service, 5)}
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def join(sock: websocket.WebSocket, service: Service, namespace: str) -> None:
@@ -153,8 +147,7 @@ def receive_stream(sock: websocket.WebSocket, sizes: list[int]) -> None:
 
 def large_message_workload(size_mb: int, clients: int) -> dict:
     """One `size_mb` MB stream message to `clients` socket.io clients of one kernel."""
-    service = Service()
-    try:
+    with running_service() as service:
         kernel_id = service.request("GET", "api/kernels")[2][0]["id"]
         socks = [open_session(service) for _ in range(clients)]
         for sock in socks:
@@ -179,8 +172,6 @@ def large_message_workload(size_mb: int, clients: int) -> dict:
             sock.close()
         assert len(sizes) == clients and min(sizes) > size_mb * MB, "the message did not reach every client whole"
         return {"baseline": baseline, "peak": peak, "after": settle(service, 5)}
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def report(name: str, figures: dict) -> None:

@@ -53,7 +53,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
 MB = 1_000_000

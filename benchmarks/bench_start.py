@@ -21,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_relay import WebsocketPath  # noqa: E402
-from tests.support.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
 
 
 def progress(line: str) -> None:

@@ -33,8 +33,8 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.channels import ChannelsClient, stream_text  # noqa: E402
-from tests.support.service import Service  # noqa: E402
+from kernels_service.testing.channels import ChannelsClient, stream_text  # noqa: E402
+from kernels_service.testing.service import Service, running_service  # noqa: E402
 
 LINE = 10_000
 
@@ -99,8 +99,7 @@ def main() -> None:
     parser.add_argument("--stalls", default="0,0.5,3", help="seconds the service is stopped, comma-separated")
     args = parser.parse_args()
     runtime = tempfile.mkdtemp()
-    service = Service(env={"JUPYTER_RUNTIME_DIR": runtime})
-    try:
+    with running_service(env={"JUPYTER_RUNTIME_DIR": runtime}) as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         info = json.loads(Path(runtime, f"kernel-{kernel['id']}.json").read_text())
         direct = DirectSubscriber(info)
@@ -116,8 +115,6 @@ def main() -> None:
         client.close()
         direct.close()
         print("dropped by the service (its log):", "Dropped" in service.output())
-    finally:
-        service.stop_and_check_no_leak()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ import os
 import pytest
 from hypothesis import settings
 
-from tests.support.channels import ChannelsClient
-from tests.support.service import Service
+from kernels_service.testing.channels import ChannelsClient
+from kernels_service.testing.service import running_service
 
 # CI runs the same examples every time (a property failure there is reproducible, never luck);
 # elsewhere each run explores new ones.
@@ -20,9 +20,8 @@ if os.environ.get("CI"):
 @pytest.fixture(scope="session")
 def service():
     """The service as a user starts it; stopped by SIGTERM at the end, leaving no process behind."""
-    running = Service()
-    yield running
-    running.stop_and_check_no_leak()
+    with running_service() as running:
+        yield running
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from benchmarks.bench_relay import in_turn, ratio, round_ratios
-from tests.support.service import ROOT
+from tests.support.paths import ROOT
 
 ROWS = (
     "pass round trip, median",

@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, close_of, interrupted_reply, stream_text
-from tests.support.service import Service
+from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
+from kernels_service.testing.service import running_service
+from tests.support.channels import interrupted_reply
 
 PROTOCOLS = ["legacy", "v1"]
 
@@ -326,8 +327,7 @@ def test_a_client_flooding_a_hung_kernel_is_closed_with_1013_and_the_service_goe
     """A kernel that stops reading (here: SIGSTOP) fills its ZeroMQ queue; the relay does
     not pile up send futures without bound but closes the flooding client, "try again
     later". Its own service: the kernel's backlog makes noise when it is stopped."""
-    service = Service()
-    try:
+    with running_service() as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         client = ChannelsClient(service, kernel)
         _, outputs = client.execute("import os; print(os.getpid())")
@@ -355,8 +355,6 @@ def test_a_client_flooding_a_hung_kernel_is_closed_with_1013_and_the_service_goe
         other.close()
         output = service.output()
         assert "Uncaught exception" not in output and "never retrieved" not in output, output[-3000:]
-    finally:
-        service.stop_and_check_no_leak()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

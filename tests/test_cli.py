@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.support.service import ROOT
+from tests.support.paths import ROOT
 
 
 def kernels_py(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

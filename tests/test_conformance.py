@@ -15,8 +15,9 @@ import time
 import pytest
 import websocket
 
+from kernels_service.testing.service import alive, free_port
 from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
-from tests.support.service import ROOT, alive, free_port
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

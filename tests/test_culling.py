@@ -12,8 +12,8 @@ import socketio
 
 from kernels_service.kernels.culler import CullPolicy, why_cull
 from kernels_service.kernels.registry import KernelRecord
-from tests.support.channels import ChannelsClient, close_of, stream_text
-from tests.support.service import Service, descendants
+from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
+from kernels_service.testing.service import Service, descendants, running_service
 from tests.test_dead_kernel import make_once_kernelspec
 from tests.test_metrics import scrape, value
 
@@ -58,8 +58,7 @@ def wait_until_gone(service: Service, kernel_id: str, timeout: float = 30) -> No
 
 
 def test_idle_kernels_are_culled_but_not_those_with_clients_or_busy():
-    service = Service("--initial-kernels=0", "--cull-idle-timeout=2", "--cull-interval=1")
-    try:
+    with running_service("--initial-kernels=0", "--cull-idle-timeout=2", "--cull-interval=1") as service:
         idle, connected, busy = service.start_kernel(), service.start_kernel(), service.start_kernel()
         watcher = ChannelsClient(service, connected)
         watcher.execute("pass")
@@ -80,13 +79,12 @@ def test_idle_kernels_are_culled_but_not_those_with_clients_or_busy():
         _, outputs = watcher.execute("print('kept')")
         assert stream_text(outputs) == "kept\n"
         watcher.close()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_with_cull_connected_clients_of_both_doors_are_told_why():
-    service = Service("--initial-kernels=0", "--cull-idle-timeout=2", "--cull-interval=1", "--cull-connected")
-    try:
+    with running_service(
+        "--initial-kernels=0", "--cull-idle-timeout=2", "--cull-interval=1", "--cull-connected"
+    ) as service:
         kernel = service.start_kernel()
         client = ChannelsClient(service, kernel)
         _, outputs = client.execute("import os; print(os.getpid())")
@@ -102,8 +100,6 @@ def test_with_cull_connected_clients_of_both_doors_are_told_why():
         samples = scrape(service)
         assert value(samples, "kernels_service_culled_total", reason="idle") == 1
         assert value(samples, "kernels_service_clients_closed_total", reason="culled") == 2  # both doors
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def wait_for_exit(service: Service, pid: int, timeout: float = 30) -> None:
@@ -140,14 +136,13 @@ async def socketio_client_until_disconnected(service: Service, kernel_id: str) -
 
 def test_dead_kernels_are_reclaimed_after_an_interval_with_culling_off(tmp_path):
     make_once_kernelspec(tmp_path)
-    service = Service(
+    with running_service(
         "--initial-kernels=0",
         "--cull-interval=1",
         "--KernelRestarter.time_to_dead=0.5",
         "--KernelRestarter.restart_limit=1",
         env={"JUPYTER_PATH": str(tmp_path)},
-    )
-    try:
+    ) as service:
         kernel = service.start_kernel(name="once")
         client = ChannelsClient(service, kernel)
         _, outputs = client.execute("import os; print(os.getpid())")
@@ -155,5 +150,3 @@ def test_dead_kernels_are_reclaimed_after_an_interval_with_culling_off(tmp_path)
         assert close_of(client) == (1001, "kernel culled")
         wait_until_gone(service, kernel)
         assert f"Culling kernel {kernel} (dead)" in service.output()
-    finally:
-        service.stop_and_check_no_leak()

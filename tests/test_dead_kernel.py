@@ -8,8 +8,8 @@ import signal
 import sys
 import time
 
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import Service
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import running_service
 
 # Starts ipykernel the first time only; every restart exits at once.
 ONCE_LAUNCHER = """
@@ -34,13 +34,12 @@ def make_once_kernelspec(root) -> None:
 
 def test_kernel_that_cannot_restart_is_dead(tmp_path):
     make_once_kernelspec(tmp_path)
-    service = Service(
+    with running_service(
         "--initial-kernels=0",
         "--KernelRestarter.time_to_dead=0.5",
         "--KernelRestarter.restart_limit=1",
         env={"JUPYTER_PATH": str(tmp_path)},
-    )
-    try:
+    ) as service:
         kernel_id = service.start_kernel(name="once")
         client = ChannelsClient(service, kernel_id)
         _, outputs = client.execute("import os; print(os.getpid())")
@@ -59,5 +58,3 @@ def test_kernel_that_cannot_restart_is_dead(tmp_path):
             time.sleep(0.1)
         client.close()
         assert service.request("DELETE", f"api/kernels/{kernel_id}")[0] == 204
-    finally:
-        service.stop_and_check_no_leak()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from tests.support.service import ROOT
+from tests.support.paths import ROOT
 
 
 def test_the_dockerfiles_pass_hadolint_at_warning_level():

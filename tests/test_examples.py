@@ -13,8 +13,9 @@ import threading
 import time
 import urllib.parse
 
+from kernels_service.testing.service import Service
 from tests.support.node import run_node
-from tests.support.service import ROOT, Service
+from tests.support.paths import ROOT
 
 EXAMPLES = ROOT / "examples"
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, close_of, stream_text
-from tests.support.service import Service
+from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
+from kernels_service.testing.service import running_service
 
 # 6000 flushed writes of 10 kB: 60 MB in thousands of messages, more than socket buffers hold
 FLOOD = "import sys\nfor i in range(6000):\n    sys.stdout.write(str(i % 10) * 9999 + '\\n'); sys.stdout.flush()"
@@ -66,8 +66,7 @@ def test_a_slow_reader_gets_everything_merged(service, kernel, open_client):
 
 
 def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
-    service = Service(SMALL_LIMIT)
-    try:
+    with running_service(SMALL_LIMIT) as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         fast = ChannelsClient(service, kernel["id"], "v1")
         slow = ChannelsClient(service, kernel["id"], "v1")
@@ -87,13 +86,10 @@ def test_a_client_too_slow_past_the_limit_is_closed_and_others_keep_going():
             time.sleep(0.2)
         _, outputs = ChannelsClient(service, kernel["id"]).execute("print('ok')")
         assert stream_text(outputs) == "ok\n"
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():
-    service = Service(SMALL_LIMIT)
-    try:
+    with running_service(SMALL_LIMIT) as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         status, _, body = service.request("GET", "/socket.io/?EIO=4&transport=polling", raw_path=True)
         sid = json.loads(body[1:])["sid"]
@@ -109,8 +105,6 @@ def test_a_socketio_client_that_stops_polling_is_closed_past_the_limit():
         assert service.request("GET", url, raw_path=True)[0] == 400, "the slow session should be gone"
         assert "client too slow" in service.output()
         assert service.request("GET", f"api/kernels/{kernel['id']}")[2]["connections"] == 1
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_a_slow_socketio_poller_gets_everything_merged(service, kernel):
@@ -158,9 +152,8 @@ def assert_merged_after_high_water(texts: list[str], behind_after: int = 8_000_0
 @pytest.fixture(scope="module")
 def pinging_service():
     """A service that pings its websocket clients every two seconds."""
-    service = Service("--KernelsService.websocket_ping_interval=2")
-    yield service
-    service.stop_and_check_no_leak()
+    with running_service("--KernelsService.websocket_ping_interval=2") as service:
+        yield service
 
 
 def test_a_stalled_reader_outlives_unanswered_pings_and_gets_everything(pinging_service):

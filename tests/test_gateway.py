@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.channels import ChannelsClient, interrupted_reply, stream_text
-from tests.support.service import Service, free_port
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, free_port
+from tests.support.channels import interrupted_reply
 
 SERVER_TOKEN = "jupyter-server-token"
 

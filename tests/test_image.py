@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.channels import ChannelsClient, stream_text
+from kernels_service.testing.channels import ChannelsClient, stream_text
 from tests.support.container import Container, Engine, generated_token, image_script
 
 WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.support.service import ROOT
+from tests.support.paths import ROOT
 
 PACKAGE = "kernels_service"
 

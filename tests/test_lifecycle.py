@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import ROOT, Service, descendants
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, descendants, running_service
+from tests.support.paths import ROOT
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -29,18 +30,14 @@ def test_signal_stops_every_kernel_and_exits_0(signum):
 
 @pytest.mark.parametrize("base_path", ["jupyter", "/jupyter", "/jupyter/"])
 def test_base_path_spellings_mean_the_same(base_path):
-    service = Service("--initial-kernels=0", base_path=base_path)
-    try:
+    with running_service("--initial-kernels=0", base_path=base_path) as service:
         assert f"Serving at http://127.0.0.1:{service.port}/jupyter/api/kernels" in service.output()
         assert service.request("GET", "/jupyter/api/kernels", raw_path=True)[:3:2] == (200, [])
         assert service.request("GET", "/api/kernels", raw_path=True)[0] == 404
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_options_from_environment_and_token_kept_from_kernels():
-    service = Service(from_env=True, env={"KERNEL_NAME": "python3"})
-    try:
+    with running_service(from_env=True, env={"KERNEL_NAME": "python3"}) as service:
         assert f"Serving at http://127.0.0.1:{service.port}/jupyter/api/kernels" in service.output()
         assert service.request("GET", "api/kernels", token="wrong")[0] == 403
         (kernel,) = service.request("GET", "api/kernels")[2]
@@ -48,30 +45,22 @@ def test_options_from_environment_and_token_kept_from_kernels():
         _, outputs = client.execute("import os; print(sorted(k for k, v in os.environ.items() if 'test-token' in v))")
         client.close()
         assert stream_text(outputs) == "[]\n"
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_a_random_token_is_generated_and_logged():
-    service = Service("--initial-kernels=0", token=None)
-    try:
+    with running_service("--initial-kernels=0", token=None) as service:
         match = re.search(r"Token \(send as .*\): (\w+)", service.output())
         assert match, service.output()
         service.token = match.group(1)
         assert service.request("GET", "api/kernels")[0] == 200
         assert service.request("GET", "api/kernels", token="")[0] == 401
         assert service.request("GET", "api/kernels", token="wrong")[0] == 403
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_empty_token_disables_auth_with_a_warning():
-    service = Service("--initial-kernels=0", token="")
-    try:
+    with running_service("--initial-kernels=0", token="") as service:
         assert "No token" in service.output()
         assert service.request("GET", "api/kernels", token="")[0] == 200
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_unknown_initial_kernel_name_fails_clearly():
@@ -82,22 +71,21 @@ def test_unknown_initial_kernel_name_fails_clearly():
 
 
 def test_max_kernels_answers_503():
-    service = Service("--max-kernels=1")
-    try:
+    with running_service("--max-kernels=1") as service:
         status, _, error = service.request("POST", "api/kernels")
         assert status == 503 and "Maximum" in error["message"]
-    finally:
-        service.stop_and_check_no_leak()
 
 
-@pytest.mark.parametrize("launcher", [(sys.executable, "-m", "kernels_service"), ("kernels-service",)])
+@pytest.mark.parametrize("launcher", [(sys.executable, str(ROOT / "kernels.py")), ("kernels-service",)])
 def test_other_launchers(launcher):
+    """The tests start `python -m kernels_service`; the README's kernels.py and the console
+    script start the same service."""
     if launcher[0] == "kernels-service":
         path = shutil.which("kernels-service", path=str(Path(sys.executable).parent))
         assert path, "the kernels-service console script is not installed"
         launcher = (path,)
-    service = Service("--initial-kernels=0", launcher=launcher)
-    service.stop_and_check_no_leak()
+    with running_service("--initial-kernels=0", launcher=launcher, cwd=ROOT) as service:
+        assert service.request("GET", "api")[0] == 200
 
 
 def test_help_lists_the_options():
@@ -126,20 +114,16 @@ def test_unknown_options_and_stray_arguments_exit_2(argv, complaint):
 def test_config_file_sets_options_and_the_command_line_wins(tmp_path):
     config = tmp_path / "service_config.py"
     config.write_text("c.KernelsService.initial_kernels = 0\nc.KernelsService.max_kernels = 1\n")
-    service = Service(f"--config={config}", "--max-kernels=2")
-    try:
+    with running_service(f"--config={config}", "--max-kernels=2") as service:
         assert service.request("GET", "api/kernels")[2] == []
         service.start_kernel()
         service.start_kernel()
         assert service.request("POST", "api/kernels")[0] == 503
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_connection_files_live_in_the_runtime_dir_and_go_with_their_kernels(tmp_path):
     runtime = tmp_path / "runtime"
-    service = Service("--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)})  # a pooled kernel has one too
-    try:
+    with running_service("--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
         (first,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         second = service.start_kernel()
         assert sorted(p.name for p in runtime.glob("kernel-*.json")) == sorted(
@@ -149,15 +133,12 @@ def test_connection_files_live_in_the_runtime_dir_and_go_with_their_kernels(tmp_
         assert not (ROOT / f"kernel-{first}.json").exists(), "a connection file in the working directory"
         assert service.request("DELETE", f"api/kernels/{second}")[0] == 204
         assert [p.name for p in runtime.glob("kernel-*.json")] == [f"kernel-{first}.json"]
-    finally:
-        service.stop_and_check_no_leak()
     assert not list(runtime.glob("kernel-*.json"))
 
 
 def test_an_unusable_runtime_dir_falls_back_to_a_private_temporary_one():
     """An image run under a uid with no home has no runtime directory it can make."""
-    service = Service(env={"JUPYTER_RUNTIME_DIR": "/dev/null/runtime"})
-    try:
+    with running_service(env={"JUPYTER_RUNTIME_DIR": "/dev/null/runtime"}) as service:
         match = re.search(
             r"Cannot use the runtime directory /dev/null/runtime \(.*\); connection files go to (\S+)", service.output()
         )
@@ -168,13 +149,10 @@ def test_an_unusable_runtime_dir_falls_back_to_a_private_temporary_one():
         client = ChannelsClient(service, kernel)
         assert stream_text(client.execute("print('here')")[1]) == "here\n"
         client.close()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
-    service = Service()
-    try:
+    with running_service() as service:
         kernels = [service.start_kernel() for _ in range(3)]
         client = ChannelsClient(service, kernels[0])
         client.execute("import os; os.write(2, b'straight from the kernel\\n')")
@@ -193,5 +171,3 @@ def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
         # every kernel (4 or more launches here, the pooled ones too) prints it; the log once
         assert log.count("Kernel is running over TCP without encryption") == 1
         assert log.count("straight from the kernel") == 1
-    finally:
-        service.stop_and_check_no_leak()

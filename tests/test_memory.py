@@ -12,8 +12,8 @@ import pytest
 import websocket
 
 from kernels_service import memory
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import Service, descendants
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import descendants, running_service
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -22,8 +22,7 @@ def environment_of(pid: int) -> dict[str, str]:
 
 
 def test_the_service_runs_under_the_system_allocator_and_its_kernels_do_not():
-    service = Service()
-    try:
+    with running_service() as service:
         environment = environment_of(service.pid)  # as the re-executed process started: same PID
         assert environment.get("PYTHONMALLOC") == "malloc"
         (kernel,) = service.request("GET", "api/kernels")[2]
@@ -33,24 +32,18 @@ def test_the_service_runs_under_the_system_allocator_and_its_kernels_do_not():
         assert stream_text(outputs) == "[]\n"
         for pid in descendants(service.pid):
             assert "PYTHONMALLOC" not in environment_of(pid)
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_an_allocator_the_operator_chose_is_kept():
-    service = Service("--initial-kernels=0", env={"PYTHONMALLOC": "pymalloc"})
-    try:
+    with running_service("--initial-kernels=0", env={"PYTHONMALLOC": "pymalloc"}) as service:
         environment = environment_of(service.pid)
         assert environment["PYTHONMALLOC"] == "pymalloc"
         assert "KERNELS_SERVICE_SYSTEM_MALLOC" not in environment
         assert service.request("GET", "api/kernels")[0] == 200
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_the_heap_is_trimmed_once_a_burst_of_sessions_and_websockets_ends():
-    service = Service("--log-level=DEBUG")
-    try:
+    with running_service("--log-level=DEBUG") as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         sockets = []
         for _ in range(50):
@@ -68,8 +61,6 @@ def test_the_heap_is_trimmed_once_a_burst_of_sessions_and_websockets_ends():
         assert stream_text(client.execute("print('still here')")[1]) == "still here\n"
         client.close()
         assert "Traceback" not in service.output()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 import websocket
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import Service
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, running_service
 
 
 def scrape(service: Service, token: str | None = None) -> dict[tuple[str, tuple], float]:
@@ -35,8 +35,7 @@ def wait_for(condition, timeout: float = 30) -> None:
 
 
 def test_metrics_count_what_the_service_does():
-    service = Service()
-    try:
+    with running_service() as service:
         assert service.request("GET", "metrics", token="wrong")[0] == 403
 
         def settled() -> bool:  # the pool is ready, and the initial kernel has spoken
@@ -83,15 +82,10 @@ def test_metrics_count_what_the_service_does():
         wait_for(lambda: value(scrape(service), "kernels_service_connections", transport="websocket") == 0)
         assert value(scrape(service), "kernels_service_clients_closed_total", reason="bad input") == 1
         wait_for(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_metrics_without_the_token_only_when_asked():
-    service = Service("--initial-kernels=0", "--pool-size=0", "--metrics-no-auth")
-    try:
+    with running_service("--initial-kernels=0", "--pool-size=0", "--metrics-no-auth") as service:
         samples = scrape(service, token="")
         assert value(samples, "kernels_service_pool_ready") == 0
         assert service.request("GET", "api/kernels", token="")[0] == 401, "only the metrics are open"
-    finally:
-        service.stop_and_check_no_leak()

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from kernels_service import __version__
-from tests.support.service import ROOT, Service, tracebacks
+from kernels_service.testing.service import Service, running_service, tracebacks
+from tests.support.paths import ROOT
 
 SPEC = ROOT / "kernels_service" / "openapi.yaml"
 JUPYTER_SERVER_SPEC = Path(__import__("jupyter_server").__file__).parent / "services" / "api" / "api.yaml"
@@ -88,8 +89,7 @@ def test_jupyter_servers_own_document_for_kernels_and_kernelspecs():
       tornado, no Content-Type, in Jupyter Server too (content_type_conformance);
     - it types `name` as a string, but Jupyter Server starts the default kernel for
       `"name": null`, as this service does (negative_data_rejection)."""
-    service = Service()
-    try:
+    with running_service() as service:
         result = schemathesis(
             service,
             JUPYTER_SERVER_SPEC,
@@ -104,5 +104,3 @@ def test_jupyter_servers_own_document_for_kernels_and_kernelspecs():
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert not tracebacks(service.output())
-    finally:
-        service.stop_and_check_no_leak()

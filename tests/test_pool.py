@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import ROOT, Service, descendants
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, descendants, running_service
+from tests.support.paths import ROOT
 
 
 def wait_for_pool(service: Service, ready: int, timeout: float = 60) -> None:
@@ -40,8 +41,7 @@ def kernel_info(service: Service, kernel_id: str) -> dict:
 
 
 def test_a_start_takes_a_ready_kernel_from_the_pool_and_the_pool_refills():
-    service = Service()  # pool size 1 by default
-    try:
+    with running_service() as service:
         wait_for_pool(service, 1)
         (pooled,) = pooled_ids(service)
         assert len(service.request("GET", "api/kernels")[2]) == 1, "a pooled kernel is nobody's yet"
@@ -56,13 +56,10 @@ def test_a_start_takes_a_ready_kernel_from_the_pool_and_the_pool_refills():
         # kernel-relay's /spawn takes from the pool too
         spawned = service.request("POST", "spawn/python3")[2]["id"]
         assert spawned == pooled_ids(service)[1]
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_a_pooled_kernel_cannot_be_reached_before_it_is_taken():
-    service = Service("--initial-kernels=0")
-    try:
+    with running_service("--initial-kernels=0") as service:
         wait_for_pool(service, 1)
         (pooled,) = pooled_ids(service)
         for method in ("GET", "DELETE"):
@@ -72,8 +69,6 @@ def test_a_pooled_kernel_cannot_be_reached_before_it_is_taken():
             ChannelsClient(service, pooled)
         assert refused.value.status_code == 404
         assert service.request("GET", "api/status")[2]["kernels"] == 0
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def make_second_kernelspec(root) -> None:
@@ -86,10 +81,9 @@ def make_second_kernelspec(root) -> None:
 
 def test_requests_that_do_not_fit_the_pool_are_launched(tmp_path):
     make_second_kernelspec(tmp_path)
-    service = Service(
+    with running_service(
         "--initial-kernels=0", "--KernelsService.allowed_kernel_env=['ALLOWED']", env={"JUPYTER_PATH": str(tmp_path)}
-    )
-    try:
+    ) as service:
         wait_for_pool(service, 1)
         (pooled,) = pooled_ids(service)
         for body in ({"env": {"KERNEL_COLOUR": "blue"}}, {"env": {"ALLOWED": "yes"}}, {"name": "other"}):
@@ -98,16 +92,13 @@ def test_requests_that_do_not_fit_the_pool_are_launched(tmp_path):
         # a variable the service ignores asks nothing of the kernel: the pooled one fits
         status, _, model = service.request("POST", "api/kernels", {"env": {"IGNORED": "x"}})
         assert status == 201 and model["id"] == pooled
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_other_kernelspecs_are_pooled_when_asked(tmp_path):
     make_second_kernelspec(tmp_path)
-    service = Service(
+    with running_service(
         "--initial-kernels=0", "--pool-size=2", "--pool-kernelspecs=other", env={"JUPYTER_PATH": str(tmp_path)}
-    )
-    try:
+    ) as service:
         wait_for_pool(service, 4)
         status, _, model = service.request("POST", "api/kernels", {"name": "other"})
         assert status == 201 and model["execution_state"] == "idle" and model["name"] == "other"
@@ -116,19 +107,14 @@ def test_other_kernelspecs_are_pooled_when_asked(tmp_path):
         _, outputs = client.execute("print('other')")
         assert stream_text(outputs) == "other\n"
         client.close()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_pool_size_zero_keeps_no_kernels():
-    service = Service("--initial-kernels=0", "--pool-size=0")
-    try:
+    with running_service("--initial-kernels=0", "--pool-size=0") as service:
         status, _, model = service.request("POST", "api/kernels", {})
         assert status == 201 and model["execution_state"] == "starting"
         assert service.request("GET", "api/status")[2]["pool"] == 0
         assert len(descendants(service.pid)) == 1
-    finally:
-        service.stop_and_check_no_leak()
 
 
 @pytest.mark.parametrize("argv", [["--pool-kernelspecs=no-such-spec"], ["--pool-size=-1"]])
@@ -143,8 +129,7 @@ def test_a_bad_pool_setting_stops_the_start(argv):
 def test_the_pool_gives_way_under_max_kernels(pool_size):
     """Pooled kernels count toward the limit, but a client is never refused while one is
     pooled: a burst of starts gets exactly max_kernels kernels, and no more run."""
-    service = Service("--initial-kernels=0", "--max-kernels=5", f"--pool-size={pool_size}")
-    try:
+    with running_service("--initial-kernels=0", "--max-kernels=5", f"--pool-size={pool_size}") as service:
         with ThreadPoolExecutor(20) as workers:
             posts = list(workers.map(lambda _: service.request("POST", "api/kernels", {})[0], range(12)))
             spawns = list(workers.map(lambda _: service.request("POST", "spawn/python3")[0], range(8)))
@@ -153,13 +138,10 @@ def test_the_pool_gives_way_under_max_kernels(pool_size):
         assert set(statuses) <= {200, 201, 503}, statuses
         assert len(service.request("GET", "api/kernels")[2]) == 5
         assert len(descendants(service.pid)) <= 5
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_a_killed_pooled_kernel_is_never_handed_out_broken():
-    service = Service("--initial-kernels=0")
-    try:
+    with running_service("--initial-kernels=0") as service:
         wait_for_pool(service, 1)
         (pooled,) = pooled_ids(service)
         (pid,) = [p for p in descendants(service.pid) if pooled.encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -171,5 +153,3 @@ def test_a_killed_pooled_kernel_is_never_handed_out_broken():
         assert stream_text(outputs) == "works\n"
         client.close()
         wait_for_pool(service, 1)
-    finally:
-        service.stop_and_check_no_leak()

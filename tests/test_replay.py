@@ -8,9 +8,9 @@ import time
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, stream_text
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, running_service
 from tests.support.node import run_node
-from tests.support.service import Service
 from tests.test_metrics import scrape, value
 
 PRINTS = "import time\nfor i in range(2000):\n    print(i)\n    time.sleep(0.001)"
@@ -106,8 +106,7 @@ def test_a_socketio_client_that_comes_back_gets_what_it_missed(service, kernel, 
 
 
 def test_past_the_limit_the_client_is_told_how_much_it_missed():
-    service = Service("--replay-limit=2000")
-    try:
+    with running_service("--replay-limit=2000") as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         first = ChannelsClient(service, kernel["id"])
         first.execute("pass")
@@ -127,13 +126,10 @@ def test_past_the_limit_the_client_is_told_how_much_it_missed():
         assert kept and TEXT.startswith(kept) and len(kept) <= 2000
         assert live and TEXT.endswith(live) and len(kept) + len(live) < len(TEXT)
         back.close()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_past_the_window_the_client_is_told_its_output_was_dropped():
-    service = Service("--replay-window=1")
-    try:
+    with running_service("--replay-window=1") as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         first = ChannelsClient(service, kernel["id"])
         first.execute("pass")
@@ -150,5 +146,3 @@ def test_past_the_window_the_client_is_told_its_output_was_dropped():
         _, outputs = back.execute("print('live')")
         assert stream_text(outputs) == "live\n"
         back.close()
-    finally:
-        service.stop_and_check_no_leak()

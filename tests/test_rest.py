@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import websocket
 
-from tests.support.channels import ChannelsClient, stream_text
+from kernels_service.testing.channels import ChannelsClient, stream_text
 
 
 def test_version(service):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.channels import ChannelsClient, stream_text
-from tests.support.service import ROOT, Service, alive, descendants
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, alive, descendants, running_service
+from tests.support.paths import ROOT
 
 NODE = shutil.which("node")
 PROVISIONERS = ROOT / "tests" / "support" / "provisioners"
@@ -37,9 +38,8 @@ def run_node(script: str, *args: str, timeout: float = 600) -> dict:
 
 @pytest.fixture(scope="module")
 def service():
-    service = Service()
-    yield service
-    service.stop_and_check_no_leak()
+    with running_service() as service:
+        yield service
 
 
 @pytest.mark.parametrize("protocol", ["v1", "legacy"])
@@ -102,8 +102,7 @@ def test_delete_during_a_restart_stops_the_kernel_for_good(service):
 
 
 def test_max_kernels_holds_under_a_burst_of_starts():
-    service = Service("--initial-kernels=0", "--max-kernels=5")
-    try:
+    with running_service("--initial-kernels=0", "--max-kernels=5") as service:
         with ThreadPoolExecutor(20) as pool:
             posts = list(pool.map(lambda _: service.request("POST", "api/kernels", {})[0], range(12)))
             spawns = list(pool.map(lambda _: service.request("POST", "spawn/python3")[0], range(8)))
@@ -111,8 +110,6 @@ def test_max_kernels_holds_under_a_burst_of_starts():
         assert statuses.count(201) + statuses.count(200) == 5, statuses
         assert set(statuses) <= {200, 201, 503}, statuses
         assert len(service.request("GET", "api/kernels")[2]) == 5
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def kernels_of(runtime_dir: Path) -> list[int]:
@@ -171,8 +168,9 @@ SHELL_PORT = "import json, ipykernel.connect as c; print(json.load(open(c.get_co
 
 
 def test_a_kernel_that_restarts_on_new_ports_is_followed(tmp_path):
-    service = Service("--initial-kernels=0", "--KernelRestarter.time_to_dead=0.5", env=new_ports_kernelspec(tmp_path))
-    try:
+    with running_service(
+        "--initial-kernels=0", "--KernelRestarter.time_to_dead=0.5", env=new_ports_kernelspec(tmp_path)
+    ) as service:
         kernel = service.start_kernel(name="newports")
         client = ChannelsClient(service, kernel)
         ports = [stream_text(client.execute(SHELL_PORT)[1])]
@@ -188,8 +186,6 @@ def test_a_kernel_that_restarts_on_new_ports_is_followed(tmp_path):
         fresh.close()
         client.close()
         assert "restarted on new ports" in service.output()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 @pytest.mark.parametrize("then", ["DELETE", "restart", "kernel-relay shutdown"])
@@ -197,8 +193,7 @@ def test_a_kernel_stopped_or_restarted_as_it_starts_leaves_no_traceback(then):
     """jupyter_client interrupts a kernel before it stops or restarts it, and a kernel still
     importing its modules dies of that SIGINT with a traceback; one that has not started
     is killed first instead."""
-    service = Service("--initial-kernels=0")
-    try:
+    with running_service("--initial-kernels=0") as service:
         for _ in range(4):
             kernel = service.start_kernel()
             if then == "DELETE":
@@ -213,5 +208,3 @@ def test_a_kernel_stopped_or_restarted_as_it_starts_leaves_no_traceback(then):
                 assert service.request("GET", f"shutdown/{kernel}")[0] == 200
         output = service.output()
         assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
-    finally:
-        service.stop_and_check_no_leak()

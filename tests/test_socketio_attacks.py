@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import websocket
 
+from kernels_service.testing.service import running_service
 from tests.support.engineio import frames_until_closed, post_headers_only, recv_non_ping, wait_closed
-from tests.support.service import Service
 
 CONNECT_TIMEOUT = 1.5
 MAX_SESSIONS = 60
@@ -27,9 +27,8 @@ MAX_SESSIONS = 60
 @pytest.fixture(scope="module")
 def guarded():
     """A service with a token, a short connect timeout and a small session cap."""
-    service = Service(f"--connect-timeout={CONNECT_TIMEOUT}", f"--max-socketio-sessions={MAX_SESSIONS}")
-    yield service
-    service.stop_and_check_no_leak()
+    with running_service(f"--connect-timeout={CONNECT_TIMEOUT}", f"--max-socketio-sessions={MAX_SESSIONS}") as service:
+        yield service
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import time
 import pytest
 import websocket
 
+from kernels_service.testing.service import running_service
 from tests.support.engineio import recv_non_ping
-from tests.support.service import Service
 
 
 def connect_raw(service, version=4, query="", origin=None):
@@ -85,8 +85,7 @@ def test_socketio_is_served_under_the_base_path_too(service):
 
 
 def test_origin_policy_for_polling_and_websocket():
-    service = Service("--initial-kernels=0", "--allow-origin=http://app.example")
-    try:
+    with running_service("--initial-kernels=0", "--allow-origin=http://app.example") as service:
         status, headers, _ = poll(service, "EIO=3&transport=polling", {"Origin": "http://app.example"})
         assert status == 200
         assert headers["access-control-allow-origin"] == "http://app.example"
@@ -99,13 +98,10 @@ def test_origin_policy_for_polling_and_websocket():
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             connect_raw(service, 4, origin="http://evil.example")
         assert refused.value.status_code == 403
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_vanished_clients_are_reaped_by_the_heartbeat():
-    service = Service("--KernelsService.ping_interval=0.3", "--KernelsService.ping_timeout=0.2")
-    try:
+    with running_service("--KernelsService.ping_interval=0.3", "--KernelsService.ping_timeout=0.2") as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         polling_sid = json.loads(poll(service, "EIO=4&transport=polling")[2][1:])["sid"]
         sock = connect_raw(service, 4)
@@ -118,20 +114,15 @@ def test_vanished_clients_are_reaped_by_the_heartbeat():
             time.sleep(0.1)
         assert poll(service, f"EIO=4&transport=polling&sid={polling_sid}")[0] == 400
         sock.close()
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_allow_origin_star_lets_any_page_spawn():
-    service = Service("--initial-kernels=0", "--allow-origin=*")
-    try:
+    with running_service("--initial-kernels=0", "--allow-origin=*") as service:
         status, headers, body = service.request("GET", "spawn/python3", headers={"Origin": "http://any.example"})
         assert status == 200 and headers["access-control-allow-origin"] == "http://any.example"
         assert headers["access-control-allow-credentials"] == "true"
         status, headers, _ = poll(service, "EIO=3&transport=polling", {"Origin": "http://other.example"})
         assert status == 200 and headers["access-control-allow-origin"] == "http://other.example"
-    finally:
-        service.stop_and_check_no_leak()
 
 
 def test_websocket_transport_without_upgrade_is_a_json_400(service):
@@ -148,13 +139,12 @@ def test_heartbeat_goes_on_while_a_connect_waits_for_a_slow_kernel(tmp_path):
     )
     argv = [sys.executable, "-c", launcher, "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Slow", "language": "python"}))
-    service = Service(
+    with running_service(
         "--initial-kernels=0",
         "--KernelsService.ping_interval=0.3",
         "--KernelsService.ping_timeout=0.2",
         env={"JUPYTER_PATH": str(tmp_path)},
-    )
-    try:
+    ) as service:
         kernel_id = service.request("GET", "spawn/slow")[2]["id"]
         sock = connect_raw(service, 4)
         started = time.monotonic()
@@ -162,5 +152,3 @@ def test_heartbeat_goes_on_while_a_connect_waits_for_a_slow_kernel(tmp_path):
         assert recv_non_ping(sock).startswith(f"40/shell/{kernel_id},"), "the session died while connecting"
         assert time.monotonic() - started > 0.5, "the connect did not wait for the kernel"
         sock.close()
-    finally:
-        service.stop_and_check_no_leak()

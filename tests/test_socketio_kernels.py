@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import socketio
 
-from tests.support.channels import ChannelsClient, stream_text
+from kernels_service.testing.channels import ChannelsClient, stream_text
 from tests.support.node import run_node
 
 CLIENT_GENERATIONS = ["1", "2", "4"]

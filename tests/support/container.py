@@ -14,7 +14,8 @@ import uuid
 from types import ModuleType
 from typing import Any
 
-from tests.support.service import ROOT, free_port, http_request
+from kernels_service.testing.service import free_port, http_request
+from tests.support.paths import ROOT
 
 
 def image_script() -> ModuleType:
@@ -41,7 +42,7 @@ class Engine:
 class Container:
     """One container of `image`, detached, port 8000 published on 127.0.0.1:<free port>.
 
-    Looks like tests.support.service.Service to the websocket clients (port, base, token,
+    Looks like kernels_service.testing.service.Service to the websocket clients (port, base, token,
     ws_url, request)."""
 
     def __init__(

@@ -1,4 +1,6 @@
-"""Run the real service as a subprocess on a free loopback port, and stop it by PID."""
+"""Run the real service as a subprocess on a free loopback port, stop it by PID, and check
+that no process of it outlives it: what the tests and the benchmarks start the service
+with (and anyone who tests a client against it). Only the standard library."""
 
 from __future__ import annotations
 
@@ -11,11 +13,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
+
+#: How the service is started by default: as the installed package runs it.
+LAUNCHER = (sys.executable, "-m", "kernels_service")
 
 
 def free_port() -> int:
@@ -89,7 +95,8 @@ class Service:
         token: str | None = TOKEN,
         env: dict | None = None,
         from_env: bool = False,
-        launcher: tuple[str, ...] = (sys.executable, str(ROOT / "kernels.py")),
+        launcher: tuple[str, ...] = LAUNCHER,
+        cwd: str | Path | None = None,
     ):
         """Start the service; with from_env, port, base path and token go in PORT, BASE_PATH and
         KERNELS_SERVICE_TOKEN instead of options; a token of None lets the service make one."""
@@ -107,7 +114,7 @@ class Service:
                 env[{"port": "PORT", "base-path": "BASE_PATH", "token": "KERNELS_SERVICE_TOKEN"}[name]] = value
             else:
                 command.append(f"--{name}={value}")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self._wait_serving()
 
     @property
@@ -181,6 +188,18 @@ class Service:
             os.kill(pid, signal.SIGKILL)
         assert code == 0, self.output()
         assert not leaked, f"processes outlived the service: {leaked}"
+
+
+@contextmanager
+def running_service(*args: str, **options: Any) -> Iterator[Service]:
+    """A started service (`Service`'s arguments) that must leave nothing behind: on the way
+    out, whatever the body did, it is stopped by SIGTERM and must exit 0 with every
+    kernel process gone."""
+    service = Service(*args, **options)
+    try:
+        yield service
+    finally:
+        service.stop_and_check_no_leak()
 
 
 #: The last line of a kernel that lost jupyter_client's port race: a port picked free for
