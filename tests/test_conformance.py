@@ -7,9 +7,9 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -18,6 +18,7 @@ import websocket
 from kernels_service.testing.service import alive, free_port
 from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until, wait_until_read
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,25 @@ def request(port, method, path, body=None):
     data = response.read()
     connection.close()
     return response.status, data
+
+
+def pending_poll(port, path):
+    """A polling GET sent on a connection of its own, returned once the server has read it
+    (not after a sleep): `answer_of` then reads its answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    wait_until_read(sock)
+    return sock
+
+
+def answer_of(sock):
+    """The status and body of the answer to the request sent on `sock`."""
+    response = http.client.HTTPResponse(sock)
+    try:
+        response.begin()
+        return response.status, response.read()
+    finally:
+        sock.close()
 
 
 def handshake(port, version=4, path="/socket.io/"):
@@ -147,8 +167,17 @@ def test_v3_polling_heartbeat(server):
 def test_polling_session_closes_on_ping_timeout(server, version):
     port = server["eio"]
     sid = handshake(port, version, "/engine.io/")
-    time.sleep(0.3 + 0.2 + 0.3)  # past the deadline, with room for a busy machine
-    assert request(port, "GET", f"/engine.io/?EIO={version}&transport=polling&sid={sid}")[0] == 400
+    polls = [request(port, "GET", f"/engine.io/?EIO={version}&transport=polling&sid={sid}")]
+    # the client never answers: its polls get pings (protocol 4) until the session times out
+    wait_until(
+        lambda: (
+            polls[-1][0] == 400
+            or polls.append(request(port, "GET", f"/engine.io/?EIO={version}&transport=polling&sid={sid}"))
+        ),
+        timeout=10,
+        what="the silent session's end",
+    )
+    assert all(body in (b"2", b"1", b"1:1") for status, body in polls[:-1] if status == 200), polls
 
 
 def test_v4_websocket_heartbeat_and_timeout(server):
@@ -174,15 +203,9 @@ def test_v3_websocket_client_pings(server):
 
 def test_polling_close_answers_the_pending_poll_with_noop(server):
     port, sid = server["eio"], handshake(server["eio"], path="/engine.io/")
-    result = {}
-    poll = threading.Thread(
-        target=lambda: result.update(poll=request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}"))
-    )
-    poll.start()
-    time.sleep(0.05)
+    poll = pending_poll(port, f"/engine.io/?EIO=4&transport=polling&sid={sid}")
     assert request(port, "POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", b"1") == (200, b"ok")
-    poll.join(5)
-    assert result["poll"] == (200, b"6")
+    assert answer_of(poll) == (200, b"6")
     assert request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}")[0] == 400
 
 
@@ -215,15 +238,9 @@ def test_upgrade_then_polling_and_second_websocket_are_refused(server, version):
 
 def test_concurrent_polls_close_the_session(server):
     port, sid = server["eio"], handshake(server["eio"], path="/engine.io/")
-    result = {}
-    first = threading.Thread(
-        target=lambda: result.update(first=request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}"))
-    )
-    first.start()
-    time.sleep(0.05)
+    first = pending_poll(port, f"/engine.io/?EIO=4&transport=polling&sid={sid}")
     assert request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}")[0] == 400
-    first.join(5)
-    assert result["first"][0] == 200
+    assert answer_of(first)[0] == 200
     assert request(port, "GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}")[0] == 400
 
 

@@ -14,8 +14,8 @@ from kernels_service.kernels.culler import CullPolicy, why_cull
 from kernels_service.kernels.registry import KernelRecord
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
 from kernels_service.testing.service import Service, descendants, running_service
+from tests.support.metrics import scrape, value
 from tests.test_dead_kernel import make_once_kernelspec
-from tests.test_metrics import scrape, value
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import websocket
-from prometheus_client.parser import text_string_to_metric_families
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, running_service
-
-
-def scrape(service: Service, token: str | None = None) -> dict[tuple[str, tuple], float]:
-    """Every sample, keyed by name and sorted labels."""
-    status, headers, body = service.request("GET", "metrics", token=token)
-    assert status == 200 and headers["content-type"].startswith("text/plain"), (status, body)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body.decode())
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_for(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.1)
+from kernels_service.testing.service import running_service
+from tests.support.metrics import scrape, value
+from tests.support.waiting import wait_until
 
 
 def test_metrics_count_what_the_service_does():
@@ -45,7 +23,7 @@ def test_metrics_count_what_the_service_does():
                 and value(samples, "kernels_service_kernels", state="idle") == 1
             )  # the initial kernel; pooled ones are not counted
 
-        wait_for(settled)
+        wait_until(settled)
         first = scrape(service)
         assert value(first, "kernels_service_connections", transport="websocket") == 0
 
@@ -79,9 +57,9 @@ def test_metrics_count_what_the_service_does():
 
         client.ws.send(json.dumps({"channel": "shell", "header": "not a header"}))
         assert client.ws.recv_frame().opcode == websocket.ABNF.OPCODE_CLOSE
-        wait_for(lambda: value(scrape(service), "kernels_service_connections", transport="websocket") == 0)
+        wait_until(lambda: value(scrape(service), "kernels_service_connections", transport="websocket") == 0)
         assert value(scrape(service), "kernels_service_clients_closed_total", reason="bad input") == 1
-        wait_for(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
+        wait_until(lambda: value(scrape(service), "kernels_service_pool_ready") == 1)
 
 
 def test_metrics_without_the_token_only_when_asked():

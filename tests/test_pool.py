@@ -125,10 +125,11 @@ def test_a_bad_pool_setting_stops_the_start(argv):
     assert "Serving at" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("pool_size", [1, 3])
-def test_the_pool_gives_way_under_max_kernels(pool_size):
-    """Pooled kernels count toward the limit, but a client is never refused while one is
-    pooled: a burst of starts gets exactly max_kernels kernels, and no more run."""
+@pytest.mark.parametrize("pool_size", [0, 1, 3])
+def test_a_burst_of_starts_gets_exactly_max_kernels_with_or_without_a_pool(pool_size):
+    """Slots are taken before launches are awaited, and pooled kernels count toward the
+    limit, but a client is never refused while one is pooled: a burst of starts through
+    both REST doors gets exactly max_kernels kernels, and no more run."""
     with running_service("--initial-kernels=0", "--max-kernels=5", f"--pool-size={pool_size}") as service:
         with ThreadPoolExecutor(20) as workers:
             posts = list(workers.map(lambda _: service.request("POST", "api/kernels", {})[0], range(12)))

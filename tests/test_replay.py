@@ -10,8 +10,9 @@ import websocket
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, running_service
+from tests.support.metrics import scrape, value
 from tests.support.node import run_node
-from tests.test_metrics import scrape, value
+from tests.support.waiting import wait_until
 
 PRINTS = "import time\nfor i in range(2000):\n    print(i)\n    time.sleep(0.001)"
 TEXT = "".join(f"{i}\n" for i in range(2000))
@@ -65,8 +66,10 @@ def test_a_websocket_that_comes_back_gets_what_it_missed_once_in_order(service, 
     first.execute("pass")
     msg_id = first.send("shell", "execute_request", {"code": PRINTS})
     seen = first.recv_until(lambda m: m["header"]["msg_type"] == "stream")
-    seen += leave(first)
-    time.sleep(0.5)  # away while the kernel prints
+    before = iopub_relayed(service)
+    on_its_way = leave(first)  # relayed after `before`, but before the service knew the client left
+    seen += on_its_way
+    wait_for_output_while_away(service, before + len(on_its_way), 2)  # away while the kernel prints
     back = ChannelsClient(service, kernel, protocol, session=first.session)
     try:
         after = until_done(back, msg_id)
@@ -138,7 +141,7 @@ def test_past_the_window_the_client_is_told_its_output_was_dropped():
         before = iopub_relayed(service)
         leave(first)
         wait_for_output_while_away(service, before, 2)  # the output and the idle status
-        time.sleep(4)  # past the window
+        wait_until(lambda: "did not come back within 1 s" in service.output(), 30, "the end of the replay window")
         back = ChannelsClient(service, kernel["id"], session=first.session)
         notice = back.recv_until(lambda m: m["header"]["msg_type"] == "stream", timeout=10)[-1]
         assert notice["content"]["name"] == "stderr"

@@ -101,17 +101,6 @@ def test_delete_during_a_restart_stops_the_kernel_for_good(service):
     assert not kernel_pids, f"the deleted kernel's processes live on: {kernel_pids}"
 
 
-def test_max_kernels_holds_under_a_burst_of_starts():
-    with running_service("--initial-kernels=0", "--max-kernels=5") as service:
-        with ThreadPoolExecutor(20) as pool:
-            posts = list(pool.map(lambda _: service.request("POST", "api/kernels", {})[0], range(12)))
-            spawns = list(pool.map(lambda _: service.request("POST", "spawn/python3")[0], range(8)))
-        statuses = posts + spawns
-        assert statuses.count(201) + statuses.count(200) == 5, statuses
-        assert set(statuses) <= {200, 201, 503}, statuses
-        assert len(service.request("GET", "api/kernels")[2]) == 5
-
-
 def kernels_of(runtime_dir: Path) -> list[int]:
     """Processes running with a connection file from this runtime directory."""
     found = []

@@ -19,6 +19,8 @@ import websocket
 
 from kernels_service.testing.service import running_service
 from tests.support.engineio import frames_until_closed, post_headers_only, recv_non_ping, wait_closed
+from tests.support.metrics import socketio_sessions
+from tests.support.waiting import wait_until, wait_until_read
 
 CONNECT_TIMEOUT = 1.5
 MAX_SESSIONS = 60
@@ -150,11 +152,9 @@ def test_sessions_are_capped_and_the_cap_frees_up(guarded, kernel_id):
         if status == 503:
             assert json.loads(body)["message"] == "Too many sessions"
     assert opened.count(200) <= MAX_SESSIONS and opened[-1] == 503
-    deadline = time.monotonic() + CONNECT_TIMEOUT * 10  # unauthenticated sessions are closed
-    while get(guarded, "EIO=4&transport=polling")[0] != 200:
-        assert time.monotonic() < deadline, "sessions without a namespace were never closed"
-        time.sleep(0.2)
-    time.sleep(CONNECT_TIMEOUT + 1)  # the rest of them go too
+    # sessions that join no namespace are closed: the cap frees up, then every one of them goes
+    wait_until(lambda: get(guarded, "EIO=4&transport=polling")[0] == 200, CONNECT_TIMEOUT * 10, "a freed session")
+    wait_until(lambda: socketio_sessions(guarded) == 0, CONNECT_TIMEOUT * 10, "every idle session's end")
     assert_still_serves(guarded, kernel_id)
 
 
@@ -226,10 +226,7 @@ def test_bad_socketio_packets_over_polling_close_the_session(guarded, kernel_id,
     else:
         body = "\x1e".join(packets)
     post(guarded, query, body.encode())
-    deadline = time.monotonic() + 10
-    while session_alive(guarded, version, sid):
-        assert time.monotonic() < deadline, "the session survived a malformed packet"
-        time.sleep(0.1)
+    wait_until(lambda: not session_alive(guarded, version, sid), 10, "the end of a session sent a malformed packet")
     assert_still_serves(guarded, kernel_id)
 
 
@@ -260,9 +257,6 @@ def test_an_abandoned_long_poll_ends_the_session_quietly(guarded, kernel_id):
     sid = open_polling(guarded, 4)
     with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as sock:
         sock.sendall(f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        time.sleep(0.3)  # the poll is waiting in the server
-    deadline = time.monotonic() + 10
-    while session_alive(guarded, 4, sid):
-        assert time.monotonic() < deadline, "the session outlived its abandoned poll"
-        time.sleep(0.1)
+        wait_until_read(sock)  # the poll is in the server's hands: now abandon it
+    wait_until(lambda: not session_alive(guarded, 4, sid), 10, "the end of the session of an abandoned poll")
     assert_still_serves(guarded, kernel_id)

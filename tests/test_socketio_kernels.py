@@ -68,7 +68,10 @@ async def python_client_flow(service, kernel_id: str, transports: list[str]) -> 
         "msg", jupyter_message("execute_request", {"code": code, "allow_stdin": True}, "py-1"), namespace=namespaces[0]
     )
     await asyncio.wait_for(done.wait(), 30)
-    await asyncio.sleep(0.2)
+    for _ in range(1500):  # the reply may come after the idle status (another channel); an upgrade may be under way
+        if any(r["parent_header"].get("msg_id") == "py-1" for r in replies) and client.transport() == transports[-1]:
+            break
+        await asyncio.sleep(0.02)
     transport = client.transport()
     await client.disconnect()
     return {"text": stream_text(outputs), "replies": replies, "transport": transport}

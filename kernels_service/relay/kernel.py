@@ -157,6 +157,10 @@ class KernelRelay:
             session.end_replay()
             return
         lost = replay.kept_messages + replay.dropped_messages
+        log.info(
+            "Kernel %s: a client did not come back within %g s; the %d messages it missed are dropped",
+            self.kernel_id, self._replay.window, lost,
+        )  # fmt: skip
         if lost and session.key is not None:
             why = f"it did not come back within {self._replay.window:g} s"
             self._missed[session.key] = dropped_notice(lost, replay.kept_bytes + replay.dropped_bytes, why)
