@@ -286,9 +286,13 @@ class KernelsService(Application):
         return EngineServer(
             KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
             services.policy,
-            EngineConfig(self.ping_interval, self.ping_timeout, self.max_http_buffer_size),
+            EngineConfig(
+                self.ping_interval,
+                self.ping_timeout,
+                self.max_http_buffer_size,
+                max_outgoing_bytes=self.client_queue_limit,
+            ),
             connect_timeout=self.connect_timeout,
-            queue_limit=self.client_queue_limit,
             max_sessions=self.max_socketio_sessions,
             heap=services.heap,
         )

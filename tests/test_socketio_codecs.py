@@ -19,7 +19,7 @@ from kernels_service.socketio.eio_codec import (
     encode_payload,
     encode_ws,
 )
-from kernels_service.socketio.errors import SocketIOProtocolError
+from kernels_service.socketio.errors import RemoteProtocolError
 
 # --- Engine.IO packets over websocket --------------------------------------------------
 
@@ -41,14 +41,14 @@ def test_binary_message_frames_differ_by_generation():
 
 @pytest.mark.parametrize("frame", ["", "9", "x", "b4!!notbase64"])
 def test_bad_text_packets(frame):
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decode_ws(frame, 3)
 
 
 def test_bad_binary_v3_frame():
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decode_ws(b"\x09abc", 3)
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decode_ws(b"", 3)
 
 
@@ -110,13 +110,13 @@ def test_v3_text_payload_from_socketio_client_2x_counts_utf16_units():
      b"\x00\x01", b"3:"],
 )  # fmt: skip
 def test_malformed_v3_payloads(body):
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decode_payload(body, 3)
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe", b"4a\x1e", b"b!!"])
 def test_malformed_v4_payloads(body):
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         decode_payload(body, 4)
 
 
@@ -189,13 +189,13 @@ def test_socketio_decode(text, packet, attachments):
     ["", "abc", "7", "2{}", "2[]", "2[1]", '2abc["m"]', "3[1]", "4/x,{}", "0[1]", "5x-[]", '51["m"]', '59999-["m"]'],
 )
 def test_socketio_decode_rejects(text):
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         sio.decode(text)
 
 
 def test_reconstruct_and_ascii_only():
     value = sio.reconstruct(["m", {"_placeholder": True, "num": 1}, [{"_placeholder": True, "num": 0}]], [b"a", b"b"])
     assert value == ["m", b"b", [b"a"]]
-    with pytest.raises(SocketIOProtocolError):
+    with pytest.raises(RemoteProtocolError):
         sio.reconstruct([{"_placeholder": True, "num": 2}], [b"a"])
     assert sio.ascii_only('2["é✓🚀"]') == '2["\\u00e9\\u2713\\ud83d\\ude80"]'

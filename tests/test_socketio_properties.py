@@ -1,6 +1,6 @@
 """Property tests of the Engine.IO and Socket.IO codecs, both generations.
 
-Whatever the bytes, a decoder either returns packets or raises SocketIOProtocolError;
+Whatever the bytes, a decoder either returns packets or raises RemoteProtocolError;
 never another exception (a crash of the session's task, or a 500). And what the
 server encodes, a decoder of the same protocol reads back unchanged.
 """
@@ -21,7 +21,7 @@ from kernels_service.socketio.eio_codec import (
     encode_payload,
     encode_ws,
 )
-from kernels_service.socketio.errors import SocketIOProtocolError
+from kernels_service.socketio.errors import RemoteProtocolError
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VERSIONS = st.sampled_from([3, 4])
@@ -40,7 +40,7 @@ SCALAR_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_
 def decodes_or_refuses(decode, *args) -> None:
     try:
         decode(*args)
-    except SocketIOProtocolError:
+    except RemoteProtocolError:
         pass
 
 

@@ -21,7 +21,7 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kernels_service.socketio.errors import SocketIOProtocolError
+from kernels_service.socketio.errors import RemoteProtocolError
 
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = range(7)
 SEPARATOR = "\x1e"
@@ -72,7 +72,7 @@ def decode_ws(frame: str | bytes, version: int) -> Packet:
         if version == 4:
             return Packet(MESSAGE, frame)
         if not frame or frame[0] > NOOP:
-            raise SocketIOProtocolError("binary frame without a valid packet type")
+            raise RemoteProtocolError("binary frame without a valid packet type")
         return Packet(frame[0], frame[1:])
     return decode_text_packet(frame, version)
 
@@ -80,17 +80,17 @@ def decode_ws(frame: str | bytes, version: int) -> Packet:
 def decode_text_packet(text: str, version: int) -> Packet:
     """Parse a text packet; `b…` carries base64 binary (polling only)."""
     if not text:
-        raise SocketIOProtocolError("empty packet")
+        raise RemoteProtocolError("empty packet")
     if text[0] == "b":
         encoded = text[2:] if version == 3 else text[1:]
         if version == 3 and text[1:2] != str(MESSAGE):
-            raise SocketIOProtocolError("base64 packet is not a message")
+            raise RemoteProtocolError("base64 packet is not a message")
         try:
             return Packet(MESSAGE, base64.b64decode(encoded, validate=True))
         except ValueError:  # binascii.Error, or non-ASCII text
-            raise SocketIOProtocolError("invalid base64 in binary packet") from None
+            raise RemoteProtocolError("invalid base64 in binary packet") from None
     if not "0" <= text[0] <= "6":
-        raise SocketIOProtocolError(f"unknown packet type {text[0]!r}")
+        raise RemoteProtocolError(f"unknown packet type {text[0]!r}")
     return Packet(int(text[0]), text[1:])
 
 
@@ -149,7 +149,7 @@ def _v3_plain_text_entry(packet: Packet) -> bytes:
 
 
 def decode_payload(body: bytes, version: int, utf8_twice: bool = False) -> list[Packet]:
-    """All packets of a polling request body; SocketIOProtocolError if it is malformed."""
+    """All packets of a polling request body; RemoteProtocolError if it is malformed."""
     return list(iter_payload(body, version, utf8_twice))
 
 
@@ -163,7 +163,7 @@ def iter_payload(body: bytes, version: int, utf8_twice: bool = False) -> Iterato
         try:
             text = body.decode()
         except UnicodeDecodeError:
-            raise SocketIOProtocolError("payload is not UTF-8") from None
+            raise RemoteProtocolError("payload is not UTF-8") from None
         return (decode_text_packet(part, 4) for part in text.split(SEPARATOR))
     if body[:1] in (b"\x00", b"\x01"):
         return _decode_binary_payload(body)
@@ -177,20 +177,20 @@ def _decode_binary_payload(body: bytes) -> Iterator[Packet]:
         kind, end = body[i], body.find(b"\xff", i + 1)
         digits = body[i + 1 : end]
         if kind not in (0, 1) or end < 0 or not 0 < len(digits) <= 10 or any(d > 9 for d in digits):
-            raise SocketIOProtocolError("malformed binary payload header")
+            raise RemoteProtocolError("malformed binary payload header")
         length = int("".join(str(d) for d in digits))
         chunk = body[end + 1 : end + 1 + length]
         if len(chunk) != length or length == 0:
-            raise SocketIOProtocolError("binary payload shorter than its length")
+            raise RemoteProtocolError("binary payload shorter than its length")
         if kind == 1:
             if chunk[0] > NOOP:
-                raise SocketIOProtocolError("binary packet without a valid packet type")
+                raise RemoteProtocolError("binary packet without a valid packet type")
             yield Packet(chunk[0], chunk[1:])
         else:
             try:
                 text = chunk.decode()
             except UnicodeDecodeError:
-                raise SocketIOProtocolError("text packet is not UTF-8") from None
+                raise RemoteProtocolError("text packet is not UTF-8") from None
             yield decode_text_packet(text, 3)
         i = end + 1 + length
 
@@ -200,7 +200,7 @@ def _decode_v3_text_payload(body: bytes, utf8_twice: bool) -> Iterator[Packet]:
     try:
         units = body.decode().encode("utf-16-le")
     except UnicodeDecodeError:
-        raise SocketIOProtocolError("payload is not UTF-8") from None
+        raise RemoteProtocolError("payload is not UTF-8") from None
     i = 0
     while i < len(units):
         colon = units.find(b":\x00", i)
@@ -208,14 +208,14 @@ def _decode_v3_text_payload(body: bytes, utf8_twice: bool) -> Iterator[Packet]:
             colon = units.find(b":\x00", colon + 1)
         digits = units[i:colon].decode("utf-16-le") if colon >= 0 else ""
         if not (digits.isascii() and digits.isdigit()) or len(digits) > 10:
-            raise SocketIOProtocolError("malformed payload length")
+            raise RemoteProtocolError("malformed payload length")
         start, end = colon + 2, colon + 2 + 2 * int(digits)
         if end > len(units) or end == start:
-            raise SocketIOProtocolError("payload shorter than its length")
+            raise RemoteProtocolError("payload shorter than its length")
         try:
             text = units[start:end].decode("utf-16-le")
         except UnicodeDecodeError:
-            raise SocketIOProtocolError("payload length splits a character") from None
+            raise RemoteProtocolError("payload length splits a character") from None
         yield decode_text_packet(_undo_extra_utf8(text) if utf8_twice else text, 3)
         i = end
 

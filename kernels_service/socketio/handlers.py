@@ -1,9 +1,10 @@
 """The tornado handler of the Engine.IO path: polling GET/POST, websocket, CORS preflight.
 
-It checks the request (EIO, transport, sid, method, origin, size), answers errors with
-Engine.IO's JSON error bodies (400, 403, 413, 503), and otherwise moves bytes: it decodes
-what arrives, hands packets to the EngineServer and writes what the server gives back.
-A polling body larger than `max_payload` is refused before it is read or decoded.
+It only moves bytes and maps decisions to tornado calls: it describes each request to
+the server, which decides by the sans-IO rules (`admission`) what it is; it answers a
+refusal with Engine.IO's JSON error body; it decodes what arrives and hands packets to
+the server, and writes what the server gives back. A polling body larger than
+`max_payload` is refused before it is read or decoded.
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ from tornado import web, websocket
 from tornado.iostream import StreamClosedError
 
 from kernels_service.protocol.ws_frames import wire_frame, writes_of
+from kernels_service.socketio import admission
 from kernels_service.socketio.eio_codec import decode_ws, encode_payload, is_binary, iter_payload
-from kernels_service.socketio.errors import SocketIOProtocolError
-from kernels_service.socketio.server import EngineServer, SessionIO
+from kernels_service.socketio.errors import RemoteProtocolError
+from kernels_service.socketio.server import EngineServer
+from kernels_service.socketio.session_io import SessionIO
 
 log = logging.getLogger("kernels_service.socketio")
-
-#: Engine.IO's error codes, as its reference server sends them.
-UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_METHOD, BAD_REQUEST, FORBIDDEN, BAD_VERSION = range(6)
-MESSAGES = ["Transport unknown", "Session ID unknown", "Bad handshake method", "Bad request", "Forbidden",
-            "Unsupported protocol version"]  # fmt: skip
 
 
 @web.stream_request_body
@@ -35,9 +33,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
     def initialize(self, server: EngineServer) -> None:
         self.server = server
         self.session: SessionIO | None = None
-        self.version = 4
+        self._decision: admission.Decision | None = None  # what the server made of this request
         self._body = bytearray()
-        self._refuse_after_open = False
 
     @property
     def max_message_size(self) -> int:  # type: ignore[override]
@@ -49,56 +46,52 @@ class EngineIOHandler(websocket.WebSocketHandler):
         """No websocket-level pings: Engine.IO has its own heartbeat, in both generations."""
         return None
 
-    # --- request checks ----------------------------------------------------------------
+    # --- requests --------------------------------------------------------------------------
+
+    def _admit(self) -> admission.Decision:
+        request = admission.EngineRequest(
+            method=self.request.method or "",
+            eio=self.get_query_argument("EIO", ""),
+            transport=self.get_query_argument("transport", ""),
+            sid=self.get_query_argument("sid", None),
+            upgrade=self.request.headers.get("Upgrade", "").lower() == "websocket",
+            origin_allowed=self.server.access.origin_allowed(self.request),
+        )
+        decision = self.server.admit(request)
+        if isinstance(decision, admission.Refuse):
+            self._refuse(decision)
+        return decision
 
     def prepare(self) -> None:
         """Refuse an oversized polling body from its Content-Length, before reading it."""
         if self.request.method != "POST":
             return
         limit = self.server.config.max_payload
-        length = self.request.headers.get("Content-Length", "0")
-        size = int(length) if length.isascii() and length.isdigit() else limit + 1
-        if size > limit:
+        size = admission.announced_size(self.request.headers.get("Content-Length"), limit)
+        refusal = admission.payload_refusal(size, limit)
+        if refusal is not None:
             session = self.server.sessions.get(self.get_query_argument("sid", ""))
-            if session is not None and not session.engine.payload_allowed(size):  # the engine's rule closes it
-                self.server.flush(session)
-            self._fail(BAD_REQUEST, 413, "Payload too large")
+            if session is not None:
+                self.server.payload_too_large(session, size)
+            self._refuse(refusal)
             return
         self.request.connection.set_max_body_size(limit)  # a chunked body past it drops the connection
 
     def data_received(self, chunk: bytes) -> None:
         self._body += chunk
 
-    def _check(self, transport_needed: str | None = None) -> str | None:
-        """The transport of a valid request; otherwise answer 400/403 and return None."""
-        version, transport = self.get_query_argument("EIO", ""), self.get_query_argument("transport", "")
-        if version not in ("3", "4"):
-            return self._fail(BAD_VERSION)
-        self.version = int(version)
-        if transport not in ("polling", "websocket") or (transport_needed and transport != transport_needed):
-            return self._fail(UNKNOWN_TRANSPORT)
-        if not self.server.access.origin_allowed(self.request):
-            return self._fail(FORBIDDEN, 403)
-        sid = self.get_query_argument("sid", None)
-        if sid is not None:
-            self.session = self.server.sessions.get(sid)
-            if self.session is None or self.session.engine.version != self.version:
-                return self._fail(UNKNOWN_SID)
-        return transport
-
-    def _fail(self, code: int, status: int = 400, message: str | None = None) -> None:
-        self.set_status(status)
+    def _refuse(self, refusal: admission.Refuse) -> None:
+        self.set_status(refusal.status)
         self.set_header("Content-Type", "application/json")
         self._cors()
-        self.finish(json.dumps({"code": code, "message": message or MESSAGES[code]}))
-        return None
+        self.finish(json.dumps({"code": refusal.code, "message": refusal.text}))
 
     def _cors(self) -> None:
         for name, value in self.server.access.cors_headers(self.request).items():
             self.set_header(name, value)
 
     def put(self, *args: str) -> None:
-        self._fail(BAD_METHOD)
+        self._admit()
 
     def options(self, *args: str) -> None:
         self._cors()
@@ -107,30 +100,29 @@ class EngineIOHandler(websocket.WebSocketHandler):
         self.set_status(204)
         self.finish()
 
-    # --- polling -------------------------------------------------------------------------
+    # --- polling ---------------------------------------------------------------------------
 
     async def get(self, *args: str) -> None:
-        transport = self._check()
-        if transport is None:
-            return
-        if transport == "websocket":
-            if self.request.headers.get("Upgrade", "").lower() != "websocket":
-                return self._fail(BAD_REQUEST)
-            if self.session is not None and (self.session.engine.transport != "polling" or self.session.probe):
-                self._refuse_after_open = True  # as the reference does: accept, then close at once
+        decision = self._decision = self._admit()
+        if isinstance(decision, (admission.RefuseWebsocket, admission.Probe)) or (
+            isinstance(decision, admission.OpenSession) and decision.transport == "websocket"
+        ):
             await super().get(*args)
-            return
-        if self.session is None:
+        elif isinstance(decision, admission.OpenSession):
             b64 = self.get_query_argument("b64", "") in ("1", "true")
-            session = self.server.open_session(self.version, "polling", self.request, b64)
-            if session is None:
-                return self._fail(BAD_REQUEST, 503, "Too many sessions")
-            return self._respond(session, session.engine.take_outgoing())
-        packets = await self.server.poll(self.session)
+            session = self.server.open_session(decision, self.request, b64)
+            self._respond(session, session.engine.take_outgoing())
+        elif isinstance(decision, admission.Poll):
+            await self._poll(self.server.session_of(decision.session))
+
+    async def _poll(self, session: SessionIO) -> None:
+        self.session = session
+        packets = await self.server.poll(session)
         if packets is None:
-            return self._fail(BAD_REQUEST)
+            return self._refuse(admission.Refuse(admission.BAD_REQUEST))
         if self.request.connection.stream is not None and not self.request.connection.stream.closed():
-            self._respond(self.session, packets)
+            self._respond(session, packets)
+        return None
 
     def _respond(self, session: SessionIO, packets: list) -> None:
         body, content_type = encode_payload(packets, session.engine.version, session.engine.b64)
@@ -144,47 +136,44 @@ class EngineIOHandler(websocket.WebSocketHandler):
         super().on_connection_close()
 
     def post(self, *args: str) -> None:
-        if self._check("polling") is None:
+        decision = self._admit()
+        if not isinstance(decision, admission.Post):
             return
-        session = self.session
-        if session is None:
-            return self._fail(BAD_METHOD)
-        if session.engine.transport != "polling":
-            return self._fail(BAD_REQUEST)
+        session = self.server.session_of(decision.session)
+        engine = session.engine
         try:  # the body is at most maxPayload: prepare() saw to that
-            for packet in iter_payload(bytes(self._body), session.engine.version, utf8_twice=session.engine.b64):
-                self.server.receive(session, packet, "polling")
-                if session.engine.closed:
-                    break
-        except SocketIOProtocolError as error:
+            packets = list(iter_payload(bytes(self._body), engine.version, utf8_twice=engine.b64))
+        except RemoteProtocolError as error:
             self.server.close_session(session, f"bad polling payload: {error}")
-            return self._fail(BAD_REQUEST)
-        self.server.flush(session)
-        if session.engine.closed and not session.engine.closed.by_client:
-            return self._fail(BAD_REQUEST)  # e.g. too many messages waiting
+            return self._refuse(admission.Refuse(admission.BAD_REQUEST))
+        self.server.receive_from(session, packets)
+        refusal = admission.after_post(engine)
+        if refusal is not None:
+            return self._refuse(refusal)
         self._cors()
         self.set_header("Content-Type", "text/html")
         self.finish("ok")
+        return None
 
-    # --- websocket -----------------------------------------------------------------------
+    # --- websocket -------------------------------------------------------------------------
 
     def check_origin(self, origin: str) -> bool:
         return self.server.access.origin_allowed(self.request)
 
     def open(self, *args: str) -> None:
         self.set_nodelay(True)
-        if self._refuse_after_open:
-            self.session = None
-            self.close(1008, "session already has a websocket")
-        elif self.session is None:
-            self.session = self.server.open_session(self.version, "websocket", self.request, b64=False)
-            if self.session is None:
-                self.close(1013, "too many sessions")
+        decision = self._decision
+        if isinstance(decision, admission.RefuseWebsocket):
+            self.close(decision.code, decision.reason)
+        elif isinstance(decision, admission.Probe):
+            session = self.server.session_of(decision.session)
+            if not self.server.probe_opened(session, self):
+                self.close(admission.CLOSE_POLICY, "session already has a websocket")
                 return
-            self.session.websocket = self
-            self.server.flush(self.session)
-        else:
-            self.session.probe = self
+            self.session = session
+        elif isinstance(decision, admission.OpenSession):
+            self.session = self.server.open_session(decision, self.request, b64=False)
+            self.server.websocket_opened(self.session, self)
 
     def on_message(self, frame: str | bytes) -> None:
         session = self.session
@@ -192,23 +181,16 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return
         try:
             packet = decode_ws(frame, session.engine.version)
-        except SocketIOProtocolError as error:
+        except RemoteProtocolError as error:
             self.server.close_session(session, f"bad websocket frame: {error}")
             return
-        self.server.receive(session, packet, "websocket", ws=self)
-        self.server.flush(session)
+        self.server.receive_from(session, [packet], ws=self)
 
     def on_close(self) -> None:
         if self.session is not None:
             self.server.transport_closed(self.session, self)
 
-    # --- Transport (used by the EngineServer) ---------------------------------------------
-
-    def send_frame(self, frame: str | bytes) -> Any:
-        try:
-            return self.write_message(frame, binary=is_binary(frame))
-        except websocket.WebSocketClosedError:
-            return None
+    # --- Transport (used by the EngineServer) ----------------------------------------------
 
     def send_frames(self, frames: list[str | bytes]) -> Any:
         """The frames straight to the stream, small ones joined into one write and big ones
@@ -225,9 +207,9 @@ class EngineIOHandler(websocket.WebSocketHandler):
             return None
         return written
 
-    def close_transport(self) -> None:
+    def close_transport(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
-            self.close()
+            self.close(code, reason)
 
 
 def engineio_routes(server: EngineServer, paths: list[str]) -> list[tuple[str, type, dict[str, Any]]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from kernels_service.protocol import strict_json
 from kernels_service.socketio.eio_codec import TextBytes
-from kernels_service.socketio.errors import SocketIOProtocolError
+from kernels_service.socketio.errors import RemoteProtocolError
 
 CONNECT, DISCONNECT, EVENT, ACK, CONNECT_ERROR, BINARY_EVENT, BINARY_ACK = range(7)
 MAX_ATTACHMENTS = 1000
@@ -113,15 +113,15 @@ def deconstruct(value: Any) -> tuple[Any, list[bytes]]:
 def decode(text: str) -> tuple[SioPacket, int]:
     """Parse a packet's text; return it and how many binary attachments must follow.
 
-    Raises SocketIOProtocolError, and nothing else, for any text that is not a packet.
+    Raises RemoteProtocolError, and nothing else, for any text that is not a packet.
     """
     if not text or not "0" <= text[0] <= "6":
-        raise SocketIOProtocolError("unknown Socket.IO packet type")
+        raise RemoteProtocolError("unknown Socket.IO packet type")
     packet, i, expected = SioPacket(int(text[0])), 1, 0
     if packet.type in (BINARY_EVENT, BINARY_ACK):
         dash = text.find("-", i)
         if dash < 0 or not _is_number(text[i:dash], 4) or int(text[i:dash]) > MAX_ATTACHMENTS:
-            raise SocketIOProtocolError("bad attachment count")
+            raise RemoteProtocolError("bad attachment count")
         expected, i = int(text[i:dash]), dash + 1
     if text[i : i + 1] == "/":
         comma = text.find(",", i)
@@ -132,14 +132,14 @@ def decode(text: str) -> tuple[SioPacket, int]:
     while j < len(text) and "0" <= text[j] <= "9":
         j += 1
     if j - i > MAX_ACK_ID_DIGITS:
-        raise SocketIOProtocolError("ack id too long")
+        raise RemoteProtocolError("ack id too long")
     if j > i:
         packet.ack_id = int(text[i:j])
     if j < len(text):
         try:
             packet.data = strict_json.loads(text[j:])
         except strict_json.JSONRejected as error:
-            raise SocketIOProtocolError(f"packet data: {error}") from None
+            raise RemoteProtocolError(f"packet data: {error}") from None
     _check_shape(packet)
     return packet, expected
 
@@ -153,14 +153,14 @@ def _check_shape(packet: SioPacket) -> None:
     data = packet.data
     if packet.type in (EVENT, BINARY_EVENT):
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            raise SocketIOProtocolError("an event is a non-empty array starting with its name")
+            raise RemoteProtocolError("an event is a non-empty array starting with its name")
     elif packet.type in (ACK, BINARY_ACK):
         if not isinstance(data, list) or packet.ack_id is None:
-            raise SocketIOProtocolError("an ack needs an id and an array")
+            raise RemoteProtocolError("an ack needs an id and an array")
     elif packet.type == CONNECT and data is not None and not isinstance(data, dict):
-        raise SocketIOProtocolError("connect data must be an object")
+        raise RemoteProtocolError("connect data must be an object")
     elif packet.type == CONNECT_ERROR:
-        raise SocketIOProtocolError("clients do not send connect errors")
+        raise RemoteProtocolError("clients do not send connect errors")
 
 
 def reconstruct(value: Any, buffers: list[bytes]) -> Any:
@@ -170,7 +170,7 @@ def reconstruct(value: Any, buffers: list[bytes]) -> Any:
     if isinstance(value, dict):
         if value.get("_placeholder") is True and isinstance(value.get("num"), int):
             if not 0 <= value["num"] < len(buffers):
-                raise SocketIOProtocolError("placeholder refers to a missing attachment")
+                raise RemoteProtocolError("placeholder refers to a missing attachment")
             return buffers[value["num"]]
         return {k: reconstruct(v, buffers) for k, v in value.items()}
     return value
