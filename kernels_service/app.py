@@ -1,8 +1,10 @@
-"""The service application: options, wiring, start, signals and a graceful stop.
+"""The command line: the service's options, and nothing else.
 
 Every option is a traitlets trait with help text, settable on the command line
 (`--port=8001`), in a config file (`c.KernelsService.port = 8001`), and, for the few the
 Docker image needs, from the environment through `ENVIRONMENT` (one table, one helper).
+`start` turns them into a `ServiceConfig` and hands it to the composition root
+(`builder.serve`), which builds, runs and stops the service.
 """
 
 from __future__ import annotations
@@ -11,39 +13,21 @@ import asyncio
 import json
 import logging
 import os
-import secrets
-import signal
 import sys
-import tempfile
 from copy import deepcopy
+from dataclasses import fields
 
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
-from jupyter_core.paths import jupyter_runtime_dir
-from jupyter_core.utils import ensure_dir_exists
-from tornado.httpserver import HTTPServer
 from tornado.log import enable_pretty_logging
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
-from kernels_service.access import AccessPolicy
+from kernels_service.builder import serve
+from kernels_service.config import ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration
-from kernels_service.kernels import KernelRegistry, KernelsError
-from kernels_service.kernels.culler import Culler, CullPolicy
-from kernels_service.kernels.pool import KernelPool
-from kernels_service.kernels.registry import sanitised_environment
-from kernels_service.metrics import ServiceState, watch_service
-from kernels_service.relay import RelayHub
-from kernels_service.relay.replay import ReplayPolicy
-from kernels_service.socketio.engine import EngineConfig
-from kernels_service.socketio.handlers import engineio_routes
-from kernels_service.socketio.kernel_namespaces import KernelNamespaces
-from kernels_service.socketio.server import EngineServer
-from kernels_service.web import make_web_app
-from kernels_service.web.base import Services
-from kernels_service.web.routes import normalise_base_path
+from kernels_service.kernels import KernelsError
 
 log = logging.getLogger("kernels_service")
 
@@ -57,9 +41,6 @@ ENVIRONMENT = {
     "allow_origin": "ALLOW_ORIGIN",
     "pool_size": "KERNELS_POOL_SIZE",
 }
-#: Variables kernels never inherit from the service.
-SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
-KERNEL_MANAGER_CLASS = "kernels_service.kernels.manager.ServiceKernelManager"
 
 
 class KernelsService(Application):
@@ -218,7 +199,7 @@ class KernelsService(Application):
 
     def start(self) -> None:
         try:
-            asyncio.run(self.serve())
+            asyncio.run(serve(self.service_config()))
         except KernelsError as error:
             log.error("Cannot start: %s", error)
             self.exit(1)
@@ -232,115 +213,13 @@ class KernelsService(Application):
         else:
             print(f"{self.name} {self.version}: effective configuration\n{format_configuration(configuration)}")
 
-    async def serve(self) -> None:
-        """Serve until SIGINT or SIGTERM, then stop every kernel."""
-        cull_policy = self._cull_policy()
-        services = self._make_services()
-        socketio = self._make_socketio(services)
-        pool = services.pool
-        watch_service(
-            ServiceState(services.registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0)
-        )
-        app = make_web_app(
-            services,
-            engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),
-            websocket_max_message_size=self.max_message_size,
-        )
-        server = HTTPServer(app, max_body_size=self.max_message_size)
-        server.listen(self.port, address=self.ip)
-        stop = stop_on_signals()  # before any kernel starts: a SIGTERM during a start must stop it too
-        background = [asyncio.ensure_future(Culler(services.registry, cull_policy).run())]
-        try:
-            for _ in range(self.initial_kernels):  # the initial kernels do not come from the pool
-                await services.registry.start()
-            if pool is not None:
-                background.append(asyncio.ensure_future(pool.run()))
-            log.info("Serving at http://%s:%s%sapi/kernels", self.ip, self.port, services.base_path)
-            await stop.wait()
-            log.info("Interrupted...")
-        finally:
-            for task in background:
-                task.cancel()
-            server.stop()
-            socketio.close_all()
-            await services.hub.close_all("service stopping")
-            await services.registry.shutdown_all()
-            await server.close_all_connections()
-
-    def _make_services(self) -> Services:
-        """The registry, the relay hub, the pool and the policies the handlers share."""
-        registry = self._make_registry()
-        hub = RelayHub(registry, ReplayPolicy(self.replay_window, self.replay_limit))
-        return Services(
-            registry,
-            hub,
-            AccessPolicy(self._resolve_token(), self.allow_origin),
-            normalise_base_path(self.base_path),
-            client_queue_limit=self.client_queue_limit,
-            ping_interval=self.websocket_ping_interval,
-            pool=self._make_pool(registry, hub),
-            metrics_no_auth=self.metrics_no_auth,
-        )
-
-    def _make_socketio(self, services: Services) -> EngineServer:
-        return EngineServer(
-            KernelNamespaces(services.hub, services.policy, services.base_path, self.client_queue_limit),
-            services.policy,
-            EngineConfig(
-                self.ping_interval,
-                self.ping_timeout,
-                self.max_http_buffer_size,
-                max_outgoing_bytes=self.client_queue_limit,
-            ),
-            connect_timeout=self.connect_timeout,
-            max_sessions=self.max_socketio_sessions,
-            heap=services.heap,
-        )
-
-    def _make_pool(self, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:
-        """The warm pool (None with --pool-size=0); its kernelspecs must exist."""
-        if self.pool_size < 0:
-            raise KernelsError("--pool-size must not be negative")
-        if self.pool_size == 0:
-            return None
-        names = [self.kernel_name, *self.pool_kernelspecs]
-        for name in names:
-            registry.check_kernelspec(name)
-        pool = KernelPool(registry, hub.wait_ready, self.pool_size, names)
-        registry.set_pool(pool)
-        return pool
-
-    def _cull_policy(self) -> CullPolicy:
-        if self.cull_interval <= 0 or self.cull_idle_timeout < 0:
-            raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
-        return CullPolicy(self.cull_idle_timeout, self.cull_interval, self.cull_connected, self.cull_busy)
-
-    def _make_registry(self) -> KernelRegistry:
-        multi = AsyncMultiKernelManager(
-            parent=self,
-            kernel_manager_class=KERNEL_MANAGER_CLASS,
-            kernel_spec_manager=KernelSpecManager(parent=self),
-            connection_dir=connection_dir(),
-        )
-        return KernelRegistry(
-            multi,
-            default_name=self.kernel_name,
-            kernel_env=sanitised_environment(SECRET_VARIABLES),
-            allowed_env=self.allowed_kernel_env,
-            max_kernels=self.max_kernels,
-        )
-
-    def _resolve_token(self) -> str:
-        if self.token is None:
-            self.token = secrets.token_hex(24)
-            log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", self.token)
-        elif not self.token:
-            log.warning(
-                "No token: anyone who can reach %s:%s can run code. Use only for local demos.",
-                self.ip,
-                self.port,
-            )
-        return self.token
+    def service_config(self) -> ServiceConfig:
+        """The options as the composition root takes them."""
+        names = {f.name for f in fields(ServiceConfig)} - {"jupyter_config"}
+        values = {name: getattr(self, name) for name in names}
+        values["pool_kernelspecs"] = tuple(self.pool_kernelspecs)
+        values["allowed_kernel_env"] = tuple(self.allowed_kernel_env)
+        return ServiceConfig(**values, jupyter_config=self.config)
 
 
 class StrictArgumentLoader(KVArgParseConfigLoader):
@@ -349,29 +228,6 @@ class StrictArgumentLoader(KVArgParseConfigLoader):
 
     def _handle_unrecognized_alias(self, arg: str) -> None:
         self.parser.error(f"unrecognized option: {'-' if len(arg) == 1 else '--'}{arg}")
-
-
-def connection_dir() -> str:
-    """Where kernel connection files (they hold the kernels' HMAC keys) are written:
-    Jupyter's runtime directory (`JUPYTER_RUNTIME_DIR`, else the user's), private. Where it
-    cannot be made (an image run under a uid with no home), a fresh private temporary
-    directory, with a warning, rather than a crash at start."""
-    runtime = jupyter_runtime_dir()
-    try:
-        ensure_dir_exists(runtime, mode=0o700)
-        return runtime
-    except OSError as error:
-        fallback = tempfile.mkdtemp(prefix="kernels-service-runtime-")
-        log.warning("Cannot use the runtime directory %s (%s); connection files go to %s", runtime, error, fallback)
-        return fallback
-
-
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    return stop
 
 
 def apply_environment(app: Application) -> dict[str, str]:

@@ -110,6 +110,22 @@ class ServiceState(Collector):
         yield GaugeMetricFamily("kernels_service_pool_ready", "Ready pooled kernels", value=self._pool_ready())
 
 
+class WatchedService(Collector):
+    """The one collector of service state in the registry: it reads the state of the
+    service built last in this process (a process runs one service; tests build several)."""
+
+    def __init__(self) -> None:
+        self.state: ServiceState | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.state is not None:
+            yield from self.state.collect()
+
+
+WATCHED = WatchedService()
+REGISTRY.register(WATCHED)
+
+
 def watch_service(state: ServiceState) -> None:
-    """Read this service's state on each scrape (called once, at start)."""
-    REGISTRY.register(state)
+    """Read this service's state on each scrape (its builder calls it once)."""
+    WATCHED.state = state

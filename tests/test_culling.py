@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import socketio
 
 from kernels_service.kernels.culler import CullPolicy, why_cull
-from kernels_service.kernels.registry import KernelRecord
+from kernels_service.kernels.record import KernelRecord
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
 from kernels_service.testing.service import Service, descendants, running_service
 from tests.support.metrics import scrape, value

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kernels_service.kernels import Busy, KernelRegistry, LimitReached, NoSuchKernel, Stopping
+from kernels_service.kernels.environment import KernelEnvironment
 
 
 class FakeKernelManager:
@@ -93,7 +94,7 @@ class FakeMultiKernelManager:
 
 def make_registry(max_kernels: int = 0) -> tuple[KernelRegistry, FakeMultiKernelManager]:
     multi = FakeMultiKernelManager()
-    registry = KernelRegistry(multi, default_name="python3", kernel_env={}, max_kernels=max_kernels)  # type: ignore[arg-type]
+    registry = KernelRegistry(multi, default_name="python3", environment=KernelEnvironment({}), max_kernels=max_kernels)  # type: ignore[arg-type]
     return registry, multi
 
 

@@ -9,7 +9,8 @@ from kernels_service.kernels.errors import (
     NoSuchKernelSpec,
     Stopping,
 )
-from kernels_service.kernels.registry import KernelRecord, KernelRegistry
+from kernels_service.kernels.record import KernelRecord
+from kernels_service.kernels.registry import KernelRegistry
 
 __all__ = [
     "Busy",

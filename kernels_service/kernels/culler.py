@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kernels_service.kernels.errors import NoSuchKernel
-from kernels_service.kernels.registry import KernelRecord, KernelRegistry, utcnow
+from kernels_service.kernels.record import KernelRecord, utcnow
+from kernels_service.kernels.registry import KernelRegistry
 from kernels_service.metrics import CULLED as CULLED_TOTAL
 
 log = logging.getLogger("kernels_service.kernels")

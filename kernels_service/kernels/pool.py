@@ -16,7 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 from kernels_service.kernels.errors import KernelsError
-from kernels_service.kernels.registry import KernelRecord, KernelRegistry
+from kernels_service.kernels.record import KernelRecord
+from kernels_service.kernels.registry import KernelRegistry
 
 log = logging.getLogger("kernels_service.kernels")
 

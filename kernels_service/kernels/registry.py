@@ -3,8 +3,9 @@
 jupyter_client does launching, ports, signals, restarts and provisioners; the registry adds
 what the service needs around it: validation of client input, the `max_kernels` limit
 (a slot is reserved before the launch is awaited), one lifecycle operation per kernel at
-a time (lifecycle.py), a sanitised kernel environment, and notifications to observers
-(the relay) when kernels start, restart, die or stop.
+a time (lifecycle.py), the kernel environment (environment.py), and notifications to
+observers (the relay) when kernels start, restart, die or stop. The record and the
+observers' protocols are in record.py; making a process go, in stopping.py.
 
 The registry is the one writer of a kernel's record: the relay reports what it sees on
 iopub (`record_status`, `record_activity`, `record_connections`) and the registry decides.
@@ -16,17 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 from jupyter_client.kernelspec import NoSuchKernel as JupyterNoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 
+from kernels_service.kernels.environment import KernelEnvironment
 from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
@@ -35,75 +33,14 @@ from kernels_service.kernels.errors import (
     NoSuchKernelSpec,
     Stopping,
 )
-from kernels_service.kernels.lifecycle import Lifecycle
+from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
+from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
 from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
 
 INTERRUPT_WAITS_FOR_START = 10.0  # seconds an interrupt of a starting kernel waits before 409
 AUTO_RESTART = "restarting (it died)"  # the lifecycle operation of jupyter_client's auto-restarter
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def isoformat(moment: datetime) -> str:
-    """ISO 8601 with a `Z`, as Jupyter Server writes timestamps."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-@dataclass
-class KernelRecord:
-    """What the service knows of one kernel beyond jupyter_client's manager."""
-
-    id: str
-    name: str
-    manager: AsyncKernelManager
-    last_activity: datetime = field(default_factory=utcnow)
-    execution_state: str = "starting"
-    connections: int = 0
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
-    spoke: asyncio.Event = field(default_factory=asyncio.Event)  # its first status came (cleared by a restart)
-    pooled: bool = False  # waiting in the warm pool: no client's yet, not listed
-    going: bool = False  # its clients were told it is going: not found, but counted until its process is gone
-
-    def model(self) -> dict[str, Any]:
-        """The kernel model of the Jupyter REST API."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "last_activity": isoformat(self.last_activity),
-            "execution_state": self.execution_state,
-            "connections": self.connections,
-        }
-
-
-class KernelSupply(Protocol):
-    """The warm pool, as the registry sees it."""
-
-    async def take(self, name: str) -> KernelRecord | None:
-        """A ready pooled kernel of this kernelspec, now the caller's, or None."""
-
-    async def give_way(self) -> None:
-        """Stop a pooled kernel (waiting for one being launched), to free a slot."""
-
-
-class KernelObserver(Protocol):
-    """Told of kernel life-cycle events (the relay hub is one)."""
-
-    async def kernel_started(self, record: KernelRecord) -> None: ...
-
-    async def kernel_stopping(self, record: KernelRecord, reason: str) -> None: ...
-
-    def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:
-        """The kernel is about to restart (its old process may still answer); `automatic`:
-        jupyter_client restarts it because it died, no client asked."""
-
-    def kernel_restarted(self, record: KernelRecord) -> None:
-        """The new process is launched, perhaps on new ports."""
-
-    def kernel_died(self, record: KernelRecord) -> None: ...
 
 
 class KernelRegistry:
@@ -114,14 +51,12 @@ class KernelRegistry:
         multi: AsyncMultiKernelManager,
         *,
         default_name: str,
-        kernel_env: Mapping[str, str],
-        allowed_env: Iterable[str] = (),
+        environment: KernelEnvironment,
         max_kernels: int = 0,
     ):
         self._multi = multi
         self.default_name = default_name
-        self._kernel_env = dict(kernel_env)
-        self._allowed_env = frozenset(allowed_env)
+        self._environment = environment
         self._max_kernels = max_kernels
         self._records: dict[str, KernelRecord] = {}
         self._observers: list[KernelObserver] = []
@@ -156,7 +91,7 @@ class KernelRegistry:
     @property
     def kernel_env(self) -> dict[str, str]:
         """The environment every kernel gets (before any variables a client asks for)."""
-        return self._kernel_env
+        return self._environment.base
 
     def holds(self, record: KernelRecord) -> bool:
         """The kernel of this record is still running (it has not been stopped)."""
@@ -175,10 +110,10 @@ class KernelRegistry:
         began = time.perf_counter()
         name = name or self.default_name
         self.check_kernelspec(name)
-        environment = self._environment_for(env or {})
+        environment = self._environment.for_client(env or {})
         if self._stopping:
             raise Stopping("The service is stopping")
-        if self._pool is not None and environment == self._kernel_env:
+        if self._pool is not None and environment == self._environment.base:
             record = await self._pool.take(name)
             if record is not None:
                 record.pooled = False
@@ -204,7 +139,7 @@ class KernelRegistry:
             kernel_id = await self._multi.start_kernel(kernel_name=name, env=environment)
             record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id), pooled=pooled)
             if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
-                await self._stop_process(record, now=True)  # still starting: nothing to save
+                await stop_process(self._multi, record, now=True)  # still starting: nothing to save
                 raise Stopping("The service is stopping")
             self._records[kernel_id] = record
         finally:
@@ -235,28 +170,10 @@ class KernelRegistry:
             record.going = True  # from now on not found, as its clients are told; still counted
             for observer in self._observers:
                 await observer.kernel_stopping(record, reason)
-            await self._stop_process(record, now=self._not_up_yet(record))
+            await stop_process(self._multi, record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
         finally:
             record.lifecycle.end()
-
-    async def _stop_process(self, record: KernelRecord, now: bool = False) -> None:
-        """Shut the kernel down through jupyter_client (which logs "Kernel shutdown: <id>");
-        if that fails midway, kill it: no process may outlive its record. `now`: the
-        kernel has not started, it is killed before jupyter_client is asked."""
-        if now:
-            await self._kill_unstarted(record)
-        try:
-            await self._multi.shutdown_kernel(record.id, now=now)
-        except KeyError:  # already gone from jupyter_client's side
-            return
-        except Exception as error:  # noqa: BLE001 - whatever jupyter_client raised, the process must go
-            log.warning("Shutting down kernel %s failed (%r); killing it", record.id, error)
-            try:
-                await record.manager.shutdown_kernel(now=True)
-            except Exception as kill_error:  # noqa: BLE001
-                log.warning("Killing kernel %s failed too: %r", record.id, kill_error)
-            self._multi.remove_kernel(record.id)
 
     async def shutdown_all(self, timeout: float = 8.0) -> None:
         """Stop every kernel, those being launched included, and start no more; whatever
@@ -268,24 +185,14 @@ class KernelRegistry:
             await asyncio.wait_for(self._shutdown_everything(), timeout)
         except asyncio.TimeoutError:
             log.warning("Kernels still running %ss after the stop began; killing them", timeout)
-            await self._kill_everything()
+            await kill_everything(self._multi)
+            self._records.clear()
         self._multi.context.destroy(linger=0)
 
     async def _shutdown_everything(self) -> None:
         await self._no_launches.wait()
         stops = (self.stop(record, "service stopping") for record in list(self._records.values()))
         await asyncio.gather(*stops, return_exceptions=True)
-
-    async def _kill_everything(self) -> None:
-        for kernel_id in self._multi.list_kernel_ids():
-            provisioner = self._multi.get_kernel(kernel_id).provisioner
-            try:
-                if provisioner is not None:
-                    await provisioner.kill()
-                    await asyncio.wait_for(provisioner.wait(), 2)
-            except Exception as error:  # noqa: BLE001 - the next kernel must still be killed
-                log.warning("Killing kernel %s failed: %r", kernel_id, error)
-        self._records.clear()
 
     async def interrupt(self, kernel_id: str) -> None:
         record = self.get(kernel_id)
@@ -309,28 +216,11 @@ class KernelRegistry:
             now = self._not_up_yet(record)
             self._restarting(record, automatic=False)
             if now:
-                await self._kill_unstarted(record)
+                await kill_unstarted(record)
             await record.manager.restart_kernel(now=now)
         finally:
             record.lifecycle.end()
         return record
-
-    @staticmethod
-    async def _kill_unstarted(record: KernelRecord) -> None:
-        """Kill a kernel that has not started before jupyter_client stops or restarts it:
-        jupyter_client always interrupts first, even with now=True, and a SIGINT kills a
-        kernel still importing its modules with a KeyboardInterrupt traceback in the log.
-        Its process gone, jupyter_client only cleans up (or launches the new one)."""
-        manager = record.manager
-        manager.stop_restarter()  # it must not restart the process killed here
-        provisioner = manager.provisioner
-        if provisioner is None:
-            return
-        try:
-            await provisioner.kill()
-            await asyncio.wait_for(provisioner.wait(), 5)
-        except Exception as error:  # noqa: BLE001 - jupyter_client's shutdown follows and kills
-            log.warning("Killing kernel %s before it started failed: %r", record.id, error)
 
     @staticmethod
     def _not_up_yet(record: KernelRecord) -> bool:
@@ -391,48 +281,3 @@ class KernelRegistry:
             self.kernel_spec_manager.get_kernel_spec(name)
         except JupyterNoSuchKernel:
             raise NoSuchKernelSpec(name) from None
-
-    def _environment_for(self, requested: Mapping[str, Any]) -> dict[str, str]:
-        """The service's sanitised environment plus the client variables we allow."""
-        env = dict(self._kernel_env)
-        for key, value in requested.items():
-            check_variable(key, value)
-            if key.startswith("KERNEL_") or key in self._allowed_env:
-                env[key] = value
-            else:
-                log.info("Ignoring env variable %s from client (not allowed)", key)
-        return env
-
-
-#: Longest value a client may give a kernel variable, and longest name, in characters
-#: (Linux refuses a variable over 128 KiB, and a character takes up to 4 bytes: the
-#: launch would fail with a traceback, not a clear error). Characters, as the API's
-#: JSON Schema counts them.
-MAX_VARIABLE_CHARS = 16 * 1024
-MAX_NAME_CHARS = 1024
-
-
-def check_variable(name: Any, value: Any) -> None:
-    """Raise InvalidRequest for a variable a process cannot be given: not strings, an
-    empty name or one with `=`, a NUL anywhere, no UTF-8 form, or a value too long."""
-    if not isinstance(name, str) or not isinstance(value, str):
-        raise InvalidRequest("env must map variable names to strings")
-    if not name or "=" in name:
-        raise InvalidRequest(f"env: {name!r} is not a variable name")
-    if "\0" in name or "\0" in value:
-        raise InvalidRequest(f"env: {name!r} holds a NUL character")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidRequest(f"env: a variable name is longer than {MAX_NAME_CHARS} characters")
-    try:
-        value.encode()
-        name.encode()
-    except UnicodeEncodeError:
-        raise InvalidRequest(f"env: {name!r} holds a lone surrogate") from None
-    if len(value) > MAX_VARIABLE_CHARS:
-        raise InvalidRequest(f"env: {name!r} is longer than {MAX_VARIABLE_CHARS} characters")
-
-
-def sanitised_environment(secret_names: Iterable[str]) -> dict[str, str]:
-    """The service's environment less the variables that hold its secrets."""
-    secrets = set(secret_names)
-    return {key: value for key, value in os.environ.items() if key not in secrets}

@@ -23,7 +23,7 @@ from kernels_service.kernels import (
     Stopping,
 )
 from kernels_service.kernels.pool import KernelPool
-from kernels_service.kernels.registry import utcnow
+from kernels_service.kernels.record import utcnow
 from kernels_service.memory import HeapTrimmer
 from kernels_service.protocol import strict_json
 from kernels_service.relay import RelayHub

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from kernels_service import __version__
-from kernels_service.kernels.registry import isoformat
+from kernels_service.kernels.record import isoformat
 from kernels_service.web.base import JSONHandler
 
 

@@ -1,0 +1,210 @@
+"""The composition root: the service's parts made from a `ServiceConfig`, wired, started, stopped.
+
+Every part is made here and nowhere else, in the order they depend on each other:
+kernels (jupyter_client's manager, the environment kernels get, the registry, the
+pool, the culler), the relay hub, the two doors (the tornado application and the
+socket.io server) and the HTTP server. New parts (a kernel store, provisioner
+settings) plug in here, in `build`. The command line (`app.py`) only turns options into
+a `ServiceConfig`; tests and benchmarks can build and run a service in-process:
+
+    service = build(ServiceConfig(port=0, token="t", initial_kernels=0))
+    await service.start()
+    ...
+    await service.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
+from jupyter_core.utils import ensure_dir_exists
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application
+
+from kernels_service.access import AccessPolicy
+from kernels_service.config import ServiceConfig
+from kernels_service.kernels import KernelRegistry
+from kernels_service.kernels.culler import Culler, CullPolicy
+from kernels_service.kernels.environment import KernelEnvironment, sanitised_environment
+from kernels_service.kernels.pool import KernelPool
+from kernels_service.metrics import ServiceState, watch_service
+from kernels_service.relay import RelayHub
+from kernels_service.relay.replay import ReplayPolicy
+from kernels_service.socketio.engine import EngineConfig
+from kernels_service.socketio.handlers import engineio_routes
+from kernels_service.socketio.kernel_namespaces import KernelNamespaces
+from kernels_service.socketio.server import EngineServer
+from kernels_service.web import make_web_app
+from kernels_service.web.base import Services
+from kernels_service.web.routes import normalise_base_path
+
+log = logging.getLogger("kernels_service")
+
+#: Variables kernels never inherit from the service.
+SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
+KERNEL_MANAGER_CLASS = "kernels_service.kernels.manager.ServiceKernelManager"
+
+
+@dataclass
+class KernelsServer:
+    """A built service: its parts, and the HTTP server that serves them once started."""
+
+    config: ServiceConfig
+    services: Services
+    socketio: EngineServer
+    web_app: Application
+    culler: Culler
+    http: HTTPServer | None = None
+    port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
+    _background: tuple[asyncio.Task[None], ...] = ()
+
+    async def start(self) -> None:
+        """Listen, start the initial kernels (never from the pool), then the culler and the pool."""
+        sockets = bind_sockets(self.config.port, address=self.config.ip)
+        self.port = sockets[0].getsockname()[1]
+        self.http = HTTPServer(self.web_app, max_body_size=self.config.max_message_size)
+        self.http.add_sockets(sockets)
+        self._background = (asyncio.ensure_future(self.culler.run()),)
+        for _ in range(self.config.initial_kernels):
+            await self.services.registry.start()
+        if self.services.pool is not None:
+            self._background += (asyncio.ensure_future(self.services.pool.run()),)
+        log.info("Serving at http://%s:%s%sapi/kernels", self.config.ip, self.port, self.services.base_path)
+
+    async def stop(self) -> None:
+        """Stop taking requests, close every client, stop every kernel (killing what does
+        not stop in time), then drop the connections left."""
+        for task in self._background:
+            task.cancel()
+        if self.http is not None:
+            self.http.stop()
+        self.socketio.close_all()
+        await self.services.hub.close_all("service stopping")
+        await self.services.registry.shutdown_all()
+        if self.http is not None:
+            await self.http.close_all_connections()
+
+
+def build(config: ServiceConfig) -> KernelsServer:
+    """Every part of a service, wired (nothing runs until `start`)."""
+    config.check()
+    registry = build_registry(config)
+    hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
+    pool = build_pool(config, registry, hub)
+    services = Services(
+        registry,
+        hub,
+        AccessPolicy(resolve_token(config), config.allow_origin),
+        normalise_base_path(config.base_path),
+        client_queue_limit=config.client_queue_limit,
+        ping_interval=config.websocket_ping_interval,
+        pool=pool,
+        metrics_no_auth=config.metrics_no_auth,
+    )
+    socketio = build_socketio(config, services)
+    watch_service(ServiceState(registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0))
+    web_app = make_web_app(
+        services,
+        engineio_routes(socketio, ["/socket.io/", f"{services.base_path}socket.io/"]),
+        websocket_max_message_size=config.max_message_size,
+    )
+    cull_policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
+    return KernelsServer(config, services, socketio, web_app, Culler(registry, cull_policy))
+
+
+def build_registry(config: ServiceConfig) -> KernelRegistry:
+    """The registry over jupyter_client's manager, with the environment kernels get."""
+    multi = AsyncMultiKernelManager(
+        config=config.jupyter_config,
+        kernel_manager_class=KERNEL_MANAGER_CLASS,
+        kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
+        connection_dir=connection_dir(),
+    )
+    return KernelRegistry(
+        multi,
+        default_name=config.kernel_name or multi.default_kernel_name,
+        environment=KernelEnvironment(sanitised_environment(SECRET_VARIABLES), config.allowed_kernel_env),
+        max_kernels=config.max_kernels,
+    )
+
+
+def build_pool(config: ServiceConfig, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:
+    """The warm pool (None with pool_size 0); its kernelspecs must exist."""
+    if config.pool_size == 0:
+        return None
+    names = [registry.default_name, *config.pool_kernelspecs]
+    for name in names:
+        registry.check_kernelspec(name)
+    pool = KernelPool(registry, hub.wait_ready, config.pool_size, names)
+    registry.set_pool(pool)
+    return pool
+
+
+def build_socketio(config: ServiceConfig, services: Services) -> EngineServer:
+    """The Engine.IO server and kernel-relay's namespaces on it."""
+    return EngineServer(
+        KernelNamespaces(services.hub, services.policy, services.base_path, config.client_queue_limit),
+        services.policy,
+        EngineConfig(
+            config.ping_interval,
+            config.ping_timeout,
+            config.max_http_buffer_size,
+            max_outgoing_bytes=config.client_queue_limit,
+        ),
+        connect_timeout=config.connect_timeout,
+        max_sessions=config.max_socketio_sessions,
+        heap=services.heap,
+    )
+
+
+def resolve_token(config: ServiceConfig) -> str:
+    """The token clients must send: the configured one, or a random one, logged once."""
+    if config.token is None:
+        token = secrets.token_hex(24)
+        log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", token)
+        return token
+    if not config.token:
+        log.warning(
+            "No token: anyone who can reach %s:%s can run code. Use only for local demos.", config.ip, config.port
+        )
+    return config.token
+
+
+def connection_dir() -> str:
+    """Where kernel connection files (they hold the kernels' HMAC keys) are written:
+    Jupyter's runtime directory (`JUPYTER_RUNTIME_DIR`, else the user's), private. Where it
+    cannot be made (an image run under a uid with no home), a fresh private temporary
+    directory, with a warning, rather than a crash at start."""
+    runtime = jupyter_runtime_dir()
+    try:
+        ensure_dir_exists(runtime, mode=0o700)
+        return runtime
+    except OSError as error:
+        fallback = tempfile.mkdtemp(prefix="kernels-service-runtime-")
+        log.warning("Cannot use the runtime directory %s (%s); connection files go to %s", runtime, error, fallback)
+        return fallback
+
+
+async def serve(config: ServiceConfig, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """Build the service and serve until one of `signals`, then stop it gracefully."""
+    service = build(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in signals:  # before any kernel starts: a SIGTERM during a start must stop it too
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await service.start()
+        await stop.wait()
+        log.info("Interrupted...")
+    finally:
+        await service.stop()

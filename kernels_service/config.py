@@ -1,0 +1,56 @@
+"""The service's settings as one plain object: what the composition root builds from.
+
+The command line (`app.py`, traitlets) fills it from options, config files and the
+environment; tests and benchmarks make one directly (`ServiceConfig(port=0, ...)`).
+`jupyter_config` carries the traitlets configuration of jupyter_client's own classes
+(`--KernelRestarter.time_to_dead=...`, `--KernelManager...`) to the managers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernels_service.kernels.errors import KernelsError
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Every setting of one service; the defaults are the command line's."""
+
+    port: int = 8000
+    ip: str = "127.0.0.1"
+    base_path: str = "/"
+    token: str | None = None  # None: a random one is made and logged; "": no token
+    kernel_name: str = ""  # "": jupyter_client's default kernelspec
+    initial_kernels: int = 1
+    max_kernels: int = 0
+    pool_size: int = 1
+    pool_kernelspecs: tuple[str, ...] = ()
+    cull_idle_timeout: float = 0.0
+    cull_interval: float = 300.0
+    cull_connected: bool = False
+    cull_busy: bool = False
+    replay_window: float = 120.0
+    replay_limit: int = 16 * MIB
+    metrics_no_auth: bool = False
+    allow_origin: str = ""
+    allowed_kernel_env: tuple[str, ...] = ()
+    max_message_size: int = 64 * MIB
+    client_queue_limit: int = 128 * MIB
+    max_http_buffer_size: int = 1_000_000
+    max_socketio_sessions: int = 1000
+    connect_timeout: float = 45.0
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    websocket_ping_interval: float = 30.0
+    jupyter_config: Any = field(default=None, compare=False)  # a traitlets Config for jupyter_client
+
+    def check(self) -> None:
+        """KernelsError for settings no service can run with (the start fails with it)."""
+        if self.pool_size < 0:
+            raise KernelsError("--pool-size must not be negative")
+        if self.cull_interval <= 0 or self.cull_idle_timeout < 0:
+            raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
