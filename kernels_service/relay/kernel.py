@@ -10,7 +10,6 @@ by their sessions until the probe says ready.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections import OrderedDict
@@ -24,7 +23,7 @@ from kernels_service.protocol.message import status_message
 from kernels_service.protocol.wire import Signer
 from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
-from kernels_service.relay.replay import ReplayBuffer, ReplayPolicy, dropped_notice
+from kernels_service.relay.replay import ReplayPolicy, dropped_notice
 from kernels_service.relay.session import RelayListener, RelaySession
 
 log = logging.getLogger("kernels_service.relay")
@@ -99,16 +98,15 @@ class KernelRelay:
     def _keyed_session(self, key: str, kind: str) -> RelaySession:
         session = self._keyed.get(key)
         if session is None or session not in self._sessions:
-            session = self._keyed[key] = self._new_session(kind)
-            session.key = key
+            session = self._keyed[key] = self._new_session(kind, key)
         return session
 
-    def _new_session(self, kind: str) -> RelaySession:
+    def _new_session(self, kind: str, key: str | None = None) -> RelaySession:
         """A session with a fresh ZMQ identity, its sockets connected; NoSuchKernel once closed."""
         if self.closed:
             raise NoSuchKernel(self.kernel_id)
         identity = f"{kind}-{uuid.uuid4().hex}".encode()
-        session = RelaySession(self.kernel_id, identity, self._signer, self._readiness.ready, self._activity)
+        session = RelaySession(self.kernel_id, identity, self._signer, self._readiness.ready, self._activity, key)
         session.open(self.record.manager)
         self._sessions.append(session)
         return session
@@ -116,13 +114,10 @@ class KernelRelay:
     def attach(self, session: RelaySession, listener: RelayListener) -> None:
         """Add a listener; it first gets what the session kept of its channels while no
         client was there, or a notice of what was lost if the session it had ended."""
-        session.listeners.append(listener)
-        if session.replay is not None:
-            for message in session.replay.take(listener.channels):
-                listener.deliver(message)
-            if not session.replay:
-                session.end_replay()
-        elif session.key in self._missed and "iopub" in listener.channels:
+        kept = session.replay is not None
+        for message in session.attach(listener):
+            listener.deliver(message)
+        if not kept and session.key in self._missed and "iopub" in listener.channels:
             listener.deliver(self._missed.pop(session.key))
         self._count_connections()
 
@@ -130,28 +125,16 @@ class KernelRelay:
         """Remove a listener; a session left with none is closed, or, if its clients can come
         back to it (it has a key), kept for the replay window with what they miss, starting
         with `missed`: what was on its way to the listener but not sent."""
-        if listener in session.listeners:
-            session.listeners.remove(listener)
-        if not session.listeners:
+        if session.detach(listener):
             if session.key is not None and self._replay.window > 0 and not self.closed:
-                self._keep_for_return(session)
-                for message in missed:
-                    session.replay.keep(message)
+                session.wait_for_return(self._replay.limit, self._replay.window, self._expire, missed)
             else:
                 self.close_session(session)
         self._count_connections()
 
-    def _keep_for_return(self, session: RelaySession) -> None:
-        if session.replay is None:
-            session.replay = ReplayBuffer(self._replay.limit)
-        if session.expiry is None:
-            loop = asyncio.get_running_loop()
-            session.expiry = loop.call_later(self._replay.window, self._expire, session)
-
     def _expire(self, session: RelaySession) -> None:
         """The replay window is over: a session nobody came back to ends, and whoever comes
         back with its key later is told what was lost."""
-        session.expiry = None
         replay = session.replay
         if session.listeners or replay is None:  # some socket.io namespaces came back
             session.end_replay()

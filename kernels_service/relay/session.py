@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import zmq
@@ -59,12 +59,17 @@ class RelaySession:
         signer: Signer,
         ready: asyncio.Event,
         on_activity: Callable[[], None],
+        key: str | None = None,
     ):
         """`ready`: set while the kernel can take messages; `on_activity`: called for each
-        message either way (the kernel's last_activity)."""
+        message either way (the kernel's last_activity); `key`: clients that come back with
+        it get this session (None: nobody comes back to it).
+
+        Its fields are written by its own methods only; the relay reads them."""
         self.kernel_id = kernel_id
         self.identity = identity
-        self.listeners: list[RelayListener] = []
+        self.key = key
+        self.listeners: list[RelayListener] = []  # attach / detach
         self._signer = signer
         self._ready = ready
         self._on_activity = on_activity
@@ -72,7 +77,6 @@ class RelaySession:
         self._readers: list[asyncio.Task[None]] = []
         self._held: list[KernelMessage] = []
         self._releasing: asyncio.Task[None] | None = None
-        self.key: str | None = None  # clients that come back with this key get this session
         self.replay: ReplayBuffer | None = None  # while no client is there to take everything
         self.expiry: asyncio.TimerHandle | None = None  # when a session kept for its clients ends
 
@@ -141,6 +145,43 @@ class RelaySession:
                 taken = True
         if not taken and self.replay is not None:
             self.replay.keep(message)
+
+    def attach(self, listener: RelayListener) -> list[KernelMessage]:
+        """Add a listener; return what its channels missed while no client was there (the
+        replay ends once everything kept has been taken)."""
+        self.listeners.append(listener)
+        if self.replay is None:
+            return []
+        missed = self.replay.take(listener.channels)
+        if not self.replay:
+            self.end_replay()
+        return missed
+
+    def detach(self, listener: RelayListener) -> bool:
+        """Remove a listener; True when none is left."""
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        return not self.listeners
+
+    def wait_for_return(
+        self,
+        limit: int,
+        window: float,
+        on_expired: Callable[[RelaySession], None],
+        missed: Iterable[KernelMessage] = (),
+    ) -> None:
+        """No client is left: keep what they miss (`missed` first), up to `limit` bytes,
+        for `window` seconds; then `on_expired(self)`."""
+        if self.replay is None:
+            self.replay = ReplayBuffer(limit)
+        if self.expiry is None:
+            self.expiry = asyncio.get_running_loop().call_later(window, self._expired, on_expired)
+        for message in missed:
+            self.replay.keep(message)
+
+    def _expired(self, on_expired: Callable[[RelaySession], None]) -> None:
+        self.expiry = None
+        on_expired(self)
 
     def end_replay(self) -> None:
         self.replay = None
