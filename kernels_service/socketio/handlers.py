@@ -14,14 +14,13 @@ import logging
 from typing import Any
 
 from tornado import web, websocket
-from tornado.iostream import StreamClosedError
 
-from kernels_service.protocol.ws_frames import wire_frame, writes_of
 from kernels_service.socketio import admission
-from kernels_service.socketio.eio_codec import decode_ws, encode_payload, is_binary, iter_payload
+from kernels_service.socketio.eio_codec import decode_ws, encode_payload, iter_payload
 from kernels_service.socketio.errors import RemoteProtocolError
 from kernels_service.socketio.server import EngineServer
 from kernels_service.socketio.session_io import SessionIO
+from kernels_service.websocket_writer import FrameWriter
 
 log = logging.getLogger("kernels_service.socketio")
 
@@ -34,6 +33,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
         self.server = server
         self.session: SessionIO | None = None
         self._decision: admission.Decision | None = None  # what the server made of this request
+        self._writer: FrameWriter | None = None
         self._body = bytearray()
 
     @property
@@ -192,20 +192,20 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     # --- Transport (used by the EngineServer) ----------------------------------------------
 
-    def send_frames(self, frames: list[str | bytes]) -> Any:
-        """The frames straight to the stream, small ones joined into one write and big ones
-        sent as they are (see protocol.ws_frames); the same frames `write_message` makes."""
+    @property
+    def writer(self) -> FrameWriter:
+        """This websocket's frame writer (made on first use: polling requests never need one)."""
+        if self._writer is None:
+            self._writer = FrameWriter(self._open_stream, on_flushed=self._flushed)
+        return self._writer
+
+    def _open_stream(self) -> Any:
         connection = self.ws_connection
-        if connection is None or connection.is_closing():
-            return None
-        wire = [wire_frame([frame.encode() if isinstance(frame, str) else frame], is_binary(frame)) for frame in frames]
-        written = None
-        try:
-            for piece in writes_of(wire):
-                written = connection.stream.write(piece)  # the stream's writes complete in order
-        except StreamClosedError:
-            return None
-        return written
+        return None if connection is None or connection.is_closing() else connection.stream
+
+    def _flushed(self) -> None:
+        if self.session is not None and self.session.websocket is self:
+            self.server.written(self.session)
 
     def close_transport(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:

@@ -17,18 +17,18 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
 from kernels_service.memory import HeapTrimmer
 from kernels_service.metrics import count_closed, engineio_close_reason
+from kernels_service.protocol.ws_frames import WireFrame, wire_frame
 from kernels_service.socketio import admission
 from kernels_service.socketio.connection import SocketIOConnection, new_socket_id
 from kernels_service.socketio.dispatch import SocketIODispatch
-from kernels_service.socketio.eio_codec import Packet, encode_ws
+from kernels_service.socketio.eio_codec import Packet, encode_ws, is_binary
 from kernels_service.socketio.engine import (
     OVER_PROBE,
     OVER_WEBSOCKET,
@@ -44,8 +44,6 @@ from kernels_service.socketio.polling import LongPolls
 from kernels_service.socketio.session_io import SessionIO, Transport
 
 log = logging.getLogger("kernels_service.socketio")
-
-HIGH_WATER = 4 * 1024 * 1024  # bytes on their way to one websocket before more wait in the session
 
 
 class AccessRules(Protocol):
@@ -170,7 +168,7 @@ class EngineServer:
         """Do what the engine's events say (a `Closed` is seen by `flush`)."""
         for event in events:
             if isinstance(event, ProbeAnswered) and session.probe is not None:
-                session.probe.send_frames([encode_ws(packet, session.engine.version) for packet in event.packets])
+                self._write(session.probe, event.packets, session.engine.version)
             elif isinstance(event, Upgraded):
                 session.websocket, session.probe = session.probe, None
 
@@ -190,26 +188,33 @@ class EngineServer:
     def flush(self, session: SessionIO) -> None:
         """Send queued packets on the session's transport; tidy up a closed session.
 
-        A websocket gets packets while less than `HIGH_WATER` bytes are still on their
-        way; the rest waits in the session (which closes a client that lets too much
+        A websocket gets packets while its writer has less than its high-water mark on
+        the way; the rest waits in the session (which closes a client that lets too much
         pile up: the engine's rule)."""
         engine = session.engine
         if engine.has_outgoing() or engine.closed:
-            if session.websocket is not None:
-                if session.in_flight < HIGH_WATER or engine.closed:
-                    self._write(session, engine.take_outgoing())
+            ws = session.websocket
+            if ws is not None:
+                if ws.writer.below_high_water or engine.closed:
+                    self._write(ws, engine.take_outgoing(), engine.version)
             else:
                 self.polls.answer(session)
         self._check_drained(session)
         if engine.closed:
             self._end(session, engine.closed)
 
+    def written(self, session: SessionIO) -> None:
+        """A batch of frames left for the session's websocket: send what waits, if it may."""
+        ws = session.websocket
+        if ws is not None and ws.writer.below_high_water and session.sid in self.sessions:
+            self.flush(session)
+
     def drained(self, session: SessionIO) -> asyncio.Future[None]:
         """A future done once everything queued for the client so far has left the server.
 
-        Over websocket: nothing waits in the session and less than `HIGH_WATER` is in
-        flight; over polling: a poll has taken the queue. Per-socket outboxes use it to
-        hold output back (merging stream output) while a client is slow.
+        Over websocket: nothing waits in the session and its writer is below its
+        high-water mark; over polling: a poll has taken the queue. Per-socket outboxes use
+        it to hold output back (merging stream output) while a client is slow.
         """
         if session.drain is None or session.drain.done():
             session.drain = asyncio.get_running_loop().create_future()
@@ -219,36 +224,18 @@ class EngineServer:
     def _check_drained(self, session: SessionIO) -> None:
         if session.drain is None or session.drain.done():
             return
-        if session.engine.closed or (not session.engine.has_outgoing() and session.in_flight < HIGH_WATER):
+        ws = session.websocket
+        below_high_water = ws is None or ws.writer.below_high_water
+        if session.engine.closed or (not session.engine.has_outgoing() and below_high_water):
             session.drain.set_result(None)
 
-    def _write(self, session: SessionIO, packets: list[Packet]) -> None:
-        """Queue the packets' frames for the session's websocket. Whatever is queued in one
-        turn of the event loop (a burst of kernel output, fanned out) goes out at its end in
-        one write with one callback, not a write, a task and a callback per frame."""
-        frames = [encode_ws(packet, session.engine.version) for packet in packets]
-        session.in_flight += sum(map(len, frames))
-        if session.unwritten is None:
-            session.unwritten = frames
-            asyncio.get_running_loop().call_soon(self._write_queued, session)
-        else:
-            session.unwritten += frames
-
-    def _write_queued(self, session: SessionIO) -> None:
-        frames, session.unwritten = session.unwritten, None
-        if frames is None:  # written already, before a close
-            return
-        size = sum(map(len, frames))
-        sent = None if session.websocket is None else session.websocket.send_frames(frames)
-        if sent is None:  # the websocket is closing: nothing is on its way (its close moves or ends the session)
-            session.in_flight -= size
-        else:
-            sent.add_done_callback(partial(self._sent, session, size))
-
-    def _sent(self, session: SessionIO, size: int, _: Any = None) -> None:
-        session.in_flight -= size
-        if session.in_flight < HIGH_WATER and session.sid in self.sessions:
-            self.flush(session)
+    @staticmethod
+    def _write(ws: Transport, packets: list[Packet], version: int) -> None:
+        """Queue the packets' frames on a websocket's writer: whatever is queued in one turn
+        of the event loop (a burst of kernel output, fanned out) goes out at its end in one
+        write with one callback, not a write, a task and a callback per frame."""
+        for packet in packets:
+            ws.writer.write(websocket_frame(encode_ws(packet, version)))
 
     def _end(self, session: SessionIO, closed: Closed) -> None:
         if self.sessions.pop(session.sid, None) is None:
@@ -262,9 +249,9 @@ class EngineServer:
         self.dispatch.session_ended(session)
         self._check_drained(session)
         self.polls.answer(session)
-        self._write_queued(session)  # the last frames (the close packet among them) before the close
         for ws in (session.websocket, session.probe):
             if ws is not None:
+                ws.writer.flush_now()  # the last frames (the close packet among them) before the close
                 ws.close_transport()
         self.heap.released()
 
@@ -285,6 +272,11 @@ class EngineServer:
         self.flush(session)
         if not session.engine.closed:
             self._schedule(session)
+
+
+def websocket_frame(frame: str | bytes) -> WireFrame:
+    """The websocket frame of one encoded Engine.IO packet (text, or binary for bytes)."""
+    return wire_frame([frame.encode() if isinstance(frame, str) else frame], is_binary(frame))
 
 
 #: Query parameters of the Engine.IO transport itself, not of the client.

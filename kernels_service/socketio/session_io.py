@@ -11,13 +11,14 @@ from kernels_service.socketio.connection import SocketIOConnection
 from kernels_service.socketio.eio_codec import Packet
 from kernels_service.socketio.engine import EngineIOSession
 from kernels_service.socketio.namespaces import Handshake, Socket
+from kernels_service.websocket_writer import FrameWriter
 
 
 class Transport(Protocol):
-    """A websocket as the server sees it (the tornado handler)."""
+    """A websocket as the server sees it (the tornado handler): its frame writer, and a way to close it."""
 
-    def send_frames(self, frames: list[str | bytes]) -> Any:
-        """Write frames in one go; a future done when all have left, or None if they cannot be sent."""
+    @property
+    def writer(self) -> FrameWriter: ...
 
     def close_transport(self, code: int | None = None, reason: str | None = None) -> None: ...
 
@@ -25,9 +26,10 @@ class Transport(Protocol):
 @dataclass(eq=False, slots=True)
 class SessionIO:
     """One Engine.IO session's state machines and its I/O. Each field has one writer:
-    `websocket`, `probe`, `timer` and the output fields (`in_flight`, `unwritten`,
-    `drain`): the server; `poll`: the long polls (`polling.LongPolls`); `sockets` and
-    `task`: the Socket.IO dispatch (`dispatch.SocketIODispatch`)."""
+    `websocket`, `probe`, `timer` and `drain`: the server; `poll`: the long polls
+    (`polling.LongPolls`); `sockets` and `task`: the Socket.IO dispatch
+    (`dispatch.SocketIODispatch`). What is on its way to a websocket is counted by that
+    websocket's own writer (`websocket_writer.FrameWriter`)."""
 
     engine: EngineIOSession
     connection: SocketIOConnection
@@ -37,8 +39,6 @@ class SessionIO:
     websocket: Transport | None = None
     probe: Transport | None = None
     timer: Any = None
-    in_flight: int = 0  # bytes written to the websocket (or about to be) and not yet flushed to the network
-    unwritten: list[str | bytes] | None = None  # frames for the websocket at the end of this turn
     drain: asyncio.Future[None] | None = None  # done when all output queued so far has left
     task: asyncio.Task[None] | None = None  # the Socket.IO task, while messages wait
 

@@ -32,8 +32,8 @@ from kernels_service.relay import KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
-from kernels_service.web.frame_batch import BatchWriter
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
+from kernels_service.websocket_writer import HIGH_WATER, FrameWriter
 
 log = logging.getLogger("kernels_service.web")
 
@@ -80,8 +80,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.session: RelaySession | None = None
         self._encode: Callable[[KernelMessage], tuple[list[bytes], bool]] = legacy_pieces
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
-        self.outbox = Outbox(self._write, self._give_up, limit=services.client_queue_limit)
-        self.writer = BatchWriter(self._open_stream, self._not_written)
+        self.outbox = Outbox(self._write, self._give_up, high_water=HIGH_WATER, limit=services.client_queue_limit)
+        self.writer = FrameWriter(self._open_stream, self._not_written)
         self._keepalive: Keepalive | None = None
         self._counted = False  # in the open-websockets gauge
         self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
@@ -203,7 +203,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
     def _write(self, message: KernelMessage) -> tuple[int, Any]:
         # built once per message and protocol for all its clients in this turn
         frame = self.services.frames.get(message, self._encode, _framed, self._encode)
-        return frame.length, self.writer.write(message, frame)
+        return frame.length, self.writer.write(frame, message)
 
     def _open_stream(self) -> Any:
         """The connection's stream, for the batch writer; None once it is closing."""

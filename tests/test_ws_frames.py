@@ -1,4 +1,4 @@
-"""The websocket frames the batch writer builds (exact bytes, RFC 6455 5.2), and how it
+"""The websocket frames both doors write (exact bytes, RFC 6455 5.2), and how the writer
 splits a batch into writes."""
 
 from __future__ import annotations
