@@ -115,6 +115,13 @@ class KernelsService(Application):
     allowed_kernel_env = List(
         Unicode(), config=True, help="Variables a client may set in a new kernel's env, besides KERNEL_*."
     )
+    kernel_env_inherit = List(
+        Unicode(),
+        config=True,
+        help="Variables of the service's environment that kernels inherit, besides what a kernel needs to run "
+        "(PATH, HOME, LANG, LC_*, TZ, VIRTUAL_ENV, JUPYTER_* paths...): names or shell patterns, e.g. "
+        "--kernel-env-inherit=AWS_REGION --kernel-env-inherit='CUDA_*'. The service's token never passes.",
+    )
     max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
     client_queue_limit = Integer(
         128 * 1024 * 1024,
@@ -162,6 +169,7 @@ class KernelsService(Application):
         "cull-idle-timeout": "KernelsService.cull_idle_timeout",
         "cull-interval": "KernelsService.cull_interval",
         "allow-origin": "KernelsService.allow_origin",
+        "kernel-env-inherit": "KernelsService.kernel_env_inherit",
         "max-http-buffer-size": "KernelsService.max_http_buffer_size",
         "max-socketio-sessions": "KernelsService.max_socketio_sessions",
         "connect-timeout": "KernelsService.connect_timeout",
@@ -219,6 +227,7 @@ class KernelsService(Application):
         values = {name: getattr(self, name) for name in names}
         values["pool_kernelspecs"] = tuple(self.pool_kernelspecs)
         values["allowed_kernel_env"] = tuple(self.allowed_kernel_env)
+        values["kernel_env_inherit"] = tuple(self.kernel_env_inherit)
         return ServiceConfig(**values, jupyter_config=self.config)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import tempfile
@@ -35,7 +36,7 @@ from kernels_service.access import AccessPolicy
 from kernels_service.config import ServiceConfig
 from kernels_service.kernels import KernelRegistry
 from kernels_service.kernels.culler import Culler, CullPolicy
-from kernels_service.kernels.environment import KernelEnvironment, sanitised_environment
+from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
@@ -50,8 +51,6 @@ from kernels_service.web.routes import normalise_base_path
 
 log = logging.getLogger("kernels_service")
 
-#: Variables kernels never inherit from the service.
-SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
 KERNEL_MANAGER_CLASS = "kernels_service.kernels.manager.ServiceKernelManager"
 
 
@@ -133,7 +132,9 @@ def build_registry(config: ServiceConfig) -> KernelRegistry:
     return KernelRegistry(
         multi,
         default_name=config.kernel_name or multi.default_kernel_name,
-        environment=KernelEnvironment(sanitised_environment(SECRET_VARIABLES), config.allowed_kernel_env),
+        environment=KernelEnvironment(
+            inherited_environment(os.environ, config.kernel_env_inherit), config.allowed_kernel_env
+        ),
         max_kernels=config.max_kernels,
     )
 

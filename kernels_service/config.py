@@ -38,6 +38,9 @@ class ServiceConfig:
     metrics_no_auth: bool = False
     allow_origin: str = ""
     allowed_kernel_env: tuple[str, ...] = ()
+    kernel_env_inherit: tuple[
+        str, ...
+    ] = ()  # names or patterns of the service's env kernels inherit, besides INHERITED
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000

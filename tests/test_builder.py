@@ -21,6 +21,7 @@ TOKEN = "in-process-token"
 
 async def run_a_kernel_in_process() -> tuple[list[int], str]:
     """Build, start, run code over the kernel websocket, stop; the kernels' pids and the output."""
+    others = descendants(os.getpid())  # processes of services other tests of this run keep
     service = build(ServiceConfig(port=0, token=TOKEN, initial_kernels=0, pool_size=0, base_path="jupyter"))
     await service.start()
     try:
@@ -43,7 +44,7 @@ async def run_a_kernel_in_process() -> tuple[list[int], str]:
             if message["channel"] == "shell":
                 break
         ws.close()
-        return sorted(descendants(os.getpid())), output
+        return sorted(descendants(os.getpid()) - others), output
     finally:
         await service.stop()
 

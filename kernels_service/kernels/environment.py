@@ -1,15 +1,20 @@
-"""The environment a kernel gets: the service's, less its secrets, plus what a client may add.
+"""The environment a kernel gets: chosen, not inherited.
 
-A client may add `KERNEL_*` variables and those the operator allows; a variable no
-process can take (a name with `=` or NUL, a lone surrogate, a value too long) is a 400,
-never a failed launch.
+Of the service's environment a kernel gets only what it needs to run (`INHERITED`: the
+search path, home, locale, time zone, the virtual environment's and Jupyter's
+variables...) and the names or patterns the operator adds; never the service's token,
+whatever the patterns say. Kernel Gateway's `KG_ENV_PROCESS_WHITELIST` is the same
+idea. On top, jupyter_client applies the kernelspec's own `env` (its `${VAR}`
+substitutions see only this environment). A client may add `KERNEL_*` variables and
+those the operator allows; a variable no process can take (a name with `=` or NUL, a
+lone surrogate, a value too long) is a 400, never a failed launch.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
 from typing import Any
 
 from kernels_service.kernels.errors import InvalidRequest
@@ -66,7 +71,27 @@ def check_variable(name: Any, value: Any) -> None:
         raise InvalidRequest(f"env: {name!r} is longer than {MAX_VARIABLE_CHARS} characters")
 
 
-def sanitised_environment(secret_names: Iterable[str]) -> dict[str, str]:
-    """The service's environment less the variables that hold its secrets."""
-    secrets = set(secret_names)
-    return {key: value for key, value in os.environ.items() if key not in secrets}
+#: What kernels inherit of the service's environment by default: names, or shell-style
+#: patterns (case-sensitive). What a kernel needs to run and to find its packages,
+#: nothing that usually holds a secret.
+INHERITED = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TMPDIR", "TZ", "LANG", "LANGUAGE", "LC_*",
+    "VIRTUAL_ENV", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONUNBUFFERED",
+    "PYTHONIOENCODING", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR",
+    "JUPYTER_PLATFORM_DIRS", "IPYTHONDIR", "MPLCONFIGDIR", "XDG_*", "LD_LIBRARY_PATH", "OPENBLAS_*",
+    "OMP_NUM_THREADS", "SSL_CERT_FILE", "SSL_CERT_DIR",
+)  # fmt: skip
+
+#: Never inherited, whatever the operator's patterns: the service's own token variables.
+SECRET_VARIABLES = ("KERNELS_SERVICE_TOKEN", "JUPYTER_TOKEN", "JPY_API_TOKEN")
+
+
+def inherited_environment(environ: Mapping[str, str], also: Iterable[str] = ()) -> dict[str, str]:
+    """The variables of `environ` a kernel inherits: those `INHERITED` names or matches,
+    and those the operator's names or patterns (`also`) match, but never a secret one."""
+    patterns = (*INHERITED, *also)
+    return {
+        name: value
+        for name, value in environ.items()
+        if name not in SECRET_VARIABLES and any(fnmatchcase(name, pattern) for pattern in patterns)
+    }
