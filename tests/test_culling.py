@@ -15,6 +15,7 @@ from kernels_service.kernels.record import KernelRecord
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
 from kernels_service.testing.service import Service, descendants, running_service
 from tests.support.metrics import scrape, value
+from tests.support.waiting import wait_until
 from tests.test_dead_kernel import make_once_kernelspec
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -104,10 +105,7 @@ def test_with_cull_connected_clients_of_both_doors_are_told_why():
 
 def wait_for_exit(service: Service, pid: int, timeout: float = 30) -> None:
     """Wait until kernel process `pid` is gone from the service's children."""
-    deadline = time.monotonic() + timeout
-    while pid in descendants(service.pid):
-        assert time.monotonic() < deadline, f"kernel process {pid} outlived its record by {timeout}s"
-        time.sleep(0.1)
+    wait_until(lambda: pid not in descendants(service.pid), timeout, f"the exit of kernel process {pid}")
 
 
 async def socketio_client_until_disconnected(service: Service, kernel_id: str) -> bool:

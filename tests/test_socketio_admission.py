@@ -102,3 +102,10 @@ def test_a_post_that_closed_its_session_is_a_400_unless_the_client_closed_it():
         Refuse(BAD_REQUEST).text == "Bad request"
         and Refuse(BAD_REQUEST, 413, "Payload too large").text != "Bad request"
     )
+
+
+def test_the_handler_takes_the_upgrade_for_websocket_decisions_only():
+    assert admission.upgrades(OpenSession(4, "websocket")) and admission.upgrades(Probe(POLLING_V4))
+    assert admission.upgrades(RefuseWebsocket(1008, HAS_ONE))
+    assert not admission.upgrades(OpenSession(4, "polling")) and not admission.upgrades(Poll(POLLING_V4))
+    assert not admission.upgrades(Refuse(BAD_REQUEST))

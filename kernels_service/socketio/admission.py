@@ -139,6 +139,14 @@ def _websocket(request: EngineRequest, version: int, session: EngineIOSession | 
     return Probe(session)
 
 
+def upgrades(decision: Decision) -> bool:
+    """Whether the handler takes the websocket upgrade for this decision (a refused
+    websocket too: it is closed after the upgrade, with a reason)."""
+    if isinstance(decision, OpenSession):
+        return decision.transport == "websocket"
+    return isinstance(decision, (RefuseWebsocket, Probe))
+
+
 def announced_size(content_length: str | None, max_payload: int) -> int:
     """The body size a Content-Length announces; past the limit if it is not a number."""
     length = content_length or "0"

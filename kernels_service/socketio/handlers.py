@@ -104,9 +104,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
 
     async def get(self, *args: str) -> None:
         decision = self._decision = self._admit()
-        if isinstance(decision, (admission.RefuseWebsocket, admission.Probe)) or (
-            isinstance(decision, admission.OpenSession) and decision.transport == "websocket"
-        ):
+        if admission.upgrades(decision):
             await super().get(*args)
         elif isinstance(decision, admission.OpenSession):
             b64 = self.get_query_argument("b64", "") in ("1", "true")

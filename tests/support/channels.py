@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from kernels_service.testing.channels import ChannelsClient
+from tests.support.waiting import became_true
 
 #: A cell that sleeps a minute in short naps: Python runs a signal's handler only in the main
 #: thread and between bytecodes, so a SIGINT that Linux hands to another of the kernel's
@@ -50,7 +50,7 @@ def _interrupt_one_cell(interrupt: Any, client: ChannelsClient, kernel_log: Any)
     replies = [m for m in seen if _of(m, cell) and m["channel"] == "shell"]
     if replies:
         return replies[0]
-    if _wait_for(lambda: kernel_log().count(KERNEL_LOST_THE_REPLY) > lost_before, timeout=30):
+    if became_true(lambda: kernel_log().count(KERNEL_LOST_THE_REPLY) > lost_before, timeout=30):
         return None
     raise AssertionError(
         "the cell went idle and a later reply arrived, but not the cell's execute_reply, and the kernel did "
@@ -64,13 +64,3 @@ def _of(message: dict, msg_id: str) -> bool:
 
 def _is_idle(message: dict) -> bool:
     return message["header"]["msg_type"] == "status" and message["content"]["execution_state"] == "idle"
-
-
-def _wait_for(condition: Any, timeout: float) -> bool:
-    """Whether `condition()` became true within `timeout` seconds (checked every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "the condition") -> None:
-    """Return once `condition()` is true (checked every 50 ms); AssertionError after `timeout` s."""
+def became_true(condition: Callable[[], object], timeout: float = 30) -> bool:
+    """Whether `condition()` became true within `timeout` seconds (checked every 50 ms)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"{what} did not come true in {timeout} s"
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
+    return True
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "the condition") -> None:
+    """Return once `condition()` is true (checked every 50 ms); AssertionError after `timeout` s."""
+    assert became_true(condition, timeout), f"{what} did not come true in {timeout} s"
 
 
 def wait_until_read(sock: socket.socket, timeout: float = 30) -> None:
