@@ -53,7 +53,10 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["kernels-healthcheck"]
 
 # tini is PID 1: it reaps kernel processes and forwards SIGTERM, so kernels neither
-# restart-loop nor outlive the service. Options go after the image name:
+# restart-loop nor outlive the service. The entry point starts as PID 1, then execs tini
+# with an empty environment and runs under it with the container's: PID 1's environment
+# is readable by every process of its uid, kernels included (docker/entrypoint.py).
+# Options go after the image name:
 #   docker run -p 8000:8000 IMAGE --base-path=/krn/
-# and a command that is not an option runs as given (docker/entrypoint.py).
-ENTRYPOINT ["tini", "--", "kernels-entrypoint"]
+# and a command that is not an option runs as given.
+ENTRYPOINT ["kernels-entrypoint"]

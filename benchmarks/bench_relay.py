@@ -1,6 +1,6 @@
 """The relay against direct ZeroMQ, measured side by side in one run.
 
-    python benchmarks/bench_relay.py [--rounds 3] [--quick]
+    python benchmarks/bench_relay.py [--rounds 3] [--quick] [--kernel-transport ipc|tcp]
 
 Paths to a kernel, each with a kernel of its own:
 - `direct`: jupyter_client's AsyncKernelClient straight on the kernel's ZeroMQ sockets,
@@ -24,6 +24,10 @@ a workload in a round follow each other within a minute), whose spread is printe
 - concurrency: 20 kernels, each with one client doing 200 round trips at once, against
   20 direct clients doing the same.
 Then the issue's targets, each marked met or missed.
+
+--kernel-transport (default ipc, the service's default) is the ZeroMQ transport between
+kernels and whoever talks to them: the service's kernels and the direct path's alike, so
+that the ratios compare the relay with a direct client on the same transport.
 
 --quick runs one smaller round of everything (< 30 s on a quiet 2-core machine; noisier
 figures), for a smoke test. Progress goes to stderr, figures to stdout. The service runs
@@ -135,12 +139,14 @@ class DirectPath:
         self.manager = manager
         self.client = manager.client()
 
+    transport = "ipc"  # set from --kernel-transport
+
     @classmethod
     async def start(cls, attempts: int = 3) -> DirectPath:
         """A kernel and its client, ready. A kernel that dies while starting (rare: two
         processes picked the same free port) is replaced, and what it printed is shown."""
         for attempt in range(1, attempts + 1):
-            manager = AsyncKernelManager(kernel_name="python3")
+            manager = AsyncKernelManager(kernel_name="python3", transport=cls.transport)
             with tempfile.TemporaryFile() as stderr:
                 await manager.start_kernel(stderr=stderr)
                 path = cls(manager)
@@ -533,12 +539,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=FULL.rounds)
     parser.add_argument("--quick", action="store_true", help="one smaller round of everything (< 30 s)")
+    parser.add_argument("--kernel-transport", choices=("ipc", "tcp"), default="ipc")
     args = parser.parse_args()
+    DirectPath.transport = args.kernel_transport
+    print(f"kernel transport: {args.kernel_transport} (the service's kernels and the direct path's)")
     sizes = QUICK if args.quick else Sizes(**{**FULL.__dict__, "rounds": max(1, args.rounds)})
     # Clients wait their turn without reading for a while; heartbeats are not what is measured.
     service = Service(
         "--initial-kernels=0",
         "--pool-size=0",
+        f"--kernel-transport={args.kernel_transport}",
         "--KernelsService.ping_interval=600",
         "--KernelsService.ping_timeout=600",
         "--KernelsService.websocket_ping_interval=0",

@@ -27,6 +27,7 @@ from kernels_service import __version__
 from kernels_service.builder import serve
 from kernels_service.config import ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration
+from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import KernelsError
 
 log = logging.getLogger("kernels_service")
@@ -38,6 +39,7 @@ ENVIRONMENT = {
     "ip": "IP",
     "base_path": "BASE_PATH",
     "token": "KERNELS_SERVICE_TOKEN",
+    "token_file": "KERNELS_SERVICE_TOKEN_FILE",
     "allow_origin": "ALLOW_ORIGIN",
     "pool_size": "KERNELS_POOL_SIZE",
 }
@@ -72,8 +74,15 @@ class KernelsService(Application):
         None,
         allow_none=True,
         config=True,
-        help="Token clients must send (env KERNELS_SERVICE_TOKEN). Unset: a random one is "
-        "generated and logged. Empty string: no token (local demos only).",
+        help="Token clients must send (env KERNELS_SERVICE_TOKEN; on the command line every user of the "
+        "machine can read it). Unset: a random one is generated and logged. Empty string: no token (local "
+        "demos only).",
+    )
+    token_file = Unicode(
+        "",
+        config=True,
+        help="A file holding the token, read once at start (env KERNELS_SERVICE_TOKEN_FILE; e.g. a "
+        "container secret). Not with --token.",
     )
     kernel_name = Unicode(
         config=True, help="Kernelspec of the initial kernel and the default for new ones (env KERNEL_NAME)."
@@ -122,6 +131,14 @@ class KernelsService(Application):
         "(PATH, HOME, LANG, LC_*, TZ, VIRTUAL_ENV, JUPYTER_* paths...): names or shell patterns, e.g. "
         "--kernel-env-inherit=AWS_REGION --kernel-env-inherit='CUDA_*'. The service's token never passes.",
     )
+    kernel_transport = Enum(
+        ("ipc", "tcp"),
+        "ipc",
+        config=True,
+        help="How the service and its local kernels talk: ipc (unix sockets in a private directory, which "
+        "no other user of the machine can reach) or tcp (loopback ports, which any user of the machine can "
+        "reach; for kernels that need TCP).",
+    )
     max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
     client_queue_limit = Integer(
         128 * 1024 * 1024,
@@ -159,6 +176,8 @@ class KernelsService(Application):
         "ip": "KernelsService.ip",
         "base-path": "KernelsService.base_path",
         "token": "KernelsService.token",
+        "token-file": "KernelsService.token_file",
+        "kernel-transport": "KernelsService.kernel_transport",
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",
@@ -206,6 +225,12 @@ class KernelsService(Application):
         logging.getLogger().setLevel(self.log_level)
 
     def start(self) -> None:
+        if token_on_command_line(sys.argv[1:]):
+            log.warning(
+                "The token is on the command line, where every user of this machine can read it "
+                "(ps, /proc/%d/cmdline): give it in KERNELS_SERVICE_TOKEN or --token-file instead",
+                os.getpid(),
+            )
         try:
             asyncio.run(serve(self.service_config()))
         except KernelsError as error:

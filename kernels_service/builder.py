@@ -16,6 +16,7 @@ a `ServiceConfig`; tests and benchmarks can build and run a service in-process:
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import secrets
@@ -31,12 +32,15 @@ from jupyter_core.utils import ensure_dir_exists
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
+from traitlets.config import Config
 
 from kernels_service.access import AccessPolicy
 from kernels_service.config import ServiceConfig
+from kernels_service.hardening import make_undumpable, read_token_file
 from kernels_service.kernels import KernelRegistry
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
+from kernels_service.kernels.ipc import SocketDir, socket_dir
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
@@ -63,6 +67,7 @@ class KernelsServer:
     socketio: EngineServer
     web_app: Application
     culler: Culler
+    sockets: SocketDir | None = None  # the kernels' ipc socket directory (None over tcp)
     http: HTTPServer | None = None
     port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
     _background: tuple[asyncio.Task[None], ...] = ()
@@ -92,18 +97,33 @@ class KernelsServer:
         await self.services.registry.shutdown_all()
         if self.http is not None:
             await self.http.close_all_connections()
+        if self.sockets is not None:
+            self.sockets.remove()
 
 
 def build(config: ServiceConfig) -> KernelsServer:
     """Every part of a service, wired (nothing runs until `start`)."""
     config.check()
-    registry = build_registry(config)
+    token = resolve_token(config)
+    runtime = connection_dir()
+    sockets = socket_dir(runtime) if config.kernel_transport == "ipc" else None
+    try:
+        return build_parts(config, token, runtime, sockets)
+    except BaseException:
+        if sockets is not None:
+            sockets.remove()
+        raise
+
+
+def build_parts(config: ServiceConfig, token: str, runtime: str, sockets: SocketDir | None) -> KernelsServer:
+    """`build`, once the token and the kernels' directories are known."""
+    registry = build_registry(config, runtime, sockets)
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
     pool = build_pool(config, registry, hub)
     services = Services(
         registry,
         hub,
-        AccessPolicy(resolve_token(config), config.allow_origin),
+        AccessPolicy(token, config.allow_origin),
         normalise_base_path(config.base_path),
         client_queue_limit=config.client_queue_limit,
         ping_interval=config.websocket_ping_interval,
@@ -118,16 +138,17 @@ def build(config: ServiceConfig) -> KernelsServer:
         websocket_max_message_size=config.max_message_size,
     )
     cull_policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
-    return KernelsServer(config, services, socketio, web_app, Culler(registry, cull_policy))
+    return KernelsServer(config, services, socketio, web_app, Culler(registry, cull_policy), sockets)
 
 
-def build_registry(config: ServiceConfig) -> KernelRegistry:
-    """The registry over jupyter_client's manager, with the environment kernels get."""
+def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | None) -> KernelRegistry:
+    """The registry over jupyter_client's manager, with the environment kernels get, their
+    connection files in `runtime`, and their transport (ipc sockets in `sockets`)."""
     multi = AsyncMultiKernelManager(
-        config=config.jupyter_config,
+        config=kernel_manager_config(config, sockets),
         kernel_manager_class=KERNEL_MANAGER_CLASS,
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
-        connection_dir=connection_dir(),
+        connection_dir=runtime,
     )
     return KernelRegistry(
         multi,
@@ -137,6 +158,16 @@ def build_registry(config: ServiceConfig) -> KernelRegistry:
         ),
         max_kernels=config.max_kernels,
     )
+
+
+def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> Config:
+    """jupyter_client's configuration as given, with the kernels' transport set on our
+    manager class (more specific than any `--KernelManager.transport`)."""
+    merged = copy.deepcopy(config.jupyter_config) if config.jupyter_config is not None else Config()
+    merged.ServiceKernelManager.transport = config.kernel_transport
+    if sockets is not None:
+        merged.ServiceKernelManager.ipc_dir = sockets.path
+    return merged
 
 
 def build_pool(config: ServiceConfig, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:
@@ -169,7 +200,10 @@ def build_socketio(config: ServiceConfig, services: Services) -> EngineServer:
 
 
 def resolve_token(config: ServiceConfig) -> str:
-    """The token clients must send: the configured one, or a random one, logged once."""
+    """The token clients must send: the configured one, the token file's, or a random one,
+    logged once."""
+    if config.token_file:
+        return read_token_file(config.token_file)
     if config.token is None:
         token = secrets.token_hex(24)
         log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", token)
@@ -198,6 +232,8 @@ def connection_dir() -> str:
 
 async def serve(config: ServiceConfig, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
     """Build the service and serve until one of `signals`, then stop it gracefully."""
+    if not make_undumpable():
+        log.warning("The service is dumpable: processes of its uid, its kernels among them, can read its memory")
     service = build(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ from typing import Any
 from kernels_service.kernels.errors import KernelsError
 
 MIB = 1024 * 1024
+TRANSPORTS = ("ipc", "tcp")  # ZeroMQ transports between the service and its kernels
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class ServiceConfig:
     ip: str = "127.0.0.1"
     base_path: str = "/"
     token: str | None = None  # None: a random one is made and logged; "": no token
+    token_file: str = ""  # a file holding the token, read once at start (not with `token`)
     kernel_name: str = ""  # "": jupyter_client's default kernelspec
     initial_kernels: int = 1
     max_kernels: int = 0
@@ -38,9 +40,9 @@ class ServiceConfig:
     metrics_no_auth: bool = False
     allow_origin: str = ""
     allowed_kernel_env: tuple[str, ...] = ()
-    kernel_env_inherit: tuple[
-        str, ...
-    ] = ()  # names or patterns of the service's env kernels inherit, besides INHERITED
+    # names or patterns of the service's env kernels inherit, besides INHERITED
+    kernel_env_inherit: tuple[str, ...] = ()
+    kernel_transport: str = "ipc"  # how local kernels and the service talk: "ipc" (private) or "tcp"
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000
@@ -57,3 +59,7 @@ class ServiceConfig:
             raise KernelsError("--pool-size must not be negative")
         if self.cull_interval <= 0 or self.cull_idle_timeout < 0:
             raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
+        if self.kernel_transport not in TRANSPORTS:
+            raise KernelsError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
+        if self.token is not None and self.token_file:
+            raise KernelsError("give the token or a token file, not both")

@@ -6,6 +6,7 @@ tests/test_dockerfiles.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
+from tests.support.attacks import MY_ADDRESSES, MY_LISTENING_PORTS, SERVICE_FILES, read_the_service
 from tests.support.container import Container, Engine, generated_token, image_script
 
 WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"
 needs_image = pytest.mark.skipif(not WANTED, reason="the image is built and run with CI set or KERNELS_TEST_IMAGE=1")
 TOKEN = "image-token-0123456789"
+SECRET = "db-password-9876543210"  # an operator's secret, given to the container with -e
 MAX_IMAGE_MB = 300
 
 pytestmark = [needs_image, pytest.mark.timeout(900)]
@@ -100,7 +103,7 @@ def test_pid_1_is_tini_no_process_is_root_and_no_kernel_restarts(start):
     container = start(token=TOKEN)
     assert run_code(container, "import os; print(os.getuid())") == "1000\n"
     processes = container.processes()
-    assert [p["args"][0] for p in processes if p["pid"] == 1] == ["tini"], processes
+    assert [os.path.basename(p["args"][0]) for p in processes if p["pid"] == 1] == ["tini"], processes
     assert all(p["uid"] != 0 and p["euid"] != 0 for p in processes), processes
     kernels = {p["pid"] for p in processes if "ipykernel_launcher" in p["args"]}
     assert len(kernels) == 2, processes  # the initial kernel and the pooled one
@@ -166,3 +169,27 @@ def test_the_derived_bash_image_runs_a_bash_kernel(start, built):
     container = start(token=TOKEN, image=built.derived)
     assert [k["name"] for k in container.request("GET", "api/kernels")[2]] == ["bash"]
     assert "hello" in run_code(container, "echo hello")
+
+
+@pytest.mark.parametrize("token_from", ["environment", "file"])
+def test_code_in_a_kernel_reads_nothing_of_the_service_and_reaches_no_port(start, tmp_path, token_from):
+    """tests/test_security.py's attacks, inside the container: the kernel runs as the
+    service's uid (no root, no capabilities), as an operator runs it. PID 1 (tini) holds
+    no environment: the entry point handed it past (docker/entrypoint.py)."""
+    if token_from == "file":
+        secret = tmp_path / "token"
+        secret.write_text(TOKEN)
+        secret.chmod(0o640)  # the container's uid is in group 0, as container secrets are mounted
+        options = ("-v", f"{secret}:/run/secrets/token:ro,Z", "-e", "KERNELS_SERVICE_TOKEN_FILE=/run/secrets/token")
+        container = start(options=(*options, "-e", f"DB_PASSWORD={SECRET}"))
+        container.token = TOKEN
+    else:
+        container = start(token=TOKEN, options=("-e", f"DB_PASSWORD={SECRET}"))
+    found = json.loads(run_code(container, read_the_service(TOKEN, SECRET)))
+    assert found["uid"] == 1000 and found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
+    assert found["holding_a_secret"] == [], found
+    addresses = json.loads(run_code(container, MY_ADDRESSES))
+    assert addresses["transport"] == "ipc", addresses
+    listening = json.loads(run_code(container, MY_LISTENING_PORTS))
+    assert listening == [addresses["pipe_port"]], (listening, addresses)
+    assert "may be read" not in container.logs() and TOKEN not in container.logs()

@@ -152,7 +152,9 @@ def test_an_unusable_runtime_dir_falls_back_to_a_private_temporary_one():
 
 
 def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
-    with running_service() as service:
+    """Over tcp every kernel warns that it runs without encryption (over ipc, the default,
+    none does)."""
+    with running_service("--kernel-transport=tcp") as service:
         kernels = [service.start_kernel() for _ in range(3)]
         client = ChannelsClient(service, kernels[0])
         client.execute("import os; os.write(2, b'straight from the kernel\\n')")

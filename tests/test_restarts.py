@@ -146,8 +146,13 @@ SHELL_PORT = "import json, ipykernel.connect as c; print(json.load(open(c.get_co
 
 
 def test_a_kernel_that_restarts_on_new_ports_is_followed(tmp_path):
+    """Over tcp (kernels elsewhere, and containers, change ports when they restart); over
+    ipc a restarted kernel's sockets keep their paths."""
     with running_service(
-        "--initial-kernels=0", "--KernelRestarter.time_to_dead=0.5", env=new_ports_kernelspec(tmp_path)
+        "--initial-kernels=0",
+        "--kernel-transport=tcp",
+        "--KernelRestarter.time_to_dead=0.5",
+        env=new_ports_kernelspec(tmp_path),
     ) as service:
         kernel = service.start_kernel(name="newports")
         client = ChannelsClient(service, kernel)

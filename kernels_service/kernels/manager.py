@@ -9,6 +9,9 @@ after it. The relay must know when the new kernel process is there (and on which
 ports: a restart may pick new ones) before it can re-establish iopub, so this class
 also calls `on_restarted` callbacks once every restart, REST or automatic, is done.
 
+Over `ipc`, a kernel's sockets go in `ipc_dir` (the service's private socket
+directory, `kernels.ipc`) instead of beside its connection file.
+
 A kernel's stderr is piped and copied to the service's line by line (`StderrCopy`), so
 that ipykernel's warning that it runs over TCP without encryption, which every kernel
 prints, reaches the log once, not once per kernel.
@@ -16,6 +19,7 @@ prints, reaches the log once, not once per kernel.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -24,6 +28,7 @@ from typing import IO, Any, BinaryIO
 
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.manager import AsyncKernelManager
+from traitlets import Unicode
 
 
 class ServiceKernelManager(AsyncIOLoopKernelManager):
@@ -34,9 +39,18 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     connect_iopub = AsyncKernelManager.connect_iopub
     connect_stdin = AsyncKernelManager.connect_stdin
 
+    ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._restarted_callbacks: list[Callable[[], None]] = []
+
+    def _ip_default(self) -> str:
+        """Over ipc, the sockets' path prefix: `<ipc_dir>/kernel-<id>-ipc` (then `-1`...)."""
+        if self.transport == "ipc" and self.ipc_dir and self.connection_file:
+            name = os.path.splitext(os.path.basename(self.connection_file))[0]
+            return os.path.join(self.ipc_dir, f"{name}-ipc")
+        return super()._ip_default()
 
     def on_restarted(self, callback: Callable[[], None]) -> None:
         """Call `callback` after each completed restart (the new process is launched)."""

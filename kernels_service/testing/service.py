@@ -98,20 +98,20 @@ class Service:
         launcher: tuple[str, ...] = LAUNCHER,
         cwd: str | Path | None = None,
     ):
-        """Start the service; with from_env, port, base path and token go in PORT, BASE_PATH and
-        KERNELS_SERVICE_TOKEN instead of options; a token of None lets the service make one."""
+        """Start the service; with from_env, port and base path go in PORT and BASE_PATH
+        instead of options. The token goes in KERNELS_SERVICE_TOKEN, as the README asks (on
+        the command line every user could read it); a token of None lets the service make one."""
         self.port = free_port()
         self.token = token
         self.base = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.log = tempfile.NamedTemporaryFile(prefix="kernels-service-", suffix=".log", delete=False)
-        settings = {"port": str(self.port), "base-path": base_path, "token": token}
         env = {**os.environ, **(env or {})}
+        if token is not None:
+            env["KERNELS_SERVICE_TOKEN"] = token
         command = [*launcher, *args]
-        for name, value in settings.items():
-            if value is None:
-                continue
+        for name, value in {"port": str(self.port), "base-path": base_path}.items():
             if from_env:
-                env[{"port": "PORT", "base-path": "BASE_PATH", "token": "KERNELS_SERVICE_TOKEN"}[name]] = value
+                env[{"port": "PORT", "base-path": "BASE_PATH"}[name]] = value
             else:
                 command.append(f"--{name}={value}")
         self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)

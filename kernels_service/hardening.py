@@ -1,0 +1,65 @@
+"""What keeps the service's secrets out of reach of the code its kernels run.
+
+A kernel runs as the service's uid, and a process may read much of another process of
+its own uid: `/proc/<pid>/environ` (the token, if it came from the environment), its
+memory (`/proc/<pid>/mem`, ptrace), the files it has open. Linux drops that right for a
+process that is not "dumpable" (`prctl(PR_SET_DUMPABLE, 0)`, as ssh-agent and gpg-agent
+do): only a process with CAP_SYS_PTRACE (root, in practice) can then read it. What it
+costs: the service leaves no core dump when it crashes, and a debugger or profiler
+(gdb, py-spy) must run as root to attach to it. Kernels are not affected: `execve`
+makes every new program dumpable again.
+
+A token on the command line is readable by every user of the machine, whatever the
+above (`/proc/<pid>/cmdline`, `ps`); the environment (`KERNELS_SERVICE_TOKEN`) or a
+token file (`--token-file`, read once at start) is not.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import stat
+import sys
+from collections.abc import Sequence
+
+from kernels_service.kernels.errors import KernelsError
+
+log = logging.getLogger("kernels_service")
+
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+PR_GET_DUMPABLE = 3
+TOKEN_OPTIONS = ("--token", "--KernelsService.token")
+
+
+def make_undumpable() -> bool:
+    """Make this process undumpable (Linux); whether it is now. Elsewhere, False."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        log.warning("Cannot make the service undumpable: %s", os.strerror(ctypes.get_errno()))
+        return False
+    return libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def token_on_command_line(argv: Sequence[str]) -> bool:
+    """Whether `argv` (the service's arguments) gives the token itself."""
+    return any(arg.split("=", 1)[0] in TOKEN_OPTIONS for arg in argv)
+
+
+def read_token_file(path: str) -> str:
+    """The token in the file at `path` (surrounding whitespace dropped); KernelsError if it
+    cannot be read or is empty. A file that any user may read is used, with a warning (one
+    its group may read is not warned of: container secrets are often mounted so)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            token = file.read().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise KernelsError(f"cannot read the token file {path}: {error}") from None
+    if not token:
+        raise KernelsError(f"the token file {path} is empty")
+    if mode & stat.S_IROTH:
+        log.warning("The token file %s may be read by other users (mode %o): chmod 600 it", path, mode & 0o777)
+    return token

@@ -1,0 +1,112 @@
+"""What code in a kernel tries against the service, the other kernels and the machine.
+
+Each attack is a cell a client could send; it prints one JSON line of what it reached,
+so the tests run it through the real service in a real kernel (local or in the image)
+and assert on what came back. The tests, not the attacker, know the token: they put it
+in the cell as the needles to look for.
+"""
+
+from __future__ import annotations
+
+import json
+
+from kernels_service.testing.channels import ChannelsClient, stream_text
+
+#: The service's /proc files a same-uid process must not read (`mem` is refused at open).
+SERVICE_FILES = ("environ", "mem", "maps", "fd", "auxv")
+
+READ_THE_SERVICE = r"""
+import json, os
+service = os.getppid()
+tried = {}
+for name in %(files)r:
+    path = f"/proc/{service}/{name}"
+    try:
+        if os.path.isdir(path):  # what the service has open: the names, then where they lead
+            [os.readlink(f"{path}/{fd}") for fd in os.listdir(path)]
+        else:
+            with open(path, "rb") as file:
+                file.read(64)
+        tried[name] = "read"
+    except PermissionError:
+        tried[name] = "denied"
+    except OSError as error:  # opened, then refused (mem at offset 0): it was reachable
+        tried[name] = f"opened ({error.strerror})"
+holding = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    for name in ("environ", "cmdline"):
+        try:
+            with open(f"/proc/{pid}/{name}", "rb") as file:
+                content = file.read()
+            if any(needle.encode() in content for needle in %(needles)r):
+                holding.append(f"/proc/{pid}/{name}")
+        except OSError:
+            pass
+print(json.dumps({"service": service, "tried": tried, "holding_a_secret": holding, "uid": os.getuid()}))
+"""
+
+#: The kernel's channels, and the loopback port ipykernel itself listens on for output of
+#: forked subprocesses (its IOPub pipe: PULL only, and each message must start with a
+#: 16-byte secret that never leaves the kernel; not configurable in ipykernel 7).
+MY_ADDRESSES = r"""
+import json, ipykernel.connect
+info = ipykernel.connect.get_connection_info(unpack=True)
+channels = ("shell", "iopub", "stdin", "control", "hb")
+pipe = get_ipython().kernel.iopub_thread._pipe_port
+print(json.dumps({"transport": info["transport"], "ip": info["ip"], "ports": [info[f"{c}_port"] for c in channels],
+                  "pipe_port": pipe}))
+"""
+
+#: The TCP ports this kernel process listens on (its own /proc, any address).
+MY_LISTENING_PORTS = r"""
+import json, os
+inodes = set()
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        continue
+    if target.startswith("socket:["):
+        inodes.add(target[8:-1])
+ports = []
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(table).read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:
+            ports.append(int(fields[1].rsplit(":", 1)[1], 16))
+print(json.dumps(sorted(ports)))
+"""
+
+#: Run as another user (stdlib only): connect to each address; what each connect gave.
+CONNECT_TO_EACH = r"""
+import json, socket, sys
+info = json.loads(sys.argv[1])
+results = []
+for port in info["ports"]:
+    if info["transport"] == "ipc":
+        sock, address = socket.socket(socket.AF_UNIX), f"{info['ip']}-{port}"
+    else:
+        sock, address = socket.socket(), (info["ip"], port)
+    sock.settimeout(10)
+    try:
+        sock.connect(address)
+        results.append("connected")
+    except OSError as error:
+        results.append(type(error).__name__)
+    finally:
+        sock.close()
+print(json.dumps(results))
+"""
+
+
+def run_in_kernel(client: ChannelsClient, code: str) -> dict:
+    """Execute `code` (which prints one JSON line) in the client's kernel; that JSON."""
+    reply, outputs = client.execute(code, timeout=60)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return json.loads(stream_text(outputs))
+
+
+def read_the_service(*secrets: str) -> str:
+    """The cell that tries the service's /proc files and looks for the secrets (the token
+    first) in every process's environment and command line it can read."""
+    return READ_THE_SERVICE % {"files": SERVICE_FILES, "needles": secrets}

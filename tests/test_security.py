@@ -1,0 +1,214 @@
+"""Code in a kernel, and other users of the machine, against the service: tried from where
+they stand, through the real service and real kernels.
+
+The tests run as root, and root reads every process's /proc files whatever the service
+does (CAP_SYS_PTRACE). An operator runs the service as a user of its own, so the kernel
+here is made that user's equal: the service is started with no capabilities at all
+(`setpriv`), its kernels inherit none, and a kernel is then exactly a process of the
+service's uid. The other user is `nobody`, by `setpriv` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernels_service.testing.channels import ChannelsClient
+from kernels_service.testing.service import LAUNCHER, TOKEN, Service, descendants, running_service
+from tests.support.attacks import CONNECT_TO_EACH, MY_ADDRESSES, SERVICE_FILES, read_the_service, run_in_kernel
+from tests.support.paths import ROOT
+
+WITHOUT_PRIVILEGES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
+AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+SYSTEM_PYTHON = "/usr/bin/python3"  # one `nobody` may run (the tests' own may sit under /root)
+
+
+def test_a_kernel_reads_nothing_of_the_service_and_finds_the_token_nowhere():
+    secret = "db-password-9876543210"
+    with running_service(
+        "--initial-kernels=1", launcher=(*WITHOUT_PRIVILEGES, *LAUNCHER), env={"DB_PASSWORD": secret}
+    ) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        found = run_in_kernel(client, read_the_service(TOKEN, secret))
+        client.close()
+    assert found["service"] == service.pid
+    assert found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
+    assert found["holding_a_secret"] == [], found
+    assert found["uid"] == os.getuid()  # the service's uid, not another one
+
+
+def kernel_processes(service: Service) -> list[int]:
+    return [pid for pid in descendants(service.pid) if b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def listening_tcp(pids: list[int]) -> list[str]:
+    """The TCP addresses on which any of `pids` listens, as /proc/net/tcp writes them
+    (`0100007F:1F90` is 127.0.0.1:8080); read as root."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                found.append(fields[1])
+    return found
+
+
+def as_nobody_connect_to(addresses: dict) -> list[str]:
+    result = subprocess.run(
+        [*AS_NOBODY, SYSTEM_PYTHON, "-c", CONNECT_TO_EACH, json.dumps(addresses)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def loopback(port: int) -> str:
+    return f"0100007F:{port:04X}"
+
+
+def test_by_default_no_kernel_channel_listens_on_tcp_and_another_user_reaches_no_kernel_socket():
+    """Over ipc a kernel's only TCP port is ipykernel's own IOPub pipe, on the loopback
+    (see tests/support/attacks.py: it takes no reader, and no writer without its secret)."""
+    with running_service("--initial-kernels=2", "--pool-size=0") as service:
+        kernels = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        pipes = []
+        for kernel in kernels:
+            client = ChannelsClient(service, kernel)
+            addresses = run_in_kernel(client, MY_ADDRESSES)
+            client.close()
+            pipes.append(loopback(addresses["pipe_port"]))
+            assert addresses["transport"] == "ipc"
+            directory = Path(addresses["ip"]).parent
+            assert directory.stat().st_mode & 0o777 == 0o700 and directory.stat().st_uid == os.getuid()
+            assert as_nobody_connect_to(addresses) == ["PermissionError"] * 5
+        pids = kernel_processes(service)  # each answered: all its sockets are bound
+        assert len(pids) == 2 and sorted(listening_tcp(pids)) == sorted(pipes), pids
+        sockets = [Path(f"{addresses['ip']}-{port}") for port in addresses["ports"]]
+        assert all(path.is_socket() for path in sockets)
+    assert not any(path.exists() for path in sockets), "a kernel's sockets outlived it"
+
+
+def test_over_tcp_kernels_listen_on_the_loopback_only_and_any_user_can_connect():
+    """What --kernel-transport=tcp costs, as the README says: loopback ports any user of
+    the machine can reach (their messages still need the kernel's key)."""
+    with running_service("--initial-kernels=1", "--pool-size=0", "--kernel-transport=tcp") as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        addresses = run_in_kernel(client, MY_ADDRESSES)  # it answered: all its sockets are bound
+        client.close()
+        listening = listening_tcp(kernel_processes(service))
+        expected = [loopback(port) for port in (*addresses["ports"], addresses["pipe_port"])]
+        assert sorted(listening) == sorted(expected), listening
+        assert addresses["transport"] == "tcp"
+        assert as_nobody_connect_to(addresses) == ["connected"] * 5
+
+
+def test_a_runtime_directory_too_long_for_sockets_gets_a_private_short_one(tmp_path):
+    runtime = tmp_path / ("deep-" * 12) / "runtime"  # connection files may live here, sockets may not
+    with running_service("--initial-kernels=1", "--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        addresses = run_in_kernel(client, MY_ADDRESSES)
+        client.close()
+        directory = Path(addresses["ip"]).parent
+        assert len(f"{addresses['ip']}-{addresses['ports'][0]}") < 107
+        assert directory != runtime and directory.stat().st_mode & 0o777 == 0o700
+        assert list(runtime.glob("kernel-*.json")), "connection files stay in the runtime directory"
+    assert not directory.exists(), "the service's own socket directory is removed when it stops"
+
+
+def test_a_runtime_directory_others_may_enter_holds_no_socket(tmp_path):
+    runtime = tmp_path / "shared"
+    runtime.mkdir(mode=0o755)
+    runtime.chmod(0o755)
+    with running_service("--initial-kernels=1", "--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        addresses = run_in_kernel(client, MY_ADDRESSES)
+        client.close()
+        assert addresses["transport"] == "ipc" and Path(addresses["ip"]).parent != runtime
+        assert not [path for path in runtime.iterdir() if path.is_socket()]
+
+
+# --- the token: never where other users can read it -----------------------------------
+
+
+def command_line_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_a_token_file_is_read_once_and_the_token_is_on_no_command_line(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token-0123456789\n")
+    token_file.chmod(0o600)
+    with running_service(f"--token-file={token_file}", token=None) as service:
+        service.token = "file-token-0123456789"
+        assert service.request("GET", "api/kernels")[0] == 200
+        assert service.request("GET", "api/kernels", token="wrong")[0] == 403
+        for pid in [service.pid, *descendants(service.pid)]:
+            assert b"file-token" not in command_line_of(pid)
+        output = service.output()
+    assert "file-token-0123456789" not in output and "on the command line" not in output
+    assert "may be read by other users" not in output
+
+
+def test_a_token_on_the_command_line_is_warned_of_and_never_logged():
+    with running_service(f"--token={TOKEN}", token=None) as service:
+        service.token = TOKEN
+        assert service.request("GET", "api/kernels")[0] == 200
+        output = service.output()
+    assert "The token is on the command line, where every user of this machine can read it" in output
+    assert TOKEN not in output
+
+
+def test_a_token_file_others_may_read_is_used_with_a_warning(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("shared-token-0123456789")
+    token_file.chmod(0o644)
+    with running_service(f"--token-file={token_file}", token=None) as service:
+        service.token = "shared-token-0123456789"
+        assert service.request("GET", "api/kernels")[0] == 200
+        assert f"The token file {token_file} may be read by other users (mode 644)" in service.output()
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "cannot read the token file"),
+        ("empty", "the token file"),
+        ("directory", "cannot read the token file"),
+        ("with --token", "give the token or a token file, not both"),
+    ],
+)
+def test_a_token_file_that_cannot_be_used_stops_the_start(tmp_path, case, expected):
+    token_file = tmp_path / "token"
+    argv = [f"--token-file={token_file}"]
+    if case == "empty":
+        token_file.write_text("  \n")
+    elif case == "directory":
+        token_file.mkdir()
+    elif case == "with --token":
+        token_file.write_text("a-token")
+        argv.append("--token=another")
+    command = [sys.executable, str(ROOT / "kernels.py"), "--port=0", *argv]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"Cannot start: {expected}" in output, output
+    assert "Serving at" not in output and "Traceback" not in output
