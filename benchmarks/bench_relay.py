@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,7 @@ class DirectPath:
         self.client = manager.client()
 
     transport = "ipc"  # set from --kernel-transport
+    socket_dir = ""  # over ipc: a private directory of this run's, for the direct kernels' sockets
 
     @classmethod
     async def start(cls, attempts: int = 3) -> DirectPath:
@@ -147,6 +149,8 @@ class DirectPath:
         processes picked the same free port) is replaced, and what it printed is shown."""
         for attempt in range(1, attempts + 1):
             manager = AsyncKernelManager(kernel_name="python3", transport=cls.transport)
+            if cls.transport == "ipc":  # else jupyter_client's default prefix, `kernel-ipc` in the cwd, is shared
+                manager.ip = os.path.join(cls.socket_dir, uuid.uuid4().hex[:12])
             with tempfile.TemporaryFile() as stderr:
                 await manager.start_kernel(stderr=stderr)
                 path = cls(manager)
@@ -542,6 +546,7 @@ async def main() -> None:
     parser.add_argument("--kernel-transport", choices=("ipc", "tcp"), default="ipc")
     args = parser.parse_args()
     DirectPath.transport = args.kernel_transport
+    DirectPath.socket_dir = tempfile.mkdtemp(prefix="bench-direct-")
     print(f"kernel transport: {args.kernel_transport} (the service's kernels and the direct path's)")
     sizes = QUICK if args.quick else Sizes(**{**FULL.__dict__, "rounds": max(1, args.rounds)})
     # Clients wait their turn without reading for a while; heartbeats are not what is measured.
@@ -579,6 +584,7 @@ async def main() -> None:
             path.close()
         children = descendants(service.pid)
         service.stop()
+        shutil.rmtree(DirectPath.socket_dir, ignore_errors=True)
     leaked = [pid for pid in children if alive(pid)]
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")

@@ -139,6 +139,14 @@ class KernelsService(Application):
         "no other user of the machine can reach) or tcp (loopback ports, which any user of the machine can "
         "reach; for kernels that need TCP).",
     )
+    kernel_sandbox = Enum(
+        ("", "bubblewrap"),
+        "",
+        config=True,
+        help="Keep local kernels apart: bubblewrap runs each in a sandbox of its own (Debian's bwrap), seeing "
+        "only its own connection file and sockets, its own processes and a private /tmp. Empty: kernels share "
+        "the service's view of the machine.",
+    )
     max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
     client_queue_limit = Integer(
         128 * 1024 * 1024,
@@ -178,6 +186,7 @@ class KernelsService(Application):
         "token": "KernelsService.token",
         "token-file": "KernelsService.token_file",
         "kernel-transport": "KernelsService.kernel_transport",
+        "kernel-sandbox": "KernelsService.kernel_sandbox",
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",

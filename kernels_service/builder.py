@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_core.utils import ensure_dir_exists
 from tornado.httpserver import HTTPServer
@@ -42,6 +43,7 @@ from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
 from kernels_service.kernels.ipc import SocketDir, socket_dir
 from kernels_service.kernels.pool import KernelPool
+from kernels_service.kernels.sandbox import PROVISIONER_NAME, check_bubblewrap
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
 from kernels_service.relay.replay import ReplayPolicy
@@ -104,6 +106,8 @@ class KernelsServer:
 def build(config: ServiceConfig) -> KernelsServer:
     """Every part of a service, wired (nothing runs until `start`)."""
     config.check()
+    if config.kernel_sandbox == "bubblewrap":
+        check_bubblewrap()
     token = resolve_token(config)
     runtime = connection_dir()
     sockets = socket_dir(runtime) if config.kernel_transport == "ipc" else None
@@ -150,6 +154,10 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
         connection_dir=runtime,
     )
+    if config.kernel_sandbox == "bubblewrap":
+        # jupyter_client's provisioner factory is a process-wide singleton, configured by
+        # whoever makes it first (a kernelspec look-up, with no config): set it here
+        KernelProvisionerFactory.instance(parent=multi).default_provisioner_name = PROVISIONER_NAME
     return KernelRegistry(
         multi,
         default_name=config.kernel_name or multi.default_kernel_name,

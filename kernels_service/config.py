@@ -15,6 +15,7 @@ from kernels_service.kernels.errors import KernelsError
 
 MIB = 1024 * 1024
 TRANSPORTS = ("ipc", "tcp")  # ZeroMQ transports between the service and its kernels
+SANDBOXES = ("", "bubblewrap")  # how local kernels are kept apart ("": they are not)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ServiceConfig:
     # names or patterns of the service's env kernels inherit, besides INHERITED
     kernel_env_inherit: tuple[str, ...] = ()
     kernel_transport: str = "ipc"  # how local kernels and the service talk: "ipc" (private) or "tcp"
+    kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000
@@ -61,5 +63,7 @@ class ServiceConfig:
             raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
         if self.kernel_transport not in TRANSPORTS:
             raise KernelsError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
+        if self.kernel_sandbox not in SANDBOXES:
+            raise KernelsError("--kernel-sandbox must be bubblewrap or empty")
         if self.token is not None and self.token_file:
             raise KernelsError("give the token or a token file, not both")

@@ -193,3 +193,13 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_reaches_no_port(start
     listening = json.loads(run_code(container, MY_LISTENING_PORTS))
     assert listening == [addresses["pipe_port"]], (listening, addresses)
     assert "may be read" not in container.logs() and TOKEN not in container.logs()
+
+
+def test_the_kernel_sandbox_is_refused_in_the_container_with_a_reason(built):
+    """bwrap is not in the image, and could not mount its /proc under the engine anyway
+    (README, Security model): the start fails with the reason, not a traceback."""
+    options = ("--rm", *built.engine.run_options)
+    result = built.engine("run", *options, built.image, "--kernel-sandbox=bubblewrap", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Cannot start: --kernel-sandbox=bubblewrap needs bwrap on PATH" in output and "Traceback" not in output

@@ -4,7 +4,7 @@ Over `ipc` a kernel's five channels are unix sockets, reached only through their
 directory: one that is the service's own uid's alone (0700) keeps every other user of
 the machine away from every kernel, where loopback TCP ports let anyone on the machine
 subscribe to any kernel's output. Unix socket paths are limited to 107 bytes, and a
-kernel's socket is named after its connection file (`kernel-<uuid>-ipc-<n>`, 52 bytes at
+kernel's socket is named after its connection file (`kernel-<uuid>-ipc-<n>`, 55 bytes at
 most), so Jupyter's runtime directory is used only where it is private and short
 enough; elsewhere (a test's deep temporary directory, a runtime directory others may
 enter) a fresh private directory under the temporary directory is made, and removed
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 log = logging.getLogger("kernels_service.kernels")
 
 MAX_SOCKET_PATH = 107  # sun_path's 108 bytes, less the terminating NUL
-LONGEST_SOCKET_NAME = len("/kernel-") + 36 + len("-ipc-") + 5  # a uuid4, and room for port numbers
+#: `/kernel-<uuid>-ipc-<n>`, or a sandboxed kernel's `/sandbox-<uuid>/ipc-<n>`, n up to 5 digits
+LONGEST_SOCKET_NAME = max(len("/kernel-") + 36 + len("-ipc-"), len("/sandbox-") + 36 + len("/ipc-")) + 5
 
 
 @dataclass(frozen=True)
