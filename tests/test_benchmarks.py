@@ -42,6 +42,22 @@ def test_bench_relay_quick_runs_and_prints_every_figure():
     assert "[bench_relay] round 1/1" in result.stderr  # progress lines, on stderr
 
 
+@pytest.mark.timeout(300)
+def test_kernel_transports_quick_runs_and_prints_each_transport():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "kernel_transports.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for transport in ("tcp", "tcp+curve", "ipc"):
+        assert any(line.split()[:1] == [transport] and line.count("x") == 2 for line in lines), result.stdout
+    assert "display 10 x 1 MB (MB/s)" in result.stdout
+
+
 def test_paths_take_turns_in_a_rotated_order():
     names = ["direct", "legacy", "v1", "sio"]
     assert [in_turn(names, r) for r in range(5)] == [
