@@ -18,10 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from kernels_service.testing.channels import ChannelsClient
+from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import LAUNCHER, TOKEN, Service, descendants, running_service
-from tests.support.attacks import CONNECT_TO_EACH, MY_ADDRESSES, SERVICE_FILES, read_the_service, run_in_kernel
+from tests.support.attacks import (
+    CONNECT_TO_EACH,
+    DRIVE_THE_OTHER,
+    MY_ADDRESSES,
+    SERVICE_FILES,
+    read_the_service,
+    run_in_kernel,
+)
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 WITHOUT_PRIVILEGES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
 AS_NOBODY = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
@@ -103,6 +111,29 @@ def test_by_default_no_kernel_channel_listens_on_tcp_and_another_user_reaches_no
         sockets = [Path(f"{addresses['ip']}-{port}") for port in addresses["ports"]]
         assert all(path.is_socket() for path in sockets)
     assert not any(path.exists() for path in sockets), "a kernel's sockets outlived it"
+
+
+CONNECTION_FILE = "import json, ipykernel.connect as c; print(json.dumps({'connection_file': c.get_connection_file()}))"
+
+
+def test_without_a_sandbox_a_kernel_drives_another_with_its_key_and_not_without_it():
+    """What the README says of the default mode: kernels of one service share its uid, so
+    one can read another's connection file and run code in it; a message without the
+    right key is dropped by the kernel itself (which logs it). --kernel-sandbox takes
+    the first away (tests/test_sandbox.py)."""
+    with running_service("--initial-kernels=2", "--pool-size=0") as service:
+        first, second = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        attacker, victim = ChannelsClient(service, first), ChannelsClient(service, second)
+        other = {**run_in_kernel(victim, MY_ADDRESSES), **run_in_kernel(victim, CONNECTION_FILE)}
+        forged = DRIVE_THE_OTHER % {"other": json.dumps(other), "key": "not-the-key", "wait": 0}
+        assert run_in_kernel(attacker, forged) == {"reply": None}
+        wait_until(lambda: "Invalid Signature" in service.output(), 30, "the victim's refusal of the forged message")
+        assert stream_text(victim.execute("print('stolen' in dir())")[1]) == "False\n"
+        keyed = DRIVE_THE_OTHER % {"other": json.dumps(other), "key": None, "wait": 30}
+        assert run_in_kernel(attacker, keyed) == {"reply": "ok"}
+        assert stream_text(victim.execute("print('stolen' in dir())")[1]) == "True\n"
+        attacker.close()
+        victim.close()
 
 
 def test_over_tcp_kernels_listen_on_the_loopback_only_and_any_user_can_connect():

@@ -110,3 +110,30 @@ def read_the_service(*secrets: str) -> str:
     """The cell that tries the service's /proc files and looks for the secrets (the token
     first) in every process's environment and command line it can read."""
     return READ_THE_SERVICE % {"files": SERVICE_FILES, "needles": secrets}
+
+
+#: From one kernel: an execute_request to another kernel's shell, signed with `key` (the
+#: other's, read from its connection file, or a wrong one); the reply's status, if any
+#: comes within `wait` seconds.
+DRIVE_THE_OTHER = r"""
+import json, zmq
+from jupyter_client.session import Session
+other = json.loads(%(other)r)
+info = json.load(open(other["connection_file"])) if %(key)r is None else None
+key = (info["key"] if info else %(key)r).encode()
+if other["transport"] == "ipc":
+    address = f"ipc://{other['ip']}-{other['ports'][0]}"
+else:
+    address = f"tcp://{other['ip']}:{other['ports'][0]}"
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.linger = 10000  # close() waits until the request has left
+sock.connect(address)
+session = Session(key=key, signature_scheme="hmac-sha256")
+session.send(sock, "execute_request", {"code": "stolen = True", "silent": False, "store_history": False,
+                                       "user_expressions": {}, "allow_stdin": False})
+status = None
+if sock.poll(%(wait)d * 1000):
+    status = session.recv(sock, mode=0)[1]["content"]["status"]
+sock.close()
+print(json.dumps({"reply": status}))
+"""
