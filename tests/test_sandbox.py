@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kernels_service.kernels.sandbox import program_home, sandbox_command
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import descendants, running_service
 from tests.support.attacks import MY_ADDRESSES, run_in_kernel
@@ -67,17 +68,18 @@ def test_a_sandboxed_kernel_reaches_no_other_kernel_nor_the_service(tmp_path):
         attacker, victim = ChannelsClient(service, first), ChannelsClient(service, second)
         other = addresses_of(victim)
         mine = addresses_of(attacker)
-        code = REACH_THE_OTHER % {"other": json.dumps(other), "service": service.pid, "cwd": str(ROOT)}
+        outside = Path.home()  # the service's uid may write there; the sandbox may not
+        code = REACH_THE_OTHER % {"other": json.dumps(other), "service": service.pid, "cwd": str(outside)}
         found = run_in_kernel(attacker, code)
         assert found["connection_file"] == "FileNotFoundError", found
         assert found["shell_socket"] == "FileNotFoundError", found
         assert found["service_proc"] == "FileNotFoundError", found
         own = {os.path.basename(mine["connection_file"]), os.path.basename(os.path.dirname(mine["ip"]))}
         assert set(found["runtime_listing"]) <= own and len(found["runtime_listing"]) >= 1, found
-        assert found["write_outside_tmp"] in ("OSError", "FileNotFoundError"), found  # read-only, or not there
+        assert found["write_outside_tmp"] == "OSError", found  # a read-only file system
         assert len(found["processes"]) <= 3 and mine["pid"] <= 3, found  # its own PID namespace
         assert mine["home"] == mine["cwd"] == "/tmp"
-        assert not (ROOT / "written-by-a-kernel").exists()
+        assert not (outside / "written-by-a-kernel").exists()
         # the victim still answers its own client, and the attacker's messages reached nothing
         assert stream_text(victim.execute("print('still mine')")[1]) == "still mine\n"
         attacker.close()
@@ -109,3 +111,19 @@ def test_without_bwrap_the_sandbox_stops_the_start_with_a_reason(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 1 and "Cannot start: --kernel-sandbox=bubblewrap needs bwrap on PATH" in output
     assert "Traceback" not in output
+
+
+def test_a_program_under_tmp_stays_visible_and_others_are_not_rebound(tmp_path):
+    """The sandbox's /tmp is private, so a kernel whose virtual environment lives under
+    /tmp (a CI clone) must still find it; a program elsewhere needs nothing."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    python = venv / "bin" / "python"
+    python.write_text("")
+    assert program_home(str(python)) == str(venv)
+    command = sandbox_command([str(python), "-m", "ipykernel_launcher"], "/r/kernel-1.json", None, ["/r"])
+    tmpfs = command.index("/tmp", command.index("--tmpfs"))
+    assert command[tmpfs + 1 : tmpfs + 4] == ["--ro-bind", str(venv), str(venv)]
+    elsewhere = sandbox_command(["/usr/bin/python3"], "/r/kernel-1.json", None, ["/r"])
+    assert elsewhere.count("--ro-bind") == 2  # the root, and the connection file

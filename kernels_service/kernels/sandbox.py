@@ -7,7 +7,9 @@ Linux namespaces), where it sees:
 - the machine's files read-only, as its uid may read them, with Jupyter's runtime
   directory and the service's socket directory emptied (private tmpfs), but for its own
   connection file (read-only) and its own socket directory;
-- a private, writable `/tmp`, which is also its home and working directory;
+- a private, writable `/tmp`, which is also its home and working directory (where the
+  kernel's own program lives under `/tmp`, as a virtual environment may, that stays
+  visible, read-only);
 - a `/proc` of its own PID namespace: its own processes, not the service's nor any
   other kernel's.
 It shares the network (a kernel may fetch packages), and nothing else is taken away.
@@ -71,6 +73,9 @@ def sandbox_command(command: list[str], connection_file: str, own_sockets: str |
         "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
     ]  # fmt: skip
+    program = program_home(command[0])
+    if is_within(program, "/tmp"):
+        wrapped += ["--ro-bind", program, program]
     for directory in hidden:
         wrapped += ["--tmpfs", directory]
     wrapped += ["--ro-bind", connection_file, connection_file]
@@ -81,6 +86,19 @@ def sandbox_command(command: list[str], connection_file: str, own_sockets: str |
     # bwrap kills the sandbox when the service dies instead (--die-with-parent)
     wrapped += ["--setenv", "JPY_PARENT_PID", "1", "--setenv", "HOME", HOME, "--chdir", HOME, "--", *command]
     return wrapped
+
+
+def program_home(program: str) -> str:
+    """Where the kernel's program lives: its virtual environment's root if it is in one
+    (a `pyvenv.cfg` beside its `bin`), else its own directory."""
+    path = os.path.abspath(shutil.which(program) or program)
+    directory = os.path.dirname(path)
+    root = os.path.dirname(directory)
+    return root if os.path.isfile(os.path.join(root, "pyvenv.cfg")) else directory
+
+
+def is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([os.path.abspath(path), directory]) == directory
 
 
 def check_bubblewrap() -> None:
