@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any, BinaryIO
 
+import zmq
+import zmq.asyncio
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Unicode
@@ -51,6 +53,24 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
             name = os.path.splitext(os.path.basename(self.connection_file))[0]
             return os.path.join(self.ipc_dir, f"{name}-ipc")
         return super()._ip_default()
+
+    def connect_stdin_watched(self, identity: bytes) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
+        """A stdin DEALER as `connect_stdin` makes it (jupyter_client's
+        `_create_connected_socket`, Curve keys included), with a monitor attached before
+        it connects, so that its handshake cannot be missed: the socket and the monitor.
+
+        The kernel's stdin ROUTER drops an `input_request` to an identity whose connection
+        has not finished its handshake, and nothing else tells when that is done."""
+        socket = self.context.socket(zmq.DEALER)
+        socket.linger = 1000
+        socket.identity = identity
+        if self.curve_publickey is not None:
+            socket.curve_secretkey = self.curve_secretkey
+            socket.curve_publickey = self.curve_publickey
+            socket.curve_serverkey = self.curve_publickey
+        monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        socket.connect(self._make_url("stdin"))
+        return socket, monitor
 
     def on_restarted(self, callback: Callable[[], None]) -> None:
         """Call `callback` after each completed restart (the new process is launched)."""

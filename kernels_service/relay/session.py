@@ -6,7 +6,10 @@ session, and whatever must share stdin with a shell requester shares its session
 
 While the kernel restarts, a session holds what its clients send and sends it once the
 relay has re-established iopub with the new kernel (`ready`): sent earlier, the output
-of those requests could be published before our subscription is live, and lost.
+of those requests could be published before our subscription is live, and lost. A new
+session also holds them until its stdin socket has finished its handshake with the
+kernel: a request that calls `input()` would otherwise have its `input_request` sent to
+an identity the kernel does not know yet, and dropped (the kernel then waits forever).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from kernels_service.metrics import FROM_KERNEL, TO_KERNEL, count_message
 from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolError
 from kernels_service.protocol.wire import Signer, to_frames
 from kernels_service.relay.replay import ReplayBuffer
-from kernels_service.relay.sockets import read_messages
+from kernels_service.relay.sockets import handshake, read_messages
 
 log = logging.getLogger("kernels_service.relay")
 
@@ -77,13 +80,18 @@ class RelaySession:
         self._readers: list[asyncio.Task[None]] = []
         self._held: list[KernelMessage] = []
         self._releasing: asyncio.Task[None] | None = None
+        self._stdin_up: asyncio.Task[None] | None = None  # the stdin socket's handshake
         self.replay: ReplayBuffer | None = None  # while no client is there to take everything
         self.expiry: asyncio.TimerHandle | None = None  # when a session kept for its clients ends
 
     def open(self, manager: Any) -> None:
         """Connect the DEALER sockets (from the manager's current ports) and read them."""
         for channel in CLIENT_CHANNELS:
-            socket = getattr(manager, f"connect_{channel}")(identity=self.identity)
+            if channel == "stdin":
+                socket, monitor = manager.connect_stdin_watched(self.identity)
+                self._stdin_up = asyncio.ensure_future(handshake(socket, monitor))
+            else:
+                socket = getattr(manager, f"connect_{channel}")(identity=self.identity)
             self._sockets[channel] = socket
             reading = read_messages(socket, channel, self._signer, self.kernel_id, self._received)
             self._readers.append(asyncio.ensure_future(reading))
@@ -99,7 +107,7 @@ class RelaySession:
         if message.channel not in CLIENT_CHANNELS:
             raise ProtocolError(f"clients cannot send on channel {message.channel!r}")
         self._on_activity()
-        if self._ready.is_set() and not self._held:
+        if self._can_send() and not self._held:
             self._send_now(message)
             return
         if len(self._held) >= MAX_HELD:
@@ -119,9 +127,17 @@ class RelaySession:
         if sent.done() and sent.exception() is not None:
             raise KernelNotReading(f"the kernel is not reading its {message.channel} messages")
 
+    def _can_send(self) -> bool:
+        """The kernel is relayable and this session's stdin is connected."""
+        stdin_up = self._stdin_up is not None and self._stdin_up.done() and not self._stdin_up.cancelled()
+        return self._ready.is_set() and stdin_up
+
     async def _release_when_ready(self) -> None:
         try:
-            await self._ready.wait()
+            while not self._can_send():
+                await self._ready.wait()
+                if self._stdin_up is not None:
+                    await asyncio.wait([self._stdin_up])  # done, or cancelled by a reconnect
             held, self._held = self._held, []
             for message in held:
                 self._send_now(message)
@@ -197,6 +213,8 @@ class RelaySession:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
+        if self._stdin_up is not None:
+            self._stdin_up.cancel()
         for reader in self._readers:
             reader.cancel()
         for socket in self._sockets.values():

@@ -9,6 +9,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.wire import Signer, from_frames
@@ -37,6 +38,18 @@ def connect_iopub(context: zmq.asyncio.Context, info: dict[str, Any]) -> zmq.asy
     socket.setsockopt(zmq.SUBSCRIBE, b"")
     socket.connect(channel_url(info, "iopub"))
     return socket
+
+
+async def handshake(socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:
+    """Return once `socket` has finished a handshake with its peer (the peer knows its
+    identity from then on), as `monitor`, attached before it connected, reports."""
+    try:
+        while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            pass
+    finally:
+        if not socket.closed:
+            socket.disable_monitor()
+        monitor.close(linger=0)
 
 
 #: Messages read at once from what is already queued, before the loop gets a turn again.

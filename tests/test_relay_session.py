@@ -1,0 +1,82 @@
+"""A relay session sends nothing to the kernel before its stdin socket has finished its
+handshake: over real ZeroMQ sockets, with the kernel's side played by ROUTER sockets the
+test binds when it chooses (the stdin one last), so no timing decides the outcome.
+
+Why: a request that calls input() makes the kernel send an input_request to the
+session's identity on stdin, and a ROUTER drops a message to an identity whose
+connection is not established yet: the kernel then waits for an answer forever. The
+service's own tests met it once in CI (python-socketio on /shell and /stdin at once)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import zmq
+import zmq.asyncio
+
+from kernels_service.kernels.manager import ServiceKernelManager
+from kernels_service.protocol import KernelMessage
+from kernels_service.protocol.message import make_message
+from kernels_service.protocol.wire import Signer, from_frames, to_frames
+from kernels_service.relay.session import RelaySession
+
+KEY = b"relay-session-test-key"
+
+
+class Collector:
+    channels = frozenset({"shell", "stdin", "control"})
+
+    def __init__(self) -> None:
+        self.messages: list[KernelMessage] = []
+
+    def deliver(self, message: KernelMessage) -> None:
+        self.messages.append(message)
+
+    def relay_closed(self, reason: str) -> None: ...
+
+
+def kernel_side(tmp_path) -> ServiceKernelManager:
+    """A manager holding an ipc connection, with no kernel launched: the test binds the
+    kernel's sockets itself."""
+    manager = ServiceKernelManager(transport="ipc", ip=str(tmp_path / "k"))
+    manager.session.key = KEY
+    manager.shell_port, manager.iopub_port, manager.stdin_port, manager.control_port, manager.hb_port = 1, 2, 3, 4, 5
+    manager.context = zmq.asyncio.Context()
+    return manager
+
+
+async def held_until_stdin_is_up(tmp_path) -> None:
+    manager = kernel_side(tmp_path)
+    context = manager.context
+    shell = context.socket(zmq.ROUTER)
+    shell.bind(f"ipc://{tmp_path}/k-1")
+    ready = asyncio.Event()
+    ready.set()
+    session = RelaySession("k", b"client-1", Signer(KEY), ready, lambda: None)
+    collector = Collector()
+    session.attach(collector)
+    session.open(manager)
+    request = make_message("shell", "execute_request", {"code": "input()"}, "s")
+    session.send(request)
+    assert not await shell.poll(500), "sent before the stdin socket was connected"
+    stdin = context.socket(zmq.ROUTER)
+    stdin.bind(f"ipc://{tmp_path}/k-3")  # the stdin connection now completes, and only then
+    assert await shell.poll(10_000), "never sent once the stdin socket was connected"
+    identity, *frames = await shell.recv_multipart()
+    assert identity == b"client-1" and from_frames("shell", frames, Signer(KEY)).msg_type == "execute_request"
+    # the kernel's input_request reaches the session: its identity was known to stdin
+    input_request = make_message("stdin", "input_request", {"prompt": "? "}, "s")
+    await stdin.send_multipart([b"client-1", *to_frames(input_request, Signer(KEY))])
+    for _ in range(200):
+        if collector.messages:
+            break
+        await asyncio.sleep(0.05)
+    assert [m.msg_type for m in collector.messages] == ["input_request"]
+    session.close()
+    for socket in (shell, stdin):
+        socket.close(linger=0)
+    context.term()
+
+
+def test_a_session_holds_requests_until_its_stdin_socket_is_connected(tmp_path):
+    asyncio.run(held_until_stdin_is_up(tmp_path))
