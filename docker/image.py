@@ -3,6 +3,7 @@
 
     python docker/image.py build            # the image, tagged kernels-service:latest
     python docker/image.py build --derived  # and examples/derived-bash as kernels-service-bash
+    python docker/image.py build --kernel   # and docker/kernel as kernels-service-kernel (for containers)
     python docker/image.py engine           # the engine command this script uses, as JSON
 
 No image registry needs to be reachable. With podman (daemonless, preferred when it runs),
@@ -34,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "kernels-service:latest"
 DERIVED_IMAGE = "kernels-service-bash:latest"
+KERNEL_IMAGE = "kernels-service-kernel:latest"
 DEBOOTSTRAP_BASE = "localhost/kernels-service-base:bookworm"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: What debian:bookworm-slim leaves out of every package, so the image's own apt installs
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     build_parser = sub.add_parser("build", help="build the image (and with --derived, the bash example)")
     build_parser.add_argument("--tag", default=IMAGE)
     build_parser.add_argument("--derived", action="store_true", help="also build examples/derived-bash")
+    build_parser.add_argument(
+        "--kernel", action="store_true", help="also build docker/kernel: the image docker-provisioner runs kernels in"
+    )
     sub.add_parser("engine", help="print the engine command and its run options as JSON")
     args = parser.parse_args(argv)
     try:
@@ -233,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
             derived = DERIVED_IMAGE if args.tag == IMAGE else f"{args.tag.split(':')[0]}-bash:latest"
             seconds = build(command, ROOT / "examples" / "derived-bash", derived, args.tag)
             progress(f"{derived}: {image_size(command, derived) / 1e6:.0f} MB, built in {seconds:.0f} s")
+        if args.kernel:
+            kernel = KERNEL_IMAGE if args.tag == IMAGE else f"{args.tag.split(':')[0]}-kernel:latest"
+            seconds = build(command, ROOT / "docker" / "kernel", kernel, args.tag)
+            progress(f"{kernel}: {image_size(command, kernel) / 1e6:.0f} MB, built in {seconds:.0f} s")
     except ImageError as error:
         print(f"docker/image.py: {error}", file=sys.stderr)
         return 2
