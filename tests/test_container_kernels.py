@@ -25,6 +25,8 @@ from tests.test_image import WANTED
 
 KERNEL_IMAGE = "localhost/kernels-service-kernel:latest"
 SPEC = "container_python"
+MISSING_SPEC = "container_missing"  # its image is nowhere (a pull tries the loopback only)
+MISSING_IMAGE = "localhost/kernels-service-no-such-image:latest"
 SECRET = "db-password-9876543210"
 CLIENT = {"KERNEL_USERNAME": "alice"}  # as Jupyter Server's gateway client sends it
 
@@ -66,6 +68,12 @@ def containers(tmp_path_factory) -> Iterator[Containers]:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    missing = subprocess.run(
+        [str(Path(sys.executable).with_name("jupyter")), "docker-spec", "install", f"--prefix={prefix}",
+         f"--image-name={MISSING_IMAGE}", f"--kernel-name={MISSING_SPEC}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 0, missing.stdout + missing.stderr
     with docker_api(engine) as api:
         yield Containers(api, prefix / "share" / "jupyter")
 
@@ -104,6 +112,19 @@ def test_a_container_kernel_has_no_secret_of_the_service_and_sigterm_removes_it(
         environment = stream_text(client_run(service, model["id"], "import os; print(sorted(os.environ))"))
         assert "DB_PASSWORD" not in environment and "KERNELS_SERVICE_TOKEN" not in environment
     assert containers.api.containers() == [], "a kernel's container outlived the service's SIGTERM"
+
+
+def test_a_container_kernel_that_cannot_start_is_a_503_and_leaves_no_container(containers):
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        status, _, body = service.request("POST", "api/kernels", {"name": MISSING_SPEC, "env": CLIENT})
+        assert status == 503, body
+        assert body["message"] == f"The {MISSING_SPEC} kernel could not be started; the service's log says why"
+        assert service.request("GET", "api/kernels")[2] == []
+        assert containers.api.containers() == [], "a failed start left its container"
+        assert service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})[0] == 201  # the next one starts
+        assert f"Kernel of {MISSING_SPEC} not started" in service.output()
+    assert containers.api.containers() == []
 
 
 def client_run(service, kernel: str, code: str) -> list[dict]:

@@ -3,6 +3,7 @@
 from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
+    KernelNotStarted,
     KernelsError,
     LimitReached,
     NoSuchKernel,
@@ -15,6 +16,7 @@ from kernels_service.kernels.registry import KernelRegistry
 __all__ = [
     "Busy",
     "InvalidRequest",
+    "KernelNotStarted",
     "KernelRecord",
     "KernelRegistry",
     "KernelsError",

@@ -29,3 +29,9 @@ class Busy(KernelsError):
 
 class Stopping(KernelsError):
     """The service is stopping and starts no more kernels (503)."""
+
+
+class KernelNotStarted(KernelsError):
+    """The kernel's launch failed (a missing program, a container engine that does not
+    answer, an image that is not there, a launch that timed out): 503, with the details
+    in the service's log rather than in the answer."""

@@ -28,6 +28,8 @@ from kernels_service.kernels.environment import KernelEnvironment
 from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
+    KernelNotStarted,
+    KernelsError,
     LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
@@ -136,7 +138,7 @@ class KernelRegistry:
         self._launching += 1  # the slot is taken before the launch is awaited
         self._no_launches.clear()
         try:
-            kernel_id = await self._multi.start_kernel(kernel_name=name, env=environment)
+            kernel_id = await self._start_kernel(name, environment)
             record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id), pooled=pooled)
             if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
                 await stop_process(self._multi, record, now=True)  # still starting: nothing to save
@@ -154,6 +156,17 @@ class KernelRegistry:
         for observer in self._observers:
             await observer.kernel_started(record)
         return record
+
+    async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
+        """jupyter_client's start; a launch that fails for any reason of the kernel's or its
+        provisioner's is KernelNotStarted, its details logged in one line."""
+        try:
+            return await self._multi.start_kernel(kernel_name=name, env=environment)
+        except KernelsError:
+            raise
+        except Exception as error:  # a provisioner may raise anything: it is the kernel's failure
+            log.error("Kernel of %s not started: %s: %s", name, type(error).__name__, error)
+            raise KernelNotStarted(f"The {name} kernel could not be started; the service's log says why") from None
 
     async def shutdown(self, kernel_id: str, reason: str = "kernel shut down") -> None:
         """Stop a client's kernel, after any pending operation of it, and forget it once

@@ -15,6 +15,7 @@ from kernels_service.access import AccessPolicy
 from kernels_service.kernels import (
     Busy,
     InvalidRequest,
+    KernelNotStarted,
     KernelRegistry,
     KernelsError,
     LimitReached,
@@ -42,6 +43,7 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     LimitReached: 503,
     Busy: 409,
     Stopping: 503,
+    KernelNotStarted: 503,
 }
 
 
