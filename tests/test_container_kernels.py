@@ -19,6 +19,7 @@ import pytest
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import TOKEN, running_service
 from tests.support.attacks import read_the_service, run_in_kernel
+from tests.support.channels import interrupted_reply
 from tests.support.container import Engine, image_script
 from tests.support.podman_api import DockerAPI, docker_api
 from tests.test_image import WANTED
@@ -135,3 +136,25 @@ def client_run(service, kernel: str, code: str) -> list[dict]:
         return outputs
     finally:
         client.close()
+
+
+def test_a_container_kernel_is_interrupted_and_restarted_in_place(containers):
+    """An interrupt goes to the kernel through the provisioner's listener in the container;
+    a restart replaces the container (same kernel id, a fresh process) and the websocket
+    client goes on."""
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
+        assert status == 201, model
+        kernel = model["id"]
+        client = ChannelsClient(service, kernel)
+        client.execute("x = 41", timeout=90)
+        interrupt = lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0]  # noqa: E731
+        reply = interrupted_reply(interrupt, client, service.output)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert stream_text(client.execute("print(x + 1)")[1]) == "42\n", "the interrupt cost the kernel"
+        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        assert stream_text(client.execute("print('x' in dir())", timeout=120)[1]) == "False\n"
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+        assert containers.api.containers() == []

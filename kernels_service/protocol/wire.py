@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import Any
 
 from kernels_service.protocol.errors import ProtocolError
 from kernels_service.protocol.message import KernelMessage
@@ -17,9 +18,16 @@ DELIMITER = b"<IDS|MSG>"
 
 
 class Signer:
-    """HMAC signing of message parts with a kernel's key and signature scheme."""
+    """HMAC signing of message parts with a kernel's key and signature scheme. One signer
+    serves every socket of a kernel's relay, so that a kernel that comes back with a new
+    key (a restarted container kernel) is followed with one `use_key`."""
 
     def __init__(self, key: bytes, scheme: str = "hmac-sha256"):
+        self._keyed: Any = None
+        self.use_key(key, scheme)
+
+    def use_key(self, key: bytes, scheme: str = "hmac-sha256") -> None:
+        """Sign and verify with `key` from now on."""
         if not scheme.startswith("hmac-"):
             raise ValueError(f"unsupported signature scheme {scheme!r}")
         digest = getattr(hashlib, scheme[len("hmac-") :])

@@ -174,8 +174,11 @@ class KernelRelay:
             self.broadcast_status("restarting")
 
     def kernel_restarted(self) -> None:
-        """The new process is launched: follow it to new ports if it moved, then nudge it."""
+        """The new process is launched: follow it to its key if it has a new one (a
+        container kernel's launcher makes one each launch) and to new ports if it moved,
+        then nudge it."""
         manager = self.record.manager
+        self._signer.use_key(manager.session.key, manager.session.signature_scheme)
         ports = ports_of(manager.get_connection_info())
         if ports != self._ports:
             log.info("Kernel %s restarted on new ports; reconnecting", self.kernel_id)
