@@ -149,3 +149,13 @@ def test_wire_rejects_bad_signature_and_missing_delimiter():
 
 def test_unsigned_kernels_have_empty_signature():
     assert Signer(b"").sign(MESSAGE.parts) == b""
+
+
+def test_a_signer_takes_a_new_key_for_everything_it_signs_and_checks():
+    signer = Signer(b"old")
+    old_frames = to_frames(MESSAGE, signer)
+    signer.use_key(b"new")
+    expected = hmac.new(b"new", b"".join(MESSAGE.parts), hashlib.sha256).hexdigest().encode()
+    assert to_frames(MESSAGE, signer)[1] == expected
+    with pytest.raises(ProtocolError, match="signature"):
+        from_frames("iopub", old_frames, signer)  # the old process's messages no longer pass
