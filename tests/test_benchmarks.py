@@ -26,16 +26,17 @@ ROWS = (
 )
 
 
+def run_quick(script: str) -> subprocess.CompletedProcess:
+    """`benchmarks/<script> --quick`, which must exit 0."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--quick"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.mark.timeout(300)
 def test_bench_relay_quick_runs_and_prints_every_figure():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_quick("bench_relay.py")
     for row in ROWS:
         assert row in result.stdout, f"{row!r} missing:\n{result.stdout}"
     assert result.stdout.count("round trip <= 1.1x direct") == 2 and "fan-out 10" not in result.stdout
@@ -44,14 +45,7 @@ def test_bench_relay_quick_runs_and_prints_every_figure():
 
 @pytest.mark.timeout(300)
 def test_kernel_transports_quick_runs_and_prints_each_transport():
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "kernel_transports.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_quick("kernel_transports.py")
     lines = result.stdout.splitlines()
     for transport in ("tcp", "tcp+curve", "ipc"):
         assert any(line.split()[:1] == [transport] and line.count("x") == 2 for line in lines), result.stdout

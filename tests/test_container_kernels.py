@@ -58,23 +58,28 @@ class Containers:
         return argv, env
 
 
+def install_kernelspec(prefix: Path, image: str, name: str) -> None:
+    """`jupyter docker-spec install`, as an operator runs it."""
+    command = [str(Path(sys.executable).with_name("jupyter")), "docker-spec", "install", f"--prefix={prefix}",
+               f"--image-name={image}", f"--kernel-name={name}"]  # fmt: skip
+    installed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+def start_container_kernel(service) -> str:
+    """A container kernel of the service, started as a gateway client asks for one; its id."""
+    status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
+    assert status == 201, model
+    return model["id"]
+
+
 @pytest.fixture(scope="module")
 def containers(tmp_path_factory) -> Iterator[Containers]:
     engine = Engine()
     assert image_script().main(["build", "--kernel"]) == 0, "docker/image.py build --kernel failed (output above)"
     prefix = tmp_path_factory.mktemp("kernelspecs")
-    installed = subprocess.run(
-        [str(Path(sys.executable).with_name("jupyter")), "docker-spec", "install", f"--prefix={prefix}",
-         f"--image-name={KERNEL_IMAGE}", f"--kernel-name={SPEC}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    missing = subprocess.run(
-        [str(Path(sys.executable).with_name("jupyter")), "docker-spec", "install", f"--prefix={prefix}",
-         f"--image-name={MISSING_IMAGE}", f"--kernel-name={MISSING_SPEC}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert missing.returncode == 0, missing.stdout + missing.stderr
+    install_kernelspec(prefix, KERNEL_IMAGE, SPEC)
+    install_kernelspec(prefix, MISSING_IMAGE, MISSING_SPEC)
     with docker_api(engine) as api:
         yield Containers(api, prefix / "share" / "jupyter")
 
@@ -88,9 +93,7 @@ def test_the_kernelspec_names_docker_provisioner_unchanged(containers):
 def test_a_container_kernel_runs_code_as_a_non_root_user_and_leaves_no_container(containers):
     argv, env = containers.service_options()
     with running_service(*argv, env=env) as service:
-        status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
-        assert status == 201, model
-        kernel = model["id"]
+        kernel = start_container_kernel(service)
         assert [name for name in containers.api.containers() if kernel in name], "no container for the kernel"
         client = ChannelsClient(service, kernel, "v1")
         _, outputs = client.execute("import os, socket; print(os.getuid(), socket.gethostname())", timeout=90)
@@ -104,13 +107,12 @@ def test_a_container_kernel_runs_code_as_a_non_root_user_and_leaves_no_container
 def test_a_container_kernel_has_no_secret_of_the_service_and_sigterm_removes_it(containers):
     argv, env = containers.service_options()
     with running_service(*argv, env=env) as service:
-        status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
-        assert status == 201, model
-        client = ChannelsClient(service, model["id"])
+        kernel = start_container_kernel(service)
+        client = ChannelsClient(service, kernel)
         found = run_in_kernel(client, read_the_service(TOKEN, SECRET))
         client.close()
         assert found["holding_a_secret"] == [] and found["uid"] == 1000, found
-        environment = stream_text(client_run(service, model["id"], "import os; print(sorted(os.environ))"))
+        environment = stream_text(client_run(service, kernel, "import os; print(sorted(os.environ))"))
         assert "DB_PASSWORD" not in environment and "KERNELS_SERVICE_TOKEN" not in environment
     assert containers.api.containers() == [], "a kernel's container outlived the service's SIGTERM"
 
@@ -144,9 +146,7 @@ def test_a_container_kernel_is_interrupted_and_restarted_in_place(containers):
     client goes on."""
     argv, env = containers.service_options()
     with running_service(*argv, env=env) as service:
-        status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
-        assert status == 201, model
-        kernel = model["id"]
+        kernel = start_container_kernel(service)
         client = ChannelsClient(service, kernel)
         client.execute("x = 41", timeout=90)
         interrupt = lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0]  # noqa: E731

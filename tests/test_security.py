@@ -185,10 +185,15 @@ def command_line_of(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
-def test_a_token_file_is_read_once_and_the_token_is_on_no_command_line(tmp_path):
+def write_token_file(tmp_path: Path, token: str, mode: int) -> Path:
     token_file = tmp_path / "token"
-    token_file.write_text("file-token-0123456789\n")
-    token_file.chmod(0o600)
+    token_file.write_text(token)
+    token_file.chmod(mode)
+    return token_file
+
+
+def test_a_token_file_is_read_once_and_the_token_is_on_no_command_line(tmp_path):
+    token_file = write_token_file(tmp_path, "file-token-0123456789\n", 0o600)
     with running_service(f"--token-file={token_file}", token=None) as service:
         service.token = "file-token-0123456789"
         assert service.request("GET", "api/kernels")[0] == 200
@@ -210,9 +215,7 @@ def test_a_token_on_the_command_line_is_warned_of_and_never_logged():
 
 
 def test_a_token_file_others_may_read_is_used_with_a_warning(tmp_path):
-    token_file = tmp_path / "token"
-    token_file.write_text("shared-token-0123456789")
-    token_file.chmod(0o644)
+    token_file = write_token_file(tmp_path, "shared-token-0123456789", 0o644)
     with running_service(f"--token-file={token_file}", token=None) as service:
         service.token = "shared-token-0123456789"
         assert service.request("GET", "api/kernels")[0] == 200
