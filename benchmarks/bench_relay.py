@@ -1,6 +1,6 @@
 """The relay against direct ZeroMQ, measured side by side in one run.
 
-    python benchmarks/bench_relay.py [--rounds 3] [--quick] [--kernel-transport ipc|tcp]
+    python benchmarks/bench_relay.py [--rounds 3] [--quick] [--kernel-transport auto|curve|ipc|tcp]
 
 Paths to a kernel, each with a kernel of its own:
 - `direct`: jupyter_client's AsyncKernelClient straight on the kernel's ZeroMQ sockets,
@@ -25,9 +25,10 @@ a workload in a round follow each other within a minute), whose spread is printe
   20 direct clients doing the same.
 Then the issue's targets, each marked met or missed.
 
---kernel-transport (default ipc, the service's default) is the ZeroMQ transport between
-kernels and whoever talks to them: the service's kernels and the direct path's alike, so
-that the ratios compare the relay with a direct client on the same transport.
+--kernel-transport (default auto, the service's default: CurveZMQ over loopback TCP for
+ipykernel) is how kernels and whoever talks to them connect: the service's kernels and
+the direct path's alike (kernels/transport.py chooses for both), so that the ratios
+compare the relay with a direct client on the same transport.
 
 --quick runs one smaller round of everything (< 30 s on a quiet 2-core machine; noisier
 figures), for a smoke test. Progress goes to stderr, figures to stdout. The service runs
@@ -51,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1, serialize_msg_to_ws_v1
 from tornado.httpclient import HTTPRequest
@@ -58,6 +60,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from kernels_service.kernels.transport import POLICIES, Transport, choose_transport, curve_available  # noqa: E402
 from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -140,7 +143,7 @@ class DirectPath:
         self.manager = manager
         self.client = manager.client()
 
-    transport = "ipc"  # set from --kernel-transport
+    transport = Transport("ipc", "disabled")  # set from --kernel-transport
     socket_dir = ""  # over ipc: a private directory of this run's, for the direct kernels' sockets
 
     @classmethod
@@ -148,8 +151,11 @@ class DirectPath:
         """A kernel and its client, ready. A kernel that dies while starting (rare: two
         processes picked the same free port) is replaced, and what it printed is shown."""
         for attempt in range(1, attempts + 1):
-            manager = AsyncKernelManager(kernel_name="python3", transport=cls.transport)
-            if cls.transport == "ipc":  # else jupyter_client's default prefix, `kernel-ipc` in the cwd, is shared
+            manager = AsyncKernelManager(
+                kernel_name="python3", transport=cls.transport.transport, transport_encryption=cls.transport.encryption
+            )
+            # over ipc, else jupyter_client's default prefix, `kernel-ipc` in the cwd, is shared
+            if cls.transport.transport == "ipc":
                 manager.ip = os.path.join(cls.socket_dir, uuid.uuid4().hex[:12])
             with tempfile.TemporaryFile() as stderr:
                 await manager.start_kernel(stderr=stderr)
@@ -543,11 +549,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=FULL.rounds)
     parser.add_argument("--quick", action="store_true", help="one smaller round of everything (< 30 s)")
-    parser.add_argument("--kernel-transport", choices=("ipc", "tcp"), default="ipc")
+    parser.add_argument("--kernel-transport", choices=POLICIES, default="auto")
     args = parser.parse_args()
-    DirectPath.transport = args.kernel_transport
+    python3 = KernelSpecManager().get_kernel_spec("python3")
+    DirectPath.transport = choose_transport(args.kernel_transport, python3.metadata, curve_available())
     DirectPath.socket_dir = tempfile.mkdtemp(prefix="bench-direct-")
-    print(f"kernel transport: {args.kernel_transport} (the service's kernels and the direct path's)")
+    chosen = DirectPath.transport
+    print(f"kernel transport: {args.kernel_transport}: {chosen.transport}, encryption {chosen.encryption} (both paths)")
     sizes = QUICK if args.quick else Sizes(**{**FULL.__dict__, "rounds": max(1, args.rounds)})
     # Clients wait their turn without reading for a while; heartbeats are not what is measured.
     service = Service(

@@ -1,18 +1,23 @@
 """Where iopub output can be lost: the kernel's PUB socket, while its reader is stalled.
 
-    python benchmarks/iopub_stall.py [--messages 6000] [--stalls 0,0.5,3]
+    python benchmarks/iopub_stall.py [--messages 6000] [--line 10000] [--stalls 0,0.5,3]
+                                     [--kernel-transport auto|curve|ipc|tcp]
 
-A kernel floods its iopub with N stream messages of 10 kB (one flush each). A client of
+A kernel floods its iopub with N stream messages of 10 kB (`--line`, one flush each). A client of
 the service runs the flood over the kernel websocket while, in this process, a direct
 ZeroMQ SUB on the kernel's iopub (no receive high-water mark, never stalled) reads the
 same messages. Mid-flood, the service is stopped with SIGSTOP for a few seconds (the
 extreme of a service starved of CPU), then continued.
 
 It prints, for each stall, how many characters of the flood reached the service's client
-and the direct SUB. ipykernel's iopub socket keeps ZeroMQ's default send high-water mark
-(1000 messages per subscriber, not configurable), and a PUB socket drops, silently, what
-a subscriber cannot take: so what the kernel printed while its reader was stalled (past
-that mark and the socket buffers) never reaches that reader. Jupyter Server, or any
+and the direct SUB. `--line 2` floods small messages, where the socket buffers between
+the kernel and its reader matter most (kernels/transport.py): over ipc they hold about
+200 kB, over TCP (plain or CurveZMQ) several MB.
+
+ipykernel's iopub socket keeps ZeroMQ's default send high-water mark (1000 messages per
+subscriber, not configurable), and a PUB socket drops, silently, what a subscriber
+cannot take: so what the kernel printed while its reader was stalled (past that mark and
+the socket buffers) never reaches that reader. Jupyter Server, or any
 jupyter_client subscriber, loses output the same way. The direct SUB, which kept reading,
 gets everything, which shows where the loss is. The service reads its iopub with no
 receive high-water mark, and drops nothing it has read.
@@ -33,25 +38,28 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kernels_service.relay.sockets import channel_url  # noqa: E402
 from kernels_service.testing.channels import ChannelsClient, stream_text  # noqa: E402
 from kernels_service.testing.service import Service, running_service  # noqa: E402
 
-LINE = 10_000
 
-
-def flood_code(messages: int) -> str:
-    write = f"sys.stdout.write(str(i % 10) * {LINE - 1} + '\\n'); sys.stdout.flush()"
+def flood_code(messages: int, line: int) -> str:
+    write = f"sys.stdout.write(str(i % 10) * {line - 1} + '\\n'); sys.stdout.flush()"
     return f"import sys\nfor i in range({messages}):\n    {write}"
 
 
 class DirectSubscriber:
-    """A SUB on the kernel's iopub in a thread of this process: counts stream characters."""
+    """A SUB on the kernel's iopub in a thread of this process: counts stream characters.
+    It holds the kernel's CurveZMQ keys, if it has any, as jupyter_client's sockets do."""
 
     def __init__(self, info: dict):
         self._socket = zmq.Context.instance().socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, 0)
         self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self._socket.connect(f"tcp://{info['ip']}:{info['iopub_port']}")
+        if "curve_publickey" in info:
+            self._socket.curve_secretkey = info["curve_secretkey"].encode()
+            self._socket.curve_publickey = self._socket.curve_serverkey = info["curve_publickey"].encode()
+        self._socket.connect(channel_url(info, "iopub"))
         self.chars: dict[str, int] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -74,10 +82,10 @@ class DirectSubscriber:
         self._socket.close(linger=0)
 
 
-def run_flood(service: Service, client: ChannelsClient, messages: int, stall: float) -> tuple[str, str]:
+def run_flood(service: Service, client: ChannelsClient, messages: int, line: int, stall: float) -> tuple[str, str]:
     """Run the flood; once 200 of its messages arrived, stop the service for `stall` s.
     Returns the request's msg_id and the text the client got."""
-    msg_id = client.send("shell", "execute_request", {"code": flood_code(messages)})
+    msg_id = client.send("shell", "execute_request", {"code": flood_code(messages, line)})
     seen, stalled = [], stall <= 0
     while True:
         message = client.recv(120)
@@ -96,20 +104,23 @@ def run_flood(service: Service, client: ChannelsClient, messages: int, stall: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=6000)
+    parser.add_argument("--line", type=int, default=10_000, help="characters per message")
     parser.add_argument("--stalls", default="0,0.5,3", help="seconds the service is stopped, comma-separated")
+    parser.add_argument("--kernel-transport", choices=["auto", "curve", "ipc", "tcp"], default="auto")
     args = parser.parse_args()
     runtime = tempfile.mkdtemp()
-    with running_service(env={"JUPYTER_RUNTIME_DIR": runtime}) as service:
+    options = [f"--kernel-transport={args.kernel_transport}"]
+    with running_service(*options, env={"JUPYTER_RUNTIME_DIR": runtime}) as service:
         (kernel,) = service.request("GET", "api/kernels")[2]
         info = json.loads(Path(runtime, f"kernel-{kernel['id']}.json").read_text())
         direct = DirectSubscriber(info)
         client = ChannelsClient(service, kernel["id"], "v1")
         client.execute("pass")
-        expected = args.messages * LINE
-        print(f"flood: {args.messages} messages of {LINE} characters ({expected} characters)")
+        expected = args.messages * args.line
+        print(f"flood: {args.messages} messages of {args.line} characters ({expected} characters)")
         print("stall (s) | service's client got | direct SUB got")
         for stall in (float(s) for s in args.stalls.split(",")):
-            msg_id, text = run_flood(service, client, args.messages, stall)
+            msg_id, text = run_flood(service, client, args.messages, args.line, stall)
             time.sleep(1)  # the direct SUB reads on in its thread
             print(f"{stall:9} | {len(text) / expected:19.1%} | {direct.chars.get(msg_id, 0) / expected:.1%}")
         client.close()

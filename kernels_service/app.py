@@ -132,12 +132,14 @@ class KernelsService(Application):
         "--kernel-env-inherit=AWS_REGION --kernel-env-inherit='CUDA_*'. The service's token never passes.",
     )
     kernel_transport = Enum(
-        ("ipc", "tcp"),
-        "ipc",
+        ("auto", "curve", "ipc", "tcp"),
+        "auto",
         config=True,
-        help="How the service and its local kernels talk: ipc (unix sockets in a private directory, which "
-        "no other user of the machine can reach) or tcp (loopback ports, which any user of the machine can "
-        "reach; for kernels that need TCP).",
+        help="How the service and its local kernels talk. auto: loopback TCP encrypted with CurveZMQ for "
+        "kernels whose kernelspec declares it (ipykernel does), ipc for the others; curve: CurveZMQ for every "
+        "kernel (one whose kernelspec does not declare it cannot start); ipc: unix sockets in a private "
+        "directory; tcp: plain loopback ports, which any user of the machine can reach. No other user can "
+        "reach a kernel over curve or ipc.",
     )
     kernel_sandbox = Enum(
         ("", "bubblewrap"),

@@ -110,7 +110,7 @@ def build(config: ServiceConfig) -> KernelsServer:
         check_bubblewrap()
     token = resolve_token(config)
     runtime = connection_dir()
-    sockets = socket_dir(runtime) if config.kernel_transport == "ipc" else None
+    sockets = socket_dir(runtime) if config.kernel_transport in ("auto", "ipc") else None
     try:
         return build_parts(config, token, runtime, sockets)
     except BaseException:
@@ -169,10 +169,10 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
 
 
 def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> Config:
-    """jupyter_client's configuration as given, with the kernels' transport set on our
-    manager class (more specific than any `--KernelManager.transport`)."""
+    """jupyter_client's configuration as given, with the kernels' transport policy set on
+    our manager class (it overrides any `--KernelManager.transport`)."""
     merged = copy.deepcopy(config.jupyter_config) if config.jupyter_config is not None else Config()
-    merged.ServiceKernelManager.transport = config.kernel_transport
+    merged.ServiceKernelManager.transport_policy = config.kernel_transport
     if sockets is not None:
         merged.ServiceKernelManager.ipc_dir = sockets.path
     return merged

@@ -14,7 +14,8 @@ from typing import Any
 from kernels_service.kernels.errors import KernelsError
 
 MIB = 1024 * 1024
-TRANSPORTS = ("ipc", "tcp")  # ZeroMQ transports between the service and its kernels
+#: How the service and its local kernels talk (see kernels/transport.py)
+TRANSPORTS = ("auto", "curve", "ipc", "tcp")
 SANDBOXES = ("", "bubblewrap")  # how local kernels are kept apart ("": they are not)
 
 
@@ -43,7 +44,7 @@ class ServiceConfig:
     allowed_kernel_env: tuple[str, ...] = ()
     # names or patterns of the service's env kernels inherit, besides INHERITED
     kernel_env_inherit: tuple[str, ...] = ()
-    kernel_transport: str = "ipc"  # how local kernels and the service talk: "ipc" (private) or "tcp"
+    kernel_transport: str = "auto"  # how local kernels and the service talk, one of TRANSPORTS
     kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from tests.support.attacks import MY_ADDRESSES, MY_LISTENING_PORTS, SERVICE_FILES, read_the_service
+from tests.support.attacks import MY_ADDRESSES, MY_LISTENING_PORTS, SERVICE_FILES, knock_on_each, read_the_service
 from tests.support.container import Container, Engine, generated_token, image_script
 
 WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"
@@ -172,7 +172,7 @@ def test_the_derived_bash_image_runs_a_bash_kernel(start, built):
 
 
 @pytest.mark.parametrize("token_from", ["environment", "file"])
-def test_code_in_a_kernel_reads_nothing_of_the_service_and_reaches_no_port(start, tmp_path, token_from):
+def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without_a_key(start, tmp_path, token_from):
     """tests/test_security.py's attacks, inside the container: the kernel runs as the
     service's uid (no root, no capabilities), as an operator runs it. PID 1 (tini) holds
     no environment: the entry point handed it past (docker/entrypoint.py)."""
@@ -189,9 +189,10 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_reaches_no_port(start
     assert found["uid"] == 1000 and found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
     assert found["holding_a_secret"] == [], found
     addresses = json.loads(run_code(container, MY_ADDRESSES))
-    assert addresses["transport"] == "ipc", addresses
+    assert addresses["transport"] == "tcp" and addresses["ip"] == "127.0.0.1", addresses  # CurveZMQ by default
+    assert json.loads(run_code(container, knock_on_each(addresses))) == ["CURVE: closed"] * 5
     listening = json.loads(run_code(container, MY_LISTENING_PORTS))
-    assert listening == [addresses["pipe_port"]], (listening, addresses)
+    assert listening == sorted([*addresses["ports"], addresses["pipe_port"]]), (listening, addresses)
     assert "may be read" not in container.logs() and TOKEN not in container.logs()
 
 

@@ -21,10 +21,10 @@ import pytest
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import LAUNCHER, TOKEN, Service, descendants, running_service
 from tests.support.attacks import (
-    CONNECT_TO_EACH,
     DRIVE_THE_OTHER,
     MY_ADDRESSES,
     SERVICE_FILES,
+    knock_on_each,
     read_the_service,
     run_in_kernel,
 )
@@ -76,9 +76,10 @@ def listening_tcp(pids: list[int]) -> list[str]:
     return found
 
 
-def as_nobody_connect_to(addresses: dict) -> list[str]:
+def as_nobody_knock_on(addresses: dict) -> list[str]:
+    """What each channel of a kernel gave `nobody` (tests/support/attacks.py)."""
     result = subprocess.run(
-        [*AS_NOBODY, SYSTEM_PYTHON, "-c", CONNECT_TO_EACH, json.dumps(addresses)],
+        [*AS_NOBODY, SYSTEM_PYTHON, "-c", knock_on_each(addresses)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -91,10 +92,27 @@ def loopback(port: int) -> str:
     return f"0100007F:{port:04X}"
 
 
-def test_by_default_no_kernel_channel_listens_on_tcp_and_another_user_reaches_no_kernel_socket():
+def test_by_default_kernels_listen_on_the_loopback_behind_curve_and_another_user_gets_nothing():
+    """ipykernel declares CurveZMQ, so by default (--kernel-transport=auto) its channels are
+    loopback TCP ports that hang up on a peer that holds no key (kernels/transport.py)."""
+    with running_service("--initial-kernels=2", "--pool-size=0") as service:
+        kernels = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        expected = []
+        for kernel in kernels:
+            client = ChannelsClient(service, kernel)
+            addresses = run_in_kernel(client, MY_ADDRESSES)  # it answered: all its sockets are bound
+            client.close()
+            assert addresses["transport"] == "tcp" and addresses["ip"] == "127.0.0.1"
+            assert as_nobody_knock_on(addresses) == ["CURVE: closed"] * 5
+            expected += [loopback(port) for port in (*addresses["ports"], addresses["pipe_port"])]
+        assert sorted(listening_tcp(kernel_processes(service))) == sorted(expected)
+        assert "without encryption" not in service.output()
+
+
+def test_over_ipc_no_kernel_channel_listens_on_tcp_and_another_user_reaches_no_kernel_socket():
     """Over ipc a kernel's only TCP port is ipykernel's own IOPub pipe, on the loopback
     (see tests/support/attacks.py: it takes no reader, and no writer without its secret)."""
-    with running_service("--initial-kernels=2", "--pool-size=0") as service:
+    with running_service("--initial-kernels=2", "--pool-size=0", "--kernel-transport=ipc") as service:
         kernels = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         pipes = []
         for kernel in kernels:
@@ -105,7 +123,7 @@ def test_by_default_no_kernel_channel_listens_on_tcp_and_another_user_reaches_no
             assert addresses["transport"] == "ipc"
             directory = Path(addresses["ip"]).parent
             assert directory.stat().st_mode & 0o777 == 0o700 and directory.stat().st_uid == os.getuid()
-            assert as_nobody_connect_to(addresses) == ["PermissionError"] * 5
+            assert as_nobody_knock_on(addresses) == ["PermissionError"] * 5
         pids = kernel_processes(service)  # each answered: all its sockets are bound
         assert len(pids) == 2 and sorted(listening_tcp(pids)) == sorted(pipes), pids
         sockets = [Path(f"{addresses['ip']}-{port}") for port in addresses["ports"]]
@@ -148,12 +166,13 @@ def test_over_tcp_kernels_listen_on_the_loopback_only_and_any_user_can_connect()
         expected = [loopback(port) for port in (*addresses["ports"], addresses["pipe_port"])]
         assert sorted(listening) == sorted(expected), listening
         assert addresses["transport"] == "tcp"
-        assert as_nobody_connect_to(addresses) == ["connected"] * 5
+        assert as_nobody_knock_on(addresses) == ["NULL: talked"] * 5
 
 
 def test_a_runtime_directory_too_long_for_sockets_gets_a_private_short_one(tmp_path):
     runtime = tmp_path / ("deep-" * 12) / "runtime"  # connection files may live here, sockets may not
-    with running_service("--initial-kernels=1", "--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
+    options = ("--initial-kernels=1", "--pool-size=0", "--kernel-transport=ipc")
+    with running_service(*options, env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         client = ChannelsClient(service, kernel)
         addresses = run_in_kernel(client, MY_ADDRESSES)
@@ -169,7 +188,8 @@ def test_a_runtime_directory_others_may_enter_holds_no_socket(tmp_path):
     runtime = tmp_path / "shared"
     runtime.mkdir(mode=0o755)
     runtime.chmod(0o755)
-    with running_service("--initial-kernels=1", "--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
+    options = ("--initial-kernels=1", "--pool-size=0", "--kernel-transport=ipc")
+    with running_service(*options, env={"JUPYTER_RUNTIME_DIR": str(runtime)}) as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         client = ChannelsClient(service, kernel)
         addresses = run_in_kernel(client, MY_ADDRESSES)

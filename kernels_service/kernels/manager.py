@@ -9,8 +9,10 @@ after it. The relay must know when the new kernel process is there (and on which
 ports: a restart may pick new ones) before it can re-establish iopub, so this class
 also calls `on_restarted` callbacks once every restart, REST or automatic, is done.
 
-Over `ipc`, a kernel's sockets go in `ipc_dir` (the service's private socket
-directory, `kernels.ipc`) instead of beside its connection file.
+Each kernel's transport (ipc, or TCP with or without CurveZMQ) is chosen when it first
+starts, from `transport_policy` and its kernelspec (`kernels.transport`). Over `ipc`, a
+kernel's sockets go in `ipc_dir` (the service's private socket directory,
+`kernels.ipc`) instead of beside its connection file.
 
 A kernel's stderr is piped and copied to the service's line by line (`StderrCopy`), so
 that ipykernel's warning that it runs over TCP without encryption, which every kernel
@@ -30,7 +32,9 @@ import zmq
 import zmq.asyncio
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Unicode
+from traitlets import Enum, Unicode
+
+from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
 
 class ServiceKernelManager(AsyncIOLoopKernelManager):
@@ -42,6 +46,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     connect_stdin = AsyncKernelManager.connect_stdin
 
     ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
+    transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -53,6 +58,13 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
             name = os.path.splitext(os.path.basename(self.connection_file))[0]
             return os.path.join(self.ipc_dir, f"{name}-ipc")
         return super()._ip_default()
+
+    def _choose_transport(self) -> None:
+        """Set jupyter_client's transport and encryption for this kernel, before its
+        launch chooses ports or socket paths (a restart keeps them)."""
+        chosen = choose_transport(self.transport_policy, self.kernel_spec.metadata, curve_available())
+        self.transport = chosen.transport
+        self.transport_encryption = chosen.encryption
 
     def connect_stdin_watched(self, identity: bytes) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
         """A stdin DEALER as `connect_stdin` makes it (jupyter_client's
@@ -78,6 +90,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
 
     async def start_kernel(self, **kw: Any) -> None:
         kw.setdefault("stderr", subprocess.PIPE)  # kept for restarts in jupyter_client's launch args
+        self._choose_transport()
         await super().start_kernel(**kw)
         self._copy_stderr()
 

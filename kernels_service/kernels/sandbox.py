@@ -6,7 +6,7 @@ connection files (their keys), reach their ipc sockets and see their processes. 
 Linux namespaces), where it sees:
 - the machine's files read-only, as its uid may read them, with Jupyter's runtime
   directory and the service's socket directory emptied (private tmpfs), but for its own
-  connection file (read-only) and its own socket directory;
+  connection file and its own socket directory;
 - a private, writable `/tmp`, which is also its home and working directory (where the
   kernel's own program lives under `/tmp`, as a virtual environment may, that stays
   visible, read-only);
@@ -78,7 +78,10 @@ def sandbox_command(command: list[str], connection_file: str, own_sockets: str |
         wrapped += ["--ro-bind", program, program]
     for directory in hidden:
         wrapped += ["--tmpfs", directory]
-    wrapped += ["--ro-bind", connection_file, connection_file]
+    # its own, writable: ipykernel rewrites it at start when it holds CurveZMQ keys (it
+    # compares the file's text keys with its bytes ones); what a kernel writes there
+    # reaches only itself (the service never reads it back)
+    wrapped += ["--bind", connection_file, connection_file]
     if own_sockets is not None:
         wrapped += ["--bind", own_sockets, own_sockets]
     # ipykernel exits once its parent is no longer JPY_PARENT_PID (the service's pid), but

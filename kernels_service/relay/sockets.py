@@ -30,14 +30,22 @@ def connect_iopub(context: zmq.asyncio.Context, info: dict[str, Any]) -> zmq.asy
 
     A PUB socket silently drops everything for a subscriber past its HWM, the `idle`
     status too; the relay must never be that subscriber, so its queue is unbounded
-    here and memory is bounded per client further down instead.
+    here and memory is bounded per client further down instead. With CurveZMQ keys in
+    `info`, it authenticates and encrypts as jupyter_client's own sockets do.
     """
     socket = context.socket(zmq.SUB)
     socket.setsockopt(zmq.RCVHWM, 0)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.SUBSCRIBE, b"")
+    if info.get("curve_publickey") and info.get("curve_secretkey"):
+        public, secret = _as_bytes(info["curve_publickey"]), _as_bytes(info["curve_secretkey"])
+        socket.curve_secretkey, socket.curve_publickey, socket.curve_serverkey = secret, public, public
     socket.connect(channel_url(info, "iopub"))
     return socket
+
+
+def _as_bytes(key: str | bytes) -> bytes:
+    return key.encode("ascii") if isinstance(key, str) else key
 
 
 async def handshake(socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:

@@ -77,12 +77,24 @@ for table in ("/proc/net/tcp", "/proc/net/tcp6"):
 print(json.dumps(sorted(ports)))
 """
 
-#: Run as another user (stdlib only): connect to each address; what each connect gave.
-CONNECT_TO_EACH = r"""
-import json, socket, sys
-info = json.loads(sys.argv[1])
-results = []
-for port in info["ports"]:
+#: Stdlib only, as another user or in another kernel: what each channel of a kernel
+#: (`info`: MY_ADDRESSES' JSON) gives a peer that holds no key of it. Over ipc, the
+#: connect's error, or "connected". Over tcp, the peer greets in ZMTP 3 with the NULL
+#: mechanism (no key): it reads the mechanism the kernel's greeting names, and sees
+#: whether the kernel goes on (its READY: "talked") or hangs up ("closed").
+KNOCK_ON_EACH = r"""
+import json, socket
+info = json.loads(%(info)r)
+NULL_GREETING = b"\xff" + bytes(8) + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\0") + bytes(32)
+def receive(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+def knock(port):
     if info["transport"] == "ipc":
         sock, address = socket.socket(socket.AF_UNIX), f"{info['ip']}-{port}"
     else:
@@ -90,13 +102,28 @@ for port in info["ports"]:
     sock.settimeout(10)
     try:
         sock.connect(address)
-        results.append("connected")
+        if info["transport"] == "ipc":
+            return "connected"
+        sock.sendall(NULL_GREETING[:11])  # signature and major version: the kernel greets back
+        greeting = receive(sock, 64)
+        mechanism = greeting[12:32].rstrip(b"\0").decode("ascii", "replace")
+        sock.sendall(NULL_GREETING[11:])
+        try:
+            answer = "talked" if receive(sock, 1) else "closed"
+        except ConnectionResetError:
+            answer = "closed"
+        return f"{mechanism}: {answer}"
     except OSError as error:
-        results.append(type(error).__name__)
+        return type(error).__name__
     finally:
         sock.close()
-print(json.dumps(results))
+print(json.dumps([knock(port) for port in info["ports"]]))
 """
+
+
+def knock_on_each(info: dict) -> str:
+    """The cell (or `python -c` program) that knocks on each channel of `info`."""
+    return KNOCK_ON_EACH % {"info": json.dumps(info)}
 
 
 def run_in_kernel(client: ChannelsClient, code: str) -> dict:
@@ -113,20 +140,24 @@ def read_the_service(*secrets: str) -> str:
 
 
 #: From one kernel: an execute_request to another kernel's shell, signed with `key` (the
-#: other's, read from its connection file, or a wrong one); the reply's status, if any
-#: comes within `wait` seconds.
+#: other's, read from its connection file, or a wrong one), over the transport its
+#: connection file sets up (its CurveZMQ keys too); the reply's status, if any comes
+#: within `wait` seconds.
 DRIVE_THE_OTHER = r"""
 import json, zmq
 from jupyter_client.session import Session
 other = json.loads(%(other)r)
-info = json.load(open(other["connection_file"])) if %(key)r is None else None
-key = (info["key"] if info else %(key)r).encode()
+info = json.load(open(other["connection_file"]))
+key = (info["key"] if %(key)r is None else %(key)r).encode()
 if other["transport"] == "ipc":
     address = f"ipc://{other['ip']}-{other['ports'][0]}"
 else:
     address = f"tcp://{other['ip']}:{other['ports'][0]}"
 sock = zmq.Context.instance().socket(zmq.DEALER)
 sock.linger = 10000  # close() waits until the request has left
+if "curve_publickey" in info:
+    sock.curve_secretkey = info["curve_secretkey"].encode()
+    sock.curve_publickey = sock.curve_serverkey = info["curve_publickey"].encode()
 sock.connect(address)
 session = Session(key=key, signature_scheme="hmac-sha256")
 session.send(sock, "execute_request", {"code": "stolen = True", "silent": False, "store_history": False,
