@@ -141,6 +141,13 @@ class KernelsService(Application):
         "directory; tcp: plain loopback ports, which any user of the machine can reach. No other user can "
         "reach a kernel over curve or ipc.",
     )
+    kernel_port_range = Unicode(
+        "",
+        config=True,
+        help="Ports of local kernels over TCP, LOW-HIGH. Empty: the 12000 ports below the machine's ephemeral "
+        "range (net.ipv4.ip_local_port_range; 20768-32767 on Linux's default), so that no connection's source "
+        "port is ever a kernel's.",
+    )
     kernel_sandbox = Enum(
         ("", "bubblewrap"),
         "",
@@ -189,6 +196,7 @@ class KernelsService(Application):
         "token-file": "KernelsService.token_file",
         "kernel-transport": "KernelsService.kernel_transport",
         "kernel-sandbox": "KernelsService.kernel_sandbox",
+        "kernel-port-range": "KernelsService.kernel_port_range",
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",

@@ -43,6 +43,7 @@ from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
 from kernels_service.kernels.ipc import SocketDir, socket_dir
 from kernels_service.kernels.pool import KernelPool
+from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.kernels.sandbox import PROVISIONER_NAME, check_bubblewrap
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
@@ -154,6 +155,10 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
         connection_dir=runtime,
     )
+    picker = port_picker(config)
+    if picker is not None:
+        make_manager = multi.kernel_manager_factory  # jupyter_client's (it shares the ZeroMQ context)
+        multi.kernel_manager_factory = lambda *args, **kwargs: make_manager(*args, port_picker=picker, **kwargs)
     if config.kernel_sandbox == "bubblewrap":
         # jupyter_client's provisioner factory is a process-wide singleton, configured by
         # whoever makes it first (a kernelspec look-up, with no config): set it here
@@ -176,6 +181,18 @@ def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> C
     if sockets is not None:
         merged.ServiceKernelManager.ipc_dir = sockets.path
     return merged
+
+
+def port_picker(config: ServiceConfig) -> PortPicker | None:
+    """Where local TCP kernels get their ports: `--kernel-port-range`, else the band below
+    the ephemeral range; None (jupyter_client's own way) where there is no such band."""
+    if config.kernel_port_range:
+        return PortPicker(parse_port_range(config.kernel_port_range))
+    band = default_port_range(ephemeral_range())
+    if band is None:
+        log.warning("No room below the ephemeral port range: kernel ports are picked by jupyter_client")
+        return None
+    return PortPicker(band)
 
 
 def build_pool(config: ServiceConfig, registry: KernelRegistry, hub: RelayHub) -> KernelPool | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.ports import parse_port_range
 
 MIB = 1024 * 1024
 #: How the service and its local kernels talk (see kernels/transport.py)
@@ -46,6 +47,7 @@ class ServiceConfig:
     kernel_env_inherit: tuple[str, ...] = ()
     kernel_transport: str = "auto"  # how local kernels and the service talk, one of TRANSPORTS
     kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
+    kernel_port_range: str = ""  # "LOW-HIGH" for local TCP kernels; "": below the ephemeral range
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000
@@ -64,6 +66,8 @@ class ServiceConfig:
             raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
         if self.kernel_transport not in TRANSPORTS:
             raise KernelsError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
+        if self.kernel_port_range:
+            parse_port_range(self.kernel_port_range)
         if self.kernel_sandbox not in SANDBOXES:
             raise KernelsError("--kernel-sandbox must be bubblewrap or empty")
         if self.token is not None and self.token_file:

@@ -63,3 +63,18 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and reporter is not None and reporter.stats.get("skipped"):
         reporter.write_line("CI: skipped tests count as failures", red=True)
         session.exitstatus = 1
+
+
+#: How much of the shared service's log a failed test's report shows.
+LOG_TAIL = 6000
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test of the shared service shows the end of that service's log: what the
+    service did is most of what a CI failure has to tell."""
+    report = yield
+    service = item.funcargs.get("service") if hasattr(item, "funcargs") else None
+    if report.failed and service is not None and hasattr(service, "output"):
+        report.sections.append(("the service's log, last lines", service.output()[-LOG_TAIL:]))
+    return report

@@ -19,6 +19,7 @@ from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.message import make_message
 from kernels_service.protocol.wire import Signer, from_frames, to_frames
 from kernels_service.relay.session import RelaySession
+from kernels_service.relay.sockets import stop_watching
 
 KEY = b"relay-session-test-key"
 
@@ -80,3 +81,59 @@ async def held_until_stdin_is_up(tmp_path) -> None:
 
 def test_a_session_holds_requests_until_its_stdin_socket_is_connected(tmp_path):
     asyncio.run(held_until_stdin_is_up(tmp_path))
+
+
+async def closed_before_stdin_is_up(tmp_path) -> None:
+    """A client that leaves before its session's stdin handshake (a bad first frame, a
+    closed tab): the kernel's stdin comes up after the session closed. The context must
+    still connect a new session to the kernel afterwards."""
+    manager = kernel_side(tmp_path)
+    context = manager.context
+    ready = asyncio.Event()
+    ready.set()
+    leaving = RelaySession("k", b"client-1", Signer(KEY), ready, lambda: None)
+    leaving.open(manager)
+    await asyncio.sleep(0.2)  # its sockets are trying to connect
+    leaving.close()
+    stdin = context.socket(zmq.ROUTER)
+    stdin.bind(f"ipc://{tmp_path}/k-3")
+    shell = context.socket(zmq.ROUTER)
+    shell.bind(f"ipc://{tmp_path}/k-1")
+    staying = RelaySession("k", b"client-2", Signer(KEY), ready, lambda: None)
+    staying.open(manager)
+    staying.send(make_message("shell", "execute_request", {"code": "1"}, "s"))
+    assert await shell.poll(10_000), "the next session never reached the kernel"
+    staying.close()
+    for socket in (shell, stdin):
+        socket.close(linger=0)
+    context.term()
+
+
+def test_a_session_closed_before_its_stdin_handshake_leaves_the_next_one_working(tmp_path):
+    asyncio.run(closed_before_stdin_is_up(tmp_path))
+
+
+def test_a_monitor_stopped_before_its_sockets_handshake_never_blocks_zeromq(tmp_path):
+    """libzmq reports a handshake to a socket's monitor from its I/O thread with a
+    blocking send: a monitor closed while its socket lives would stop that thread, and
+    every socket of the context with it, at the socket's next handshake. stop_watching
+    detaches first, so the handshake that completes afterwards reports to nobody."""
+    context = zmq.Context()
+    try:
+        watched = context.socket(zmq.DEALER)
+        monitor = watched.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        watched.connect(f"ipc://{tmp_path}/peer")
+        stop_watching(watched, monitor)
+        peer = context.socket(zmq.ROUTER)
+        peer.bind(f"ipc://{tmp_path}/peer")  # the watched socket's handshake completes now
+        watched.send(b"hello")
+        assert peer.poll(10_000), "the watched socket's message never arrived"
+        first, second = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        first.bind(f"ipc://{tmp_path}/pair")
+        second.connect(f"ipc://{tmp_path}/pair")  # needs the I/O thread
+        second.send(b"still working")
+        assert first.poll(10_000) and first.recv() == b"still working"
+        for socket in (watched, peer, first, second):
+            socket.close(linger=0)
+    finally:
+        context.term()

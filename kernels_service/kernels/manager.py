@@ -12,11 +12,13 @@ also calls `on_restarted` callbacks once every restart, REST or automatic, is do
 Each kernel's transport (ipc, or TCP with or without CurveZMQ) is chosen when it first
 starts, from `transport_policy` and its kernelspec (`kernels.transport`). Over `ipc`, a
 kernel's sockets go in `ipc_dir` (the service's private socket directory,
-`kernels.ipc`) instead of beside its connection file.
+`kernels.ipc`) instead of beside its connection file. Over TCP on the loopback, its
+ports come from `port_picker` (below the ephemeral range, `kernels.ports`) instead of
+jupyter_client's port cache.
 
 A kernel's stderr is piped and copied to the service's line by line (`StderrCopy`), so
 that ipykernel's warning that it runs over TCP without encryption, which every kernel
-prints, reaches the log once, not once per kernel.
+on plain TCP prints, reaches the log once, not once per kernel.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from typing import IO, Any, BinaryIO
 
 import zmq
 import zmq.asyncio
+from jupyter_client.connect import port_names
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
+from jupyter_client.localinterfaces import is_local_ip
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Enum, Unicode
+from traitlets import Enum, Instance, Unicode
 
+from kernels_service.kernels.ports import PortPicker
 from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
 
@@ -47,6 +52,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
 
     ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
     transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
+    port_picker = Instance(PortPicker, allow_none=True, help="Where local TCP kernels get their ports.")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -65,6 +71,19 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         chosen = choose_transport(self.transport_policy, self.kernel_spec.metadata, curve_available())
         self.transport = chosen.transport
         self.transport_encryption = chosen.encryption
+        if self.port_picker is not None:
+            self.cache_ports = False  # the picker's ports, not jupyter_client's cache
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        """jupyter_client's, but a local TCP kernel's unset ports come from the port
+        picker; they still count as random ports (a restart on new ports picks again)."""
+        if self.port_picker is not None and self.transport == "tcp" and is_local_ip(self.ip):
+            unset = [name for name in port_names if getattr(self, name) <= 0]
+            for name, port in zip(unset, self.port_picker.pick(self.ip, len(unset)), strict=True):
+                setattr(self, name, port)
+            if self._random_port_names is None:
+                self._random_port_names = unset
+        super().write_connection_file(**kwargs)
 
     def connect_stdin_watched(self, identity: bytes) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
         """A stdin DEALER as `connect_stdin` makes it (jupyter_client's

@@ -26,7 +26,7 @@ from kernels_service.metrics import FROM_KERNEL, TO_KERNEL, count_message
 from kernels_service.protocol import CLIENT_CHANNELS, KernelMessage, ProtocolError
 from kernels_service.protocol.wire import Signer, to_frames
 from kernels_service.relay.replay import ReplayBuffer
-from kernels_service.relay.sockets import handshake, read_messages
+from kernels_service.relay.sockets import handshake, read_messages, stop_watching
 
 log = logging.getLogger("kernels_service.relay")
 
@@ -81,6 +81,7 @@ class RelaySession:
         self._held: list[KernelMessage] = []
         self._releasing: asyncio.Task[None] | None = None
         self._stdin_up: asyncio.Task[None] | None = None  # the stdin socket's handshake
+        self._stdin_monitor: zmq.asyncio.Socket | None = None  # what reports it
         self.replay: ReplayBuffer | None = None  # while no client is there to take everything
         self.expiry: asyncio.TimerHandle | None = None  # when a session kept for its clients ends
 
@@ -88,8 +89,8 @@ class RelaySession:
         """Connect the DEALER sockets (from the manager's current ports) and read them."""
         for channel in CLIENT_CHANNELS:
             if channel == "stdin":
-                socket, monitor = manager.connect_stdin_watched(self.identity)
-                self._stdin_up = asyncio.ensure_future(handshake(socket, monitor))
+                socket, self._stdin_monitor = manager.connect_stdin_watched(self.identity)
+                self._stdin_up = asyncio.ensure_future(handshake(socket, self._stdin_monitor))
             else:
                 socket = getattr(manager, f"connect_{channel}")(identity=self.identity)
             self._sockets[channel] = socket
@@ -215,6 +216,9 @@ class RelaySession:
     def _close_sockets(self) -> None:
         if self._stdin_up is not None:
             self._stdin_up.cancel()
+        if self._stdin_monitor is not None:  # before its socket closes (sockets.stop_watching)
+            stop_watching(self._sockets["stdin"], self._stdin_monitor)
+            self._stdin_monitor = None
         for reader in self._readers:
             reader.cancel()
         for socket in self._sockets.values():

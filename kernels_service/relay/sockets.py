@@ -50,14 +50,24 @@ def _as_bytes(key: str | bytes) -> bytes:
 
 async def handshake(socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket) -> None:
     """Return once `socket` has finished a handshake with its peer (the peer knows its
-    identity from then on), as `monitor`, attached before it connected, reports."""
-    try:
-        while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            pass
-    finally:
-        if not socket.closed:
-            socket.disable_monitor()
-        monitor.close(linger=0)
+    identity from then on), as `monitor`, attached before it connected, reports; then
+    stop watching. Cancelled, it leaves the monitor to `stop_watching` by its owner."""
+    while parse_monitor_message(await monitor.recv_multipart())["event"] != zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        pass
+    stop_watching(socket, monitor)
+
+
+def stop_watching(socket: zmq.Socket, monitor: zmq.Socket) -> None:
+    """Detach `monitor` from `socket`, then close it: in this order, and before `socket`
+    is closed. libzmq sends monitor events from its I/O thread with a blocking send, so
+    a monitor closed while its socket may still report (a handshake that completes while
+    a closed socket lingers) blocks that thread for good, and with it every socket of
+    the context: the service then reaches no kernel it starts afterwards."""
+    if monitor.closed:
+        return
+    if not socket.closed:
+        socket.disable_monitor()
+    monitor.close(linger=0)
 
 
 #: Messages read at once from what is already queued, before the loop gets a turn again.
