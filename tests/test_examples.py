@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 
-from kernels_service.testing.service import Service
+from kernels_service.testing.service import Service, tracebacks
 from tests.support.node import run_node
 from tests.support.paths import ROOT
 
@@ -73,7 +73,7 @@ def test_the_browser_example_prints_hello_and_shuts_its_kernel_down_when_closed(
         while service.request("GET", "api/kernels")[2] and time.monotonic() < deadline:
             time.sleep(0.1)
         assert service.request("GET", "api/kernels")[2] == [], "the page shuts its kernel down on pagehide"
-        assert "Traceback" not in service.output(), service.output()
+        assert not tracebacks(service.output()), service.output()
     finally:
         pages.shutdown()
         service.stop_and_check_no_leak()

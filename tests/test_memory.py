@@ -13,7 +13,7 @@ import websocket
 
 from kernels_service import memory
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import descendants, running_service
+from kernels_service.testing.service import descendants, running_service, tracebacks
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -60,7 +60,7 @@ def test_the_heap_is_trimmed_once_a_burst_of_sessions_and_websockets_ends():
         client = ChannelsClient(service, kernel["id"])  # and it serves on
         assert stream_text(client.execute("print('still here')")[1]) == "still here\n"
         client.close()
-        assert "Traceback" not in service.output()
+        assert not tracebacks(service.output())
 
 
 @pytest.fixture
