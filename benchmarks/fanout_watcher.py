@@ -1,6 +1,7 @@
 """One fan-out client of bench_relay.py, in a process of its own: a v1 kernel websocket
 that prints `ready` once connected, reads the kernel's stream output until it has seen
-`lines` lines, then prints the monotonic time (system-wide on Linux) and exits.
+`lines` lines, then prints the monotonic time (system-wide on Linux) and exits; if
+nothing comes for 300 s, it prints how far it got and exits 1.
 
     python benchmarks/fanout_watcher.py <channels url> <token> <lines>
 
@@ -63,7 +64,11 @@ def main(url: str, token: str, lines: int) -> None:
     print("ready", flush=True)
     buffer, seen = bytearray(rest), 0
     while seen < lines:
-        chunk = sock.recv(1 << 20)
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            print(f"stalled after {seen} of {lines} lines, {len(buffer)} bytes unparsed", flush=True)
+            raise SystemExit(1) from None
         if not chunk:
             raise ConnectionError("the service closed the connection")
         buffer += chunk
