@@ -25,7 +25,7 @@ from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
 from kernels_service.builder import serve
-from kernels_service.config import ServiceConfig
+from kernels_service.config import TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration
 from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import KernelsError
@@ -132,7 +132,7 @@ class KernelsService(Application):
         "--kernel-env-inherit=AWS_REGION --kernel-env-inherit='CUDA_*'. The service's token never passes.",
     )
     kernel_transport = Enum(
-        ("auto", "curve", "ipc", "tcp"),
+        TRANSPORTS,
         "auto",
         config=True,
         help="How the service and its local kernels talk. auto: loopback TCP encrypted with CurveZMQ for "

@@ -13,10 +13,9 @@ from typing import Any
 
 from kernels_service.kernels.errors import KernelsError
 from kernels_service.kernels.ports import parse_port_range
+from kernels_service.kernels.transport import POLICIES as TRANSPORTS
 
 MIB = 1024 * 1024
-#: How the service and its local kernels talk (see kernels/transport.py)
-TRANSPORTS = ("auto", "curve", "ipc", "tcp")
 SANDBOXES = ("", "bubblewrap")  # how local kernels are kept apart ("": they are not)
 
 

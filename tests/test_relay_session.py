@@ -46,11 +46,23 @@ def kernel_side(tmp_path) -> ServiceKernelManager:
     return manager
 
 
+def kernel_router(context: zmq.asyncio.Context, tmp_path, channel_port: int) -> zmq.asyncio.Socket:
+    """The kernel's side of one channel: a ROUTER bound where the manager connects."""
+    socket = context.socket(zmq.ROUTER)
+    socket.bind(f"ipc://{tmp_path}/k-{channel_port}")
+    return socket
+
+
+def close_all(context: zmq.asyncio.Context, *sockets: zmq.asyncio.Socket) -> None:
+    for socket in sockets:
+        socket.close(linger=0)
+    context.term()
+
+
 async def held_until_stdin_is_up(tmp_path) -> None:
     manager = kernel_side(tmp_path)
     context = manager.context
-    shell = context.socket(zmq.ROUTER)
-    shell.bind(f"ipc://{tmp_path}/k-1")
+    shell = kernel_router(context, tmp_path, 1)
     ready = asyncio.Event()
     ready.set()
     session = RelaySession("k", b"client-1", Signer(KEY), ready, lambda: None)
@@ -60,8 +72,7 @@ async def held_until_stdin_is_up(tmp_path) -> None:
     request = make_message("shell", "execute_request", {"code": "input()"}, "s")
     session.send(request)
     assert not await shell.poll(500), "sent before the stdin socket was connected"
-    stdin = context.socket(zmq.ROUTER)
-    stdin.bind(f"ipc://{tmp_path}/k-3")  # the stdin connection now completes, and only then
+    stdin = kernel_router(context, tmp_path, 3)  # the stdin connection now completes, and only then
     assert await shell.poll(10_000), "never sent once the stdin socket was connected"
     identity, *frames = await shell.recv_multipart()
     assert identity == b"client-1" and from_frames("shell", frames, Signer(KEY)).msg_type == "execute_request"
@@ -74,9 +85,7 @@ async def held_until_stdin_is_up(tmp_path) -> None:
         await asyncio.sleep(0.05)
     assert [m.msg_type for m in collector.messages] == ["input_request"]
     session.close()
-    for socket in (shell, stdin):
-        socket.close(linger=0)
-    context.term()
+    close_all(context, shell, stdin)
 
 
 def test_a_session_holds_requests_until_its_stdin_socket_is_connected(tmp_path):
@@ -95,18 +104,14 @@ async def closed_before_stdin_is_up(tmp_path) -> None:
     leaving.open(manager)
     await asyncio.sleep(0.2)  # its sockets are trying to connect
     leaving.close()
-    stdin = context.socket(zmq.ROUTER)
-    stdin.bind(f"ipc://{tmp_path}/k-3")
-    shell = context.socket(zmq.ROUTER)
-    shell.bind(f"ipc://{tmp_path}/k-1")
+    stdin = kernel_router(context, tmp_path, 3)
+    shell = kernel_router(context, tmp_path, 1)
     staying = RelaySession("k", b"client-2", Signer(KEY), ready, lambda: None)
     staying.open(manager)
     staying.send(make_message("shell", "execute_request", {"code": "1"}, "s"))
     assert await shell.poll(10_000), "the next session never reached the kernel"
     staying.close()
-    for socket in (shell, stdin):
-        socket.close(linger=0)
-    context.term()
+    close_all(context, shell, stdin)
 
 
 def test_a_session_closed_before_its_stdin_handshake_leaves_the_next_one_working(tmp_path):

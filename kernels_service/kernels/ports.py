@@ -8,8 +8,9 @@ retries every 100 ms; on the loopback such a retry can pick the very port it con
 to as its source port and connect to itself (TCP's simultaneous open). Then either the
 kernel cannot bind that port and dies, or, over CurveZMQ, the socket's handshake with
 itself fails and ZeroMQ gives that connection up for good: the kernel runs, and the
-service never reaches it (1 to 2 sockets in 100 connected early, measured here). A port
-below the ephemeral range is never anybody's source port, so neither can happen.
+service never reaches it (up to 8 of 300 sockets connected early, by chance:
+`benchmarks/early_connects.py`). A port below the ephemeral range is never anybody's
+source port, so neither can happen.
 
 `PortPicker` hands out free ports of its range at random, and none twice within
 `hold` seconds (a kernel may take a while to bind what it was given).
