@@ -285,13 +285,16 @@ class StrictArgumentLoader(KVArgParseConfigLoader):
 
 def apply_environment(app: Application) -> dict[str, str]:
     """Set each trait named in ENVIRONMENT from its variable, if that is set; the traits so
-    set, with their variables."""
+    set, with their variables. The token's variable is then taken out of `os.environ`, so
+    that no process started later (by a library that passes on the whole environment)
+    inherits it; kernels never did (`kernels/environment.py`)."""
     applied = {}
     for trait_name, variable in ENVIRONMENT.items():
         if variable in os.environ:
             trait = app.traits()[trait_name]
             setattr(app, trait_name, trait.from_string(os.environ[variable]))
             applied[trait_name] = variable
+    os.environ.pop(ENVIRONMENT["token"], None)
     return applied
 
 

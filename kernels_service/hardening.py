@@ -12,6 +12,11 @@ makes every new program dumpable again.
 A token on the command line is readable by every user of the machine, whatever the
 above (`/proc/<pid>/cmdline`, `ps`); the environment (`KERNELS_SERVICE_TOKEN`) or a
 token file (`--token-file`, read once at start) is not.
+
+Between its `execve` and the `prctl`, a process is dumpable: its environment can be read
+by its uid's other processes (kernels of another service of that uid, say). So the entry
+point (`launch.py`) makes the process undumpable before it loads anything else, and this
+module imports only the standard library.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ import os
 import stat
 import sys
 from collections.abc import Sequence
-
-from kernels_service.kernels.errors import KernelsError
 
 log = logging.getLogger("kernels_service")
 
@@ -52,6 +55,8 @@ def read_token_file(path: str) -> str:
     """The token in the file at `path` (surrounding whitespace dropped); KernelsError if it
     cannot be read or is empty. A file that any user may read is used, with a warning (one
     its group may read is not warned of: container secrets are often mounted so)."""
+    from kernels_service.kernels.errors import KernelsError  # here: the module loads before anything else
+
     try:
         with open(path, encoding="utf-8") as file:
             mode = os.fstat(file.fileno()).st_mode

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +51,88 @@ def test_a_kernel_reads_nothing_of_the_service_and_finds_the_token_nowhere():
     assert found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
     assert found["holding_a_secret"] == [], found
     assert found["uid"] == os.getuid()  # the service's uid, not another one
+
+
+#: The service's dependencies: none may be loaded while the process is still dumpable.
+DEPENDENCIES = ("tornado", "zmq", "jupyter_client", "jupyter_core", "traitlets", "kernels_service/app.py")
+
+
+def test_every_start_of_the_service_is_undumpable_before_it_loads_anything_else(tmp_path: Path):
+    """Until its prctl, any process of the service's uid may read the service's environment
+    (a kernel of another service read a secret so, once, while a service started in CI).
+    So each execve of the service (the entry point re-executes itself once, for its
+    allocator) must make the process undumpable before it opens any of its dependencies.
+    strace shows the order of the syscalls; `benchmarks/start_exposure.py` measures the
+    window that remains (the interpreter's own start)."""
+    assert shutil.which("strace"), "strace is missing (.ci/run installs Debian's strace)"
+    trace = tmp_path / "trace"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONMALLOC"}  # as by default: re-executed
+    subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=execve,prctl,openat", "-o", str(trace), *LAUNCHER, "--show-config"],
+        env=env, cwd=ROOT, capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = trace.read_text().splitlines()
+    service = lines[0].split()[0]
+    starts: list[list[str]] = []  # the service's syscalls, one list per execve
+    for line in lines:
+        pid, call = line.split(None, 1)
+        if pid == service and call.startswith("execve(") and call.endswith("= 0"):
+            starts.append([])
+        elif pid == service and starts:
+            starts[-1].append(call)
+    assert len(starts) == 2, f"expected the start and its re-execution, got {len(starts)} execve"
+    for number, calls in enumerate(starts, 1):
+        made = [i for i, call in enumerate(calls) if call.startswith("prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE)")]
+        assert made, f"execve {number}: never made undumpable"
+        early = [call for call in calls[: made[0]] if call.startswith("openat(") and opens_a_dependency(call)]
+        assert early == [], f"execve {number}: opened while dumpable: {early[:3]}"
+
+
+def opens_a_dependency(call: str) -> bool:
+    return any(f"/{name}" in call for name in DEPENDENCIES)
+
+
+def test_no_process_the_service_starts_inherits_its_secrets(tmp_path: Path):
+    """Every program the service runs (kernels, their sandbox, the sandbox's probe at start,
+    what a kernel runs in turn) gets an environment chosen for it, never the service's:
+    strace records the environment of every execve but the service's own, and none holds
+    the token or the operator's secret."""
+    assert shutil.which("strace"), "strace is missing (.ci/run installs Debian's strace)"
+    secret, trace = "db-password-5432109876", tmp_path / "trace"
+    tracing = ("strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=execve", "-v", "-s", "100000", "-o", str(trace))
+    service = Service(
+        "--initial-kernels=1", "--pool-size=1", "--kernel-sandbox=bubblewrap",
+        launcher=(*tracing, *LAUNCHER), env={"DB_PASSWORD": secret},
+    )  # fmt: skip
+    try:
+        kernel = service.start_kernel()
+        client = ChannelsClient(service, kernel)
+        reply, _ = client.execute("import subprocess; subprocess.run(['true'])", timeout=60)
+        client.close()
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+    finally:
+        stop_traced(service)
+    execs = [line for line in trace.read_text().splitlines() if " execve(" in line and line.endswith("= 0")]
+    service_pid = execs[0].split()[0]
+    others = [line for line in execs if line.split()[0] != service_pid]
+    assert len(others) >= 4, others  # the probe, the kernels (in their sandboxes), a kernel's `true`
+    leaked = [line[:300] for line in others if TOKEN in line or secret in line]
+    assert leaked == [], leaked
+
+
+def stop_traced(service: Service) -> None:
+    """Stop a service run under strace: SIGTERM to the service itself (strace, signalled,
+    would let go of it and leave it running), then strace ends with it."""
+    (traced,) = children(service.pid)
+    processes = descendants(service.pid)
+    os.kill(traced, signal.SIGTERM)
+    assert service.process.wait(60) == 0, service.output()
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in processes), 10, "every process gone")
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def kernel_processes(service: Service) -> list[int]:

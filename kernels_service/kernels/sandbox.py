@@ -110,7 +110,9 @@ def check_bubblewrap() -> None:
         raise KernelsError("--kernel-sandbox=bubblewrap needs bwrap on PATH (Debian's bubblewrap package)")
     probe = sandbox_command(["true"], "/dev/null", None, [])
     try:
-        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+        # a probe gets no more of the service's environment than a kernel would
+        probe_env = {"PATH": os.environ.get("PATH", os.defpath)}
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30, env=probe_env)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise KernelsError(f"--kernel-sandbox=bubblewrap: bwrap cannot run: {error}") from None
     if result.returncode != 0:

@@ -32,7 +32,16 @@ for name in %(files)r:
         tried[name] = "denied"
     except OSError as error:  # opened, then refused (mem at offset 0): it was reachable
         tried[name] = f"opened ({error.strerror})"
-holding = []
+def who(pid):  # for the failure message: what the holder was, and its parent
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+        with open(f"/proc/{pid}/stat") as file:
+            parent = int(file.read().rsplit(")", 1)[1].split()[1])
+        return {"command": command, "parent": parent}
+    except (OSError, ValueError, IndexError):
+        return {}
+holding, holders = [], {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     for name in ("environ", "cmdline"):
         try:
@@ -40,9 +49,11 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
                 content = file.read()
             if any(needle.encode() in content for needle in %(needles)r):
                 holding.append(f"/proc/{pid}/{name}")
+                holders[pid] = who(pid)
         except OSError:
             pass
-print(json.dumps({"service": service, "tried": tried, "holding_a_secret": holding, "uid": os.getuid()}))
+found = {"service": service, "tried": tried, "holding_a_secret": holding, "holders": holders, "uid": os.getuid()}
+print(json.dumps(found))
 """
 
 #: The kernel's channels, and the loopback port ipykernel itself listens on for output of
