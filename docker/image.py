@@ -4,6 +4,7 @@
     python docker/image.py build            # the image, tagged kernels-service:latest
     python docker/image.py build --derived  # and examples/derived-bash as kernels-service-bash
     python docker/image.py build --kernel   # and docker/kernel as kernels-service-kernel (for containers)
+    python docker/image.py build --kubernetes  # and docker/kubernetes as kernels-service-kubernetes
     python docker/image.py engine           # the engine command this script uses, as JSON
 
 No image registry needs to be reachable. With podman (daemonless, preferred when it runs),
@@ -35,7 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "kernels-service:latest"
 DERIVED_IMAGE = "kernels-service-bash:latest"
-KERNEL_IMAGE = "kernels-service-kernel:latest"
+#: What `build --<option>` also builds, on the image just built: its context, and its tag's
+#: suffix (kernels-service-<suffix>:latest, or <tag>-<suffix>:latest with --tag).
+ALSO_BUILT = {"derived": ("examples/derived-bash", "bash"), "kernel": ("docker/kernel", "kernel"),
+              "kubernetes": ("docker/kubernetes", "kubernetes")}  # fmt: skip
 DEBOOTSTRAP_BASE = "localhost/kernels-service-base:bookworm"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: What debian:bookworm-slim leaves out of every package, so the image's own apt installs
@@ -225,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     build_parser.add_argument(
         "--kernel", action="store_true", help="also build docker/kernel: the image docker-provisioner runs kernels in"
     )
+    build_parser.add_argument(
+        "--kubernetes", action="store_true", help="also build docker/kubernetes: the service's image for Kubernetes"
+    )
     sub.add_parser("engine", help="print the engine command and its run options as JSON")
     args = parser.parse_args(argv)
     try:
@@ -234,14 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         seconds = build(command, ROOT, args.tag, base_image(command))
         progress(f"{args.tag}: {image_size(command, args.tag) / 1e6:.0f} MB, built in {seconds:.0f} s")
-        if args.derived:
-            derived = DERIVED_IMAGE if args.tag == IMAGE else f"{args.tag.split(':')[0]}-bash:latest"
-            seconds = build(command, ROOT / "examples" / "derived-bash", derived, args.tag)
-            progress(f"{derived}: {image_size(command, derived) / 1e6:.0f} MB, built in {seconds:.0f} s")
-        if args.kernel:
-            kernel = KERNEL_IMAGE if args.tag == IMAGE else f"{args.tag.split(':')[0]}-kernel:latest"
-            seconds = build(command, ROOT / "docker" / "kernel", kernel, args.tag)
-            progress(f"{kernel}: {image_size(command, kernel) / 1e6:.0f} MB, built in {seconds:.0f} s")
+        for option, (context, suffix) in ALSO_BUILT.items():
+            if getattr(args, option):
+                tag = f"{args.tag.split(':')[0]}-{suffix}:latest"
+                seconds = build(command, ROOT / context, tag, args.tag)
+                progress(f"{tag}: {image_size(command, tag) / 1e6:.0f} MB, built in {seconds:.0f} s")
     except ImageError as error:
         print(f"docker/image.py: {error}", file=sys.stderr)
         return 2
