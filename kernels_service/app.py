@@ -17,6 +17,7 @@ import sys
 from copy import deepcopy
 from dataclasses import fields
 
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from tornado.log import enable_pretty_logging
 from traitlets import Bool, Enum, Float, Integer, List, Unicode, default
@@ -26,9 +27,10 @@ from traitlets.config.loader import KVArgParseConfigLoader
 from kernels_service import __version__
 from kernels_service.builder import serve
 from kernels_service.config import TRANSPORTS, ServiceConfig
-from kernels_service.effective_config import effective_configuration, format_configuration
+from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import KernelsError
+from kernels_service.kernels.sandbox import PROVISIONER_NAME
 
 log = logging.getLogger("kernels_service")
 
@@ -260,6 +262,9 @@ class KernelsService(Application):
         """--show-config(-json), which traitlets runs instead of start(): every option's
         effective value and its source (not only the config's, as traitlets would); no token."""
         configuration = effective_configuration(self, self.environment_sources)
+        default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else "local-provisioner"
+        specs = KernelSpecManager(config=self.config).get_all_specs()
+        configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
         if self.show_config_json:
             print(json.dumps(configuration, indent=1, sort_keys=True))
         else:

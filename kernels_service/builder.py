@@ -150,6 +150,7 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
     """The registry over jupyter_client's manager, with the environment kernels get, their
     connection files in `runtime`, and their transport (ipc sockets in `sockets`)."""
     multi = AsyncMultiKernelManager(
+        log=jupyter_client_log(),
         config=kernel_manager_config(config, sockets),
         kernel_manager_class=KERNEL_MANAGER_CLASS,
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
@@ -171,6 +172,26 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         ),
         max_kernels=config.max_kernels,
     )
+
+
+class WithoutTraceback(logging.Filter):
+    """Keeps a record's message and drops its traceback, unless the service logs at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not log.isEnabledFor(logging.DEBUG):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def jupyter_client_log() -> logging.Logger:
+    """The logger of jupyter_client's managers (their kernel managers inherit it). They log
+    a traceback of every failed start (`log.exception`), a kernelspec's fault or an
+    engine's, which the registry also reports in one line with its reason; their records
+    keep their message and lose the traceback, except with `--log-level=DEBUG`."""
+    logger = logging.getLogger("kernels_service.jupyter_client")
+    if not any(isinstance(existing, WithoutTraceback) for existing in logger.filters):
+        logger.addFilter(WithoutTraceback())
+    return logger
 
 
 def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> Config:

@@ -8,6 +8,7 @@ each came from. The token itself is never shown."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from traitlets.config import Application
@@ -51,6 +52,34 @@ def effective_configuration(app: Application, environment: dict[str, str]) -> di
             continue
         for name, value in sorted(options.items()):
             result[f"{section}.{name}"] = {"value": shown_value(name, value), "source": CONFIGURED}
+    return result
+
+
+#: Environment variables that kernel provisioners read in the service's process:
+#: gateway_provisioners' (`GP_*`), and the Docker API's and Kubernetes' client settings.
+PROVISIONER_VARIABLES = ("DOCKER_HOST", "DOCKER_NETWORK", "KUBECONFIG")
+
+
+def provisioner_settings(
+    kernelspecs: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str], default_provisioner: str
+) -> dict[str, dict[str, Any]]:
+    """The provisioner each kernelspec runs with (`kernelspecs`: jupyter_client's
+    `get_all_specs()`) and its configuration, with the file it came from; then the
+    provisioners' variables set in `environ`. `default_provisioner` is what a kernelspec
+    that names none gets (jupyter_client's, or the sandbox's)."""
+    result: dict[str, dict[str, Any]] = {}
+    for name, found in sorted(kernelspecs.items()):
+        provisioner = found["spec"].get("metadata", {}).get("kernel_provisioner", {})
+        source = f"kernelspec {found['resource_dir']}" if provisioner else DEFAULT
+        result[f"kernelspec.{name}.provisioner"] = {
+            "value": provisioner.get("provisioner_name", default_provisioner),
+            "source": source,
+        }
+        if provisioner.get("config"):
+            result[f"kernelspec.{name}.provisioner_config"] = {"value": provisioner["config"], "source": source}
+    for variable in sorted(environ):
+        if variable.startswith("GP_") or variable in PROVISIONER_VARIABLES:
+            result[f"environment.{variable}"] = {"value": environ[variable], "source": "environment"}
     return result
 
 

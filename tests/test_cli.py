@@ -54,3 +54,24 @@ def test_show_config_json_is_json_with_the_same_entries():
     assert configuration["KernelsService.port"] == {"value": 9124, "source": "command line or config file"}
     assert configuration["KernelsService.kernel_name"] == {"value": "python3", "source": "environment KERNEL_NAME"}
     assert configuration["KernelsService.token"]["source"] == "default"
+
+
+def test_show_config_names_each_kernelspecs_provisioner_and_the_provisioners_settings(tmp_path):
+    """Which provisioner each kernelspec runs with, and its configuration, from where; the
+    sandbox's for the kernelspecs that name none when the sandbox is on; and the variables
+    the provisioners read (gateway_provisioners' GP_*, DOCKER_HOST)."""
+    spec = tmp_path / "kernels" / "in_a_container"
+    spec.mkdir(parents=True)
+    metadata = {"kernel_provisioner": {"provisioner_name": "docker-provisioner", "config": {"image_name": "k:1"}}}
+    kernel = {"argv": ["python", "-f", "{connection_file}"], "display_name": "C", "language": "python"}
+    kernel["metadata"] = metadata
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    env = {"JUPYTER_PATH": str(tmp_path), "GP_DOCKER_NETWORK": "kernels", "DOCKER_HOST": "unix:///run/d.sock"}
+    shown = json.loads(kernels_py("--show-config-json", "--kernel-sandbox=bubblewrap", env=env).stdout)
+    source = f"kernelspec {spec}"
+    assert shown["kernelspec.in_a_container.provisioner"] == {"value": "docker-provisioner", "source": source}
+    assert shown["kernelspec.in_a_container.provisioner_config"] == {"value": {"image_name": "k:1"}, "source": source}
+    assert shown["kernelspec.python3.provisioner"] == {"value": "bubblewrap-provisioner", "source": "default"}
+    assert shown["environment.GP_DOCKER_NETWORK"] == {"value": "kernels", "source": "environment"}
+    assert shown["environment.DOCKER_HOST"]["value"] == "unix:///run/d.sock"
+    assert not [name for name in shown if name.startswith("environment.") and "TOKEN" in name]

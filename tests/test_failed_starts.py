@@ -1,13 +1,13 @@
 """A kernel that cannot be started is an answer, not a traceback: 503 with a message that
 names the kernelspec, the details in the service's log in one line, nothing left
-running, and the next client served. (jupyter_client logs its own traceback of the failed
-launch too, for the operator whose kernelspec is broken.)"""
+running, and the next client served. (jupyter_client's own report of the failed launch is
+one line too; its traceback only with --log-level=DEBUG.)"""
 
 from __future__ import annotations
 
 import json
 
-from kernels_service.testing.service import descendants, running_service
+from kernels_service.testing.service import descendants, running_service, tracebacks
 
 
 def make_broken_kernelspec(root) -> None:
@@ -29,3 +29,4 @@ def test_a_kernel_that_cannot_be_launched_is_a_503_with_a_reason(tmp_path):
         assert service.request("POST", "api/kernels", {})[0] == 201  # the next client is served
         output = service.output()
     assert output.count("Kernel of broken not started: FileNotFoundError") == 3, output
+    assert tracebacks(output) == [], output

@@ -20,7 +20,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kernels_service.testing.service import TOKEN
+from tests.support.container import Container, Engine, image_script
 from tests.support.paths import ROOT
+from tests.test_image import WANTED
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")  # of the schemas kubernetes-validate 1.37.0 bundles
@@ -174,4 +177,71 @@ def test_the_service_takes_the_deployments_options_and_environment(tmp_path: Pat
         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
-    assert '"k8s_python"' in shown.stdout
+    configuration = json.loads(shown.stdout)
+    assert configuration["kernelspec.k8s_python.provisioner"]["value"] == "kubernetes-provisioner"
+    assert not [name for name in configuration if name.startswith("kernelspec.") and ".k8s_python." not in name]
+    assert configuration["environment.GP_SHARED_NAMESPACE"]["value"] == "True"
+
+
+def pod_options(tmp_path: Path) -> tuple[str, ...]:
+    """The Deployment's pod, as podman options: its user, read-only root, capabilities and
+    privilege escalation, its emptyDir volumes as tmpfs, the ConfigMap's files where its
+    volume puts them, and the environment's literal values."""
+    pod = find("Deployment")["spec"]["template"]["spec"]
+    container = deployment_container()
+    security = container["securityContext"]
+    options = ["--user", f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"]
+    if security["readOnlyRootFilesystem"]:
+        options.append("--read-only")
+    options += [f"--cap-drop={cap.lower()}" for cap in security["capabilities"]["drop"]]
+    if not security["allowPrivilegeEscalation"]:
+        options.append("--security-opt=no-new-privileges")
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    data = find("ConfigMap", "kernelspecs")["data"]
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "emptyDir" in volume:
+            options += ["--tmpfs", f"{mount['mountPath']}:mode=0777"]  # an emptyDir is writable by all
+            continue
+        files = tmp_path / mount["name"]
+        for item in volume["configMap"]["items"]:
+            (files / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+            (files / item["path"]).write_text(data[item["key"]])
+        subprocess.run(["chmod", "-R", "a+rX", str(tmp_path)], check=True)
+        options += ["--volume", f"{files}:{mount['mountPath']}:ro"]
+    for variable in container["env"]:
+        if "value" in variable:
+            options += ["--env", f"{variable['name']}={variable['value']}"]
+    return (*options, "--env", "GP_NAMESPACE=kernels", "--env", "GP_RESPONSE_IP=127.0.0.1")  # the fieldRefs
+
+
+@pytest.mark.skipif(not WANTED, reason="the image is built and run with CI set or KERNELS_TEST_IMAGE=1")
+@pytest.mark.timeout(900)
+def test_the_deployments_pod_serves_from_its_image_and_a_start_with_no_cluster_is_a_clear_503(tmp_path: Path):
+    """As far as this machine goes: the Kubernetes image (`build --kubernetes`) run as the
+    Deployment's pod would run (its user, read-only root, no capabilities, its volumes and
+    environment, its arguments) serves its probe, offers the one kernelspec, and a kernel
+    start with no cluster to reach is a 503 that names it, with no traceback and nothing
+    left running; SIGTERM then stops it with exit 0."""
+    engine = Engine()
+    assert image_script().main(["build", "--kubernetes"]) == 0, "docker/image.py build --kubernetes failed (above)"
+    arguments = deployment_container()["args"]
+    container = Container(
+        engine, "kernels-service-kubernetes:latest", *arguments, token=TOKEN, options=pod_options(tmp_path)
+    )
+    try:
+        container.wait_serving()
+        assert container.request("GET", "api/health", token="")[:3:2] == (200, {"status": "ok"})
+        specs = container.request("GET", "api/kernelspecs")[2]
+        assert (specs["default"], list(specs["kernelspecs"])) == ("k8s_python", ["k8s_python"])
+        status, _, body = container.request("POST", "api/kernels", {"name": "k8s_python"})
+        assert status == 503 and body["message"].startswith("The k8s_python kernel could not be started"), body
+        assert container.request("GET", "api/kernels")[2] == []
+        commands = [" ".join(p["args"]) for p in container.processes() if "PROCESS_LISTING" not in str(p["args"])]
+        assert not [c for c in commands if "launch_kubernetes" in c or "ipykernel" in c], commands
+        exit_code, _ = container.stop(timeout=10)
+        logs = container.logs()
+        assert exit_code == 0, logs
+        assert "Kernel of k8s_python not started: ConfigException" in logs and "Traceback" not in logs, logs
+    finally:
+        container.remove()
