@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from kernels_service.kernels.errors import KernelNotStarted, KernelRefused, start_failure
 from kernels_service.testing.service import descendants, running_service, tracebacks
 
 
@@ -30,3 +31,15 @@ def test_a_kernel_that_cannot_be_launched_is_a_503_with_a_reason(tmp_path):
         output = service.output()
     assert output.count("Kernel of broken not started: FileNotFoundError") == 3, output
     assert tracebacks(output) == [], output
+
+
+def test_what_a_client_is_told_of_a_launch_depends_on_what_failed():
+    """A provisioner's refusal, with its reason, is the client's answer (403); a system
+    call's PermissionError is not (its path is the service's business), nor any other."""
+    refusal = PermissionError("User 'root' is not authorized to start kernel 'Docker Python'.")
+    assert isinstance(start_failure("c", refusal), KernelRefused) and str(start_failure("c", refusal)) == str(refusal)
+    denied = start_failure("c", PermissionError(13, "Permission denied", "/srv/secret/launcher"))
+    assert isinstance(denied, KernelNotStarted) and "/srv" not in str(denied)
+    late = start_failure("c", TimeoutError("KernelID: 'x' launch timeout due to: Waited too long (8.0s)"))
+    assert str(late) == "The c kernel did not start within its launch timeout; the log says why"
+    assert str(start_failure("c", RuntimeError("boom"))).endswith("could not be started; the service's log says why")

@@ -31,7 +31,24 @@ class Stopping(KernelsError):
     """The service is stopping and starts no more kernels (503)."""
 
 
+class KernelRefused(KernelsError):
+    """The kernel's provisioner refused to start it for this request, and said why (its
+    authorization rules: a `KERNEL_USERNAME` it does not allow, a uid it prohibits): 403."""
+
+
 class KernelNotStarted(KernelsError):
     """The kernel's launch failed (a missing program, a container engine that does not
     answer, an image that is not there, a launch that timed out): 503, with the details
     in the service's log rather than in the answer."""
+
+
+def start_failure(name: str, error: Exception) -> KernelsError:
+    """What the client is told of a launch that raised `error`. A provisioner's refusal
+    (gateway_provisioners raises PermissionError with a reason, no errno: a system call's
+    has one, and its path is not the client's business) is a 403 with that reason; a
+    launch that timed out says so; anything else is the kernel's failure, told in the log."""
+    if isinstance(error, PermissionError) and error.errno is None and str(error):
+        return KernelRefused(str(error))
+    if isinstance(error, TimeoutError):
+        return KernelNotStarted(f"The {name} kernel did not start within its launch timeout; the log says why")
+    return KernelNotStarted(f"The {name} kernel could not be started; the service's log says why")

@@ -28,12 +28,12 @@ from kernels_service.kernels.environment import KernelEnvironment
 from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
-    KernelNotStarted,
     KernelsError,
     LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
     Stopping,
+    start_failure,
 )
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
@@ -159,14 +159,15 @@ class KernelRegistry:
 
     async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
         """jupyter_client's start; a launch that fails for any reason of the kernel's or its
-        provisioner's is KernelNotStarted, its details logged in one line."""
+        provisioner's is KernelNotStarted (KernelRefused if the provisioner refused it:
+        errors.start_failure), its details logged in one line."""
         try:
             return await self._multi.start_kernel(kernel_name=name, env=environment)
         except KernelsError:
             raise
         except Exception as error:  # a provisioner may raise anything: it is the kernel's failure
             log.error("Kernel of %s not started: %s: %s", name, type(error).__name__, error)
-            raise KernelNotStarted(f"The {name} kernel could not be started; the service's log says why") from None
+            raise start_failure(name, error) from None
 
     async def shutdown(self, kernel_id: str, reason: str = "kernel shut down") -> None:
         """Stop a client's kernel, after any pending operation of it, and forget it once

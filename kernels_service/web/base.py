@@ -16,6 +16,7 @@ from kernels_service.kernels import (
     Busy,
     InvalidRequest,
     KernelNotStarted,
+    KernelRefused,
     KernelRegistry,
     KernelsError,
     LimitReached,
@@ -44,6 +45,7 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     Busy: 409,
     Stopping: 503,
     KernelNotStarted: 503,
+    KernelRefused: 403,
 }
 
 

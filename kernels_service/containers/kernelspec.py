@@ -1,0 +1,72 @@
+"""Write a kernelspec for kernels in containers, confined (`launch`'s limits).
+
+    python -m kernels_service.containers.kernelspec --prefix=/srv/kernels \\
+        --image=localhost/kernels-service-kernel:latest --name=container_python \\
+        [--display-name=NAME] [--memory=512m] [--cpus=1] [--pids-limit=256] [--writable-root]
+
+It runs `jupyter docker-spec install` (gateway_provisioners), so the kernelspec names
+`docker-provisioner` with its configuration unchanged, then has it run our launcher
+(`python -m kernels_service.containers.launch`) with the same arguments plus the
+limits, instead of gateway_provisioners' `launch_docker.py` (which is removed from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+LAUNCHER = ["python", "-m", "kernels_service.containers.launch"]
+
+
+def limit_arguments(args: argparse.Namespace) -> list[str]:
+    """The launcher's options for the limits asked for."""
+    limits = []
+    for option in ("memory", "cpus", "pids_limit"):
+        if getattr(args, option) is not None:
+            limits.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
+    if args.writable_root:
+        limits.append("--writable-root")
+    return limits
+
+
+def install(args: argparse.Namespace) -> Path:
+    """The kernelspec, installed; its directory."""
+    jupyter = Path(sys.executable).with_name("jupyter")
+    command = [str(jupyter), "docker-spec", "install", f"--prefix={args.prefix}", f"--image-name={args.image}",
+               f"--kernel-name={args.name}", "--replace"]  # fmt: skip
+    if args.display_name:
+        command.append(f"--display-name={args.display_name}")
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    directory = Path(args.prefix) / "share" / "jupyter" / "kernels" / args.name
+    spec_file = directory / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    script = spec["argv"][1]
+    if not script.endswith("launch_docker.py"):
+        raise SystemExit(f"unexpected kernelspec from jupyter docker-spec install: argv {spec['argv'][:2]}")
+    spec["argv"] = [*LAUNCHER, *spec["argv"][2:], *limit_arguments(args)]
+    spec_file.write_text(json.dumps(spec, indent=2) + "\n")
+    shutil.rmtree(directory / "scripts", ignore_errors=True)
+    return directory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prefix", required=True, help="installed in PREFIX/share/jupyter/kernels/NAME")
+    parser.add_argument("--image", required=True, help="the kernel image (python docker/image.py build --kernel)")
+    parser.add_argument("--name", required=True, help="the kernelspec's name")
+    parser.add_argument("--display-name")
+    parser.add_argument("--memory", help="memory limit, as Docker writes it (512m, 2g)")
+    parser.add_argument("--cpus", type=float, help="CPU limit, in CPUs")
+    parser.add_argument("--pids-limit", type=int, help="most processes (and threads) in a kernel's container")
+    parser.add_argument("--writable-root", action="store_true", help="leave the container's root filesystem writable")
+    args = parser.parse_args(argv)
+    print(install(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
