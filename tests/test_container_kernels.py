@@ -11,23 +11,31 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import TOKEN, running_service
+from kernels_service.testing.service import TOKEN, running_service, tracebacks
 from tests.support.attacks import read_the_service, run_in_kernel
 from tests.support.channels import interrupted_reply
 from tests.support.container import Engine, image_script
+from tests.support.metrics import scrape, value
 from tests.support.podman_api import DockerAPI, docker_api
+from tests.support.waiting import wait_until
 from tests.test_image import WANTED
 
 KERNEL_IMAGE = "localhost/kernels-service-kernel:latest"
 SPEC = "container_python"
 MISSING_SPEC = "container_missing"  # its image is nowhere (a pull tries the loopback only)
 MISSING_IMAGE = "localhost/kernels-service-no-such-image:latest"
+CONFINED_SPEC = "container_confined"  # written by kernels_service.containers.kernelspec, with limits
+LIMITS = {"memory": 256 * 1024 * 1024, "pids": 200}
+SILENT_SPEC = "container_silent"  # the service's image: its container never sends a kernel's connection info
+SERVICE_IMAGE = "localhost/kernels-service:latest"
+SILENT_TIMEOUT = 8  # its launch timeout, in seconds
 SECRET = "db-password-9876543210"
 CLIENT = {"KERNEL_USERNAME": "alice"}  # as Jupyter Server's gateway client sends it
 
@@ -66,6 +74,14 @@ def install_kernelspec(prefix: Path, image: str, name: str) -> None:
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
 
+def install_confined_kernelspec(prefix: Path, image: str, name: str, *limits: str) -> None:
+    """`python -m kernels_service.containers.kernelspec`, as an operator runs it."""
+    command = [sys.executable, "-m", "kernels_service.containers.kernelspec", f"--prefix={prefix}",
+               f"--image={image}", f"--name={name}", *limits]  # fmt: skip
+    installed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
 def start_container_kernel(service) -> str:
     """A container kernel of the service, started as a gateway client asks for one; its id."""
     status, _, model = service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})
@@ -80,6 +96,13 @@ def containers(tmp_path_factory) -> Iterator[Containers]:
     prefix = tmp_path_factory.mktemp("kernelspecs")
     install_kernelspec(prefix, KERNEL_IMAGE, SPEC)
     install_kernelspec(prefix, MISSING_IMAGE, MISSING_SPEC)
+    limits = ("--memory=256m", "--cpus=1", "--pids-limit=200", "--env=KERNEL_USERNAME=pool")
+    install_confined_kernelspec(prefix, KERNEL_IMAGE, CONFINED_SPEC, *limits)
+    install_confined_kernelspec(prefix, SERVICE_IMAGE, SILENT_SPEC)
+    silent = prefix / "share" / "jupyter" / "kernels" / SILENT_SPEC / "kernel.json"
+    spec = json.loads(silent.read_text())  # as an operator sets it: the provisioner's launch_timeout
+    spec["metadata"]["kernel_provisioner"]["config"]["launch_timeout"] = SILENT_TIMEOUT
+    silent.write_text(json.dumps(spec))
     with docker_api(engine) as api:
         yield Containers(api, prefix / "share" / "jupyter")
 
@@ -158,3 +181,128 @@ def test_a_container_kernel_is_interrupted_and_restarted_in_place(containers):
         client.close()
         assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
         assert containers.api.containers() == []
+
+
+#: From inside a kernel: what confines its container (cgroup v1 or v2 files).
+CONFINEMENT = r"""
+import errno, json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+def first(*paths):
+    for path in paths:
+        if os.path.exists(path):
+            return open(path).read().strip()
+def try_write(path):
+    try:
+        with open(path, "w") as file:
+            file.write("x")
+        return "written"
+    except OSError as error:
+        return errno.errorcode[error.errno]
+print(json.dumps({
+    "bounding_capabilities": int(status["CapBnd"], 16), "no_new_privileges": int(status["NoNewPrivs"]),
+    "memory": first("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    "pids": first("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"),
+    "venv": try_write("/opt/kernels-service/x"), "tmp": try_write("/tmp/x"),
+    "home": try_write(os.path.expanduser("~/x")),
+    "uid": os.getuid(),
+}))
+"""
+
+
+def test_a_confined_container_kernel_has_a_read_only_root_no_capabilities_and_its_limits(containers):
+    """The kernelspec that kernels_service.containers.kernelspec writes runs the kernel with
+    a read-only root (its /tmp and home writable), no capabilities, no privilege to gain,
+    and the memory and process limits it names; a client cannot lift them (they are in
+    the kernelspec's argv, not in its KERNEL_* variables)."""
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        lifted = {**CLIENT, "KERNEL_MEMORY_LIMIT": "8g", "KERNEL_PIDS_LIMIT": "100000"}
+        status, _, model = service.request("POST", "api/kernels", {"name": CONFINED_SPEC, "env": lifted})
+        assert status == 201, model
+        client = ChannelsClient(service, model["id"])
+        found = run_in_kernel(client, CONFINEMENT)
+        client.close()
+        assert found["uid"] == 1000 and found["bounding_capabilities"] == 0 and found["no_new_privileges"] == 1, found
+        assert (found["venv"], found["tmp"], found["home"]) == ("EROFS", "written", "written"), found
+        assert (int(found["memory"]), int(found["pids"])) == (LIMITS["memory"], LIMITS["pids"]), found
+        assert service.request("DELETE", f"api/kernels/{model['id']}")[0] == 204
+        assert containers.api.containers() == []
+
+
+def test_a_launch_that_times_out_is_a_503_that_says_so_and_its_container_is_removed(containers):
+    """A container whose kernel never reports (an image pull or a queue that takes too
+    long looks the same) is given up after the kernelspec's launch_timeout: the client is
+    told so, the container is removed, and other clients are served meanwhile."""
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        with ThreadPoolExecutor(1) as pool:
+            silent = pool.submit(service.request, "POST", "api/kernels", {"name": SILENT_SPEC, "env": CLIENT})
+            wait_until(lambda: containers.api.containers() != [], 60, "the silent kernel's container")
+            assert service.request("GET", "api/kernels")[0] == 200  # not blocked by the pending launch
+            status, _, body = silent.result(timeout=SILENT_TIMEOUT + 60)
+        assert status == 503, body
+        assert body["message"] == f"The {SILENT_SPEC} kernel did not start within its launch timeout; the log says why"
+        wait_until(lambda: containers.api.containers() == [], 30, "the silent kernel's container removed")
+        assert "launch timeout" in service.output() and tracebacks(service.output()) == []
+
+
+def test_a_kernel_the_provisioner_refuses_is_a_403_with_its_reason(containers):
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        status, _, body = service.request("POST", "api/kernels", {"name": SPEC, "env": {"KERNEL_USERNAME": "root"}})
+        assert status == 403 and "'root'" in body["message"] and "KERNEL_USERNAME" in body["message"], body
+        assert containers.api.containers() == [] and service.request("GET", "api/kernels")[2] == []
+
+
+def test_a_container_killed_from_outside_comes_back_and_its_clients_go_on(containers):
+    """`podman kill` of a kernel's container: its clients see `restarting`, the kernel comes
+    back in a new container (the same kernel id) and runs their code again."""
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        kernel = start_container_kernel(service)
+        client = ChannelsClient(service, kernel)
+        client.execute("x = 1", timeout=90)
+        (name,) = containers.api.containers()
+        first = container_id(containers, name)
+        containers.api.engine("kill", name)
+        client.recv_until(
+            lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "restarting", 60
+        )
+        wait_until(lambda: container_id(containers, name) not in ("", first), 90, "a new container for the kernel")
+        reply, outputs = client.execute("print('x' in dir())", timeout=120)
+        assert reply["content"]["status"] == "ok" and stream_text(outputs) == "False\n"
+        assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+        assert containers.api.containers() == []
+
+
+def container_id(containers: Containers, name: str) -> str:
+    """The id of the container called `name` (a restarted kernel's has the same name), or ""."""
+    return containers.api.engine("ps", "-q", "--no-trunc", "--filter", f"name=^{name}$", check=False).stdout.strip()
+
+
+def test_container_kernels_are_pooled_limited_counted_and_culled(containers):
+    """The pool keeps a container kernel ready (its kernelspec names the user, since the
+    pool has no client), --max-kernels counts container kernels, metrics count them, and
+    idle ones are culled with their containers."""
+    argv, env = containers.service_options()
+    options = [*argv, f"--kernel-name={CONFINED_SPEC}", "--pool-size=1", "--max-kernels=2",
+               "--cull-idle-timeout=4", "--cull-interval=1"]  # fmt: skip
+    spec = containers.jupyter_path / "kernels" / CONFINED_SPEC / "kernel.json"
+    with running_service(*options, env=env) as service:
+        wait_until(lambda: value(scrape(service), "kernels_service_pool_ready") == 1, 120, "a pooled container kernel")
+        assert json.loads(spec.read_text())["env"].get("KERNEL_USERNAME") == "pool"
+        first = service.request("POST", "api/kernels", {})
+        second = service.request("POST", "api/kernels", {"name": CONFINED_SPEC, "env": CLIENT})
+        assert (first[0], second[0]) == (201, 201), (first, second)
+        third = service.request("POST", "api/kernels", {"name": CONFINED_SPEC, "env": CLIENT})
+        assert third[0] == 503 and "max" in third[2]["message"].lower(), third
+        samples = scrape(service)
+        assert value(samples, "kernels_service_kernel_start_seconds_count", pooled="true") == 1
+        assert value(samples, "kernels_service_kernels", state="idle") == 2
+        assert len(containers.api.containers()) >= 2
+        wait_until(lambda: service.request("GET", "api/kernels")[2] == [], 60, "both kernels culled")
+        assert "Culling kernel" in service.output()
+        wait_until(lambda: len(containers.api.containers()) <= 1, 60, "the culled kernels' containers removed")
+    assert containers.api.containers() == []

@@ -3,11 +3,14 @@
     python -m kernels_service.containers.kernelspec --prefix=/srv/kernels \\
         --image=localhost/kernels-service-kernel:latest --name=container_python \\
         [--display-name=NAME] [--memory=512m] [--cpus=1] [--pids-limit=256] [--writable-root]
+        [--env=KERNEL_USERNAME=kernels ...]
 
 It runs `jupyter docker-spec install` (gateway_provisioners), so the kernelspec names
 `docker-provisioner` with its configuration unchanged, then has it run our launcher
 (`python -m kernels_service.containers.launch`) with the same arguments plus the
 limits, instead of gateway_provisioners' `launch_docker.py` (which is removed from it).
+`--env` adds to the kernelspec's `env`: `KERNEL_USERNAME` there names the container's
+user for kernels no client asked for (the pool's); a client's own `KERNEL_*` win.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ def limit_arguments(args: argparse.Namespace) -> list[str]:
     return limits
 
 
+def variable(text: str) -> str:
+    """A `NAME=VALUE` pair, as `--env` takes it."""
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return text
+
+
 def install(args: argparse.Namespace) -> Path:
     """The kernelspec, installed; its directory."""
     jupyter = Path(sys.executable).with_name("jupyter")
@@ -48,6 +58,7 @@ def install(args: argparse.Namespace) -> Path:
     if not script.endswith("launch_docker.py"):
         raise SystemExit(f"unexpected kernelspec from jupyter docker-spec install: argv {spec['argv'][:2]}")
     spec["argv"] = [*LAUNCHER, *spec["argv"][2:], *limit_arguments(args)]
+    spec["env"] = {**spec.get("env", {}), **dict(pair.split("=", 1) for pair in args.env)}
     spec_file.write_text(json.dumps(spec, indent=2) + "\n")
     shutil.rmtree(directory / "scripts", ignore_errors=True)
     return directory
@@ -63,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=float, help="CPU limit, in CPUs")
     parser.add_argument("--pids-limit", type=int, help="most processes (and threads) in a kernel's container")
     parser.add_argument("--writable-root", action="store_true", help="leave the container's root filesystem writable")
+    parser.add_argument("--env", action="append", default=[], type=variable, help="NAME=VALUE for the kernelspec's env")
     args = parser.parse_args(argv)
     print(install(args))
     return 0

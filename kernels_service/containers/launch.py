@@ -35,6 +35,12 @@ from typing import Any
 WRITABLE = {"/tmp": "rw,mode=1777,size=256m", "/home/kernels": "rw,mode=0777,size=256m"}
 
 
+#: The launcher's variables that describe the machine it runs on, not the image: the
+#: container keeps the image's own (gateway_provisioners' launcher drops only PATH, and
+#: its kernels then look for their home in the service's, which is not there).
+IMAGES_OWN = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR")
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernel-id", required=True)
@@ -54,7 +60,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 def container_environment(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
     """What the kernel's bootstrap reads (as gateway_provisioners' launcher passes it), then
     the launcher's own environment (the service chose it: its allow-list, the kernelspec's
-    `env`, the client's `KERNEL_*`), without PATH, which is the image's."""
+    `env`, the client's `KERNEL_*`), but for what the image sets for itself (`IMAGES_OWN`)."""
     environment = {
         "PORT_RANGE": args.port_range,
         "PUBLIC_KEY": args.public_key,
@@ -66,7 +72,8 @@ def container_environment(args: argparse.Namespace, environ: dict[str, str]) -> 
     if args.transport_encryption:
         environment["TRANSPORT_ENCRYPTION"] = args.transport_encryption
     environment.update(environ)
-    environment.pop("PATH", None)
+    for variable in IMAGES_OWN:
+        environment.pop(variable, None)
     return environment
 
 
