@@ -23,6 +23,7 @@ from tests.support.attacks import read_the_service, run_in_kernel
 from tests.support.channels import interrupted_reply
 from tests.support.container import Engine, image_script
 from tests.support.metrics import scrape, value
+from tests.support.node import run_node
 from tests.support.podman_api import DockerAPI, docker_api
 from tests.support.waiting import wait_until
 from tests.test_image import WANTED
@@ -305,4 +306,26 @@ def test_container_kernels_are_pooled_limited_counted_and_culled(containers):
         wait_until(lambda: service.request("GET", "api/kernels")[2] == [], 60, "both kernels culled")
         assert "Culling kernel" in service.output()
         wait_until(lambda: len(containers.api.containers()) <= 1, 60, "the culled kernels' containers removed")
+    assert containers.api.containers() == []
+
+
+@pytest.mark.parametrize(("generation", "transports"), [("1", "polling"), ("4", "websocket")])
+def test_socketio_clients_of_both_generations_run_the_whole_flow_on_a_container_kernel(
+    containers, generation, transports
+):
+    """kernel-relay's flow (spawn, execute, input(), 1 MB of output, a comm with buffers,
+    shutdown) with the npm socket.io client of each protocol generation, on kernels in
+    containers (the confined kernelspec is the default: its env names the user), and both
+    websocket protocols on one of them."""
+    argv, env = containers.service_options()
+    with running_service(*argv, f"--kernel-name={CONFINED_SPEC}", "--pool-size=0", env=env) as service:
+        outcome = run_node("kernel_flow.js", generation, transports, service.http_url(), service.token, timeout=120)
+        assert outcome["hello"] == "héllo wörld ✓ 🚀\n" and outcome["input"] == "ünïcode name? \n", outcome
+        assert outcome["bigLength"] == 1_000_001 and outcome["comm"]["buffers"] == [[0, 1, 2, 255]], outcome
+        assert outcome["spawned"] and outcome["shutdown"]
+        kernel = service.start_kernel()
+        for protocol in ("legacy", "v1"):
+            client = ChannelsClient(service, kernel, protocol)
+            assert stream_text(client.execute(f"print({protocol!r})", timeout=90)[1]) == f"{protocol}\n"
+            client.close()
     assert containers.api.containers() == []
