@@ -104,9 +104,20 @@ class KernelsServer:
             self.sockets.remove()
 
 
+#: gateway_provisioners (0.5) waits for container kernels' connection information with a
+#: tornado PeriodicCallback that, every 0.1 ms once its first kernel has launched, calls a
+#: blocking `accept` with a timeout of GP_SOCKET_TIMEOUT (10 ms by default): the service's
+#: event loop is then blocked nearly all the time, and a local kernel's round trip went from
+#: 7 to 33 ms (benchmarks/bench_containers.py). At 0 the socket is non-blocking, and asyncio
+#: waits for a connection instead. It reads the variable when it is imported, that is when
+#: its first kernel starts, after this is set; an operator's own value is kept.
+PROVISIONERS_SOCKET_TIMEOUT = ("GP_SOCKET_TIMEOUT", "0")
+
+
 def build(config: ServiceConfig) -> KernelsServer:
     """Every part of a service, wired (nothing runs until `start`)."""
     config.check()
+    os.environ.setdefault(*PROVISIONERS_SOCKET_TIMEOUT)
     if config.kernel_sandbox == "bubblewrap":
         check_bubblewrap()
     token = resolve_token(config)

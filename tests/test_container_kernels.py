@@ -8,8 +8,9 @@ Built and run when CI is set or KERNELS_TEST_IMAGE=1, like the image tests."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from kernels_service.testing.service import TOKEN, running_service, tracebacks
 from tests.support.attacks import read_the_service, run_in_kernel
 from tests.support.channels import interrupted_reply
 from tests.support.container import Engine, image_script
+from tests.support.kernelspecs import install_confined_kernelspec, install_kernelspec
 from tests.support.metrics import scrape, value
 from tests.support.node import run_node
 from tests.support.podman_api import DockerAPI, docker_api
@@ -52,35 +54,10 @@ class Containers:
     jupyter_path: Path
 
     def service_options(self) -> tuple[list[str], dict[str, str]]:
-        """The service's options and environment for container kernels (README, Kernels in
-        containers): where the engine is, the network, where kernels answer the service."""
-        argv = ["--initial-kernels=0", "--kernel-env-inherit=DOCKER_HOST", "--kernel-env-inherit=DOCKER_NETWORK"]
-        env = {
-            "JUPYTER_PATH": str(self.jupyter_path),
-            "DOCKER_HOST": self.api.docker_host,
-            "DOCKER_NETWORK": self.api.network,  # for the launcher, which reads this name
-            "GP_DOCKER_NETWORK": self.api.network,  # for the provisioner, which reads this one
-            "GP_RESPONSE_IP": self.api.gateway,
-            "GP_RESPONSE_ADDR_ANY": "true",  # the bridge's address exists once a container joins it
-            "DB_PASSWORD": SECRET,
-        }
-        return argv, env
-
-
-def install_kernelspec(prefix: Path, image: str, name: str) -> None:
-    """`jupyter docker-spec install`, as an operator runs it."""
-    command = [str(Path(sys.executable).with_name("jupyter")), "docker-spec", "install", f"--prefix={prefix}",
-               f"--image-name={image}", f"--kernel-name={name}"]  # fmt: skip
-    installed = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-
-
-def install_confined_kernelspec(prefix: Path, image: str, name: str, *limits: str) -> None:
-    """`python -m kernels_service.containers.kernelspec`, as an operator runs it."""
-    command = [sys.executable, "-m", "kernels_service.containers.kernelspec", f"--prefix={prefix}",
-               f"--image={image}", f"--name={name}", *limits]  # fmt: skip
-    installed = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert installed.returncode == 0, installed.stdout + installed.stderr
+        """The service's options and environment for container kernels, with an operator's
+        secret in its environment that no kernel may see."""
+        argv, env = self.api.service_options(self.jupyter_path)
+        return argv, {**env, "DB_PASSWORD": SECRET}
 
 
 def start_container_kernel(service) -> str:
@@ -329,3 +306,32 @@ def test_socketio_clients_of_both_generations_run_the_whole_flow_on_a_container_
             assert stream_text(client.execute(f"print({protocol!r})", timeout=90)[1]) == f"{protocol}\n"
             client.close()
     assert containers.api.containers() == []
+
+
+def waiting_polls(pid: int, seconds: int) -> list[str]:
+    """The poll(2) calls that wait (a timeout above 0) of the process `pid`, all its threads,
+    in `seconds`, by strace: a socket call with a timeout waits so (the event loop waits in
+    epoll_wait; ZeroMQ's sockets are polled with no timeout)."""
+    traced = subprocess.run(
+        ["timeout", str(seconds), "strace", "-f", "-qq", "-e", "trace=poll", "-p", str(pid)],
+        capture_output=True, text=True, timeout=seconds + 30,
+    )  # fmt: skip
+    return [line for line in traced.stderr.splitlines() if re.search(r"poll\(\[.*\], \d+, [1-9]\d*\)", line)]
+
+
+@pytest.mark.parametrize(("socket_timeout", "busy"), [(None, False), ("0.01", True)], ids=["default", "polling"])
+def test_the_service_waits_for_container_kernels_without_polling(containers, socket_timeout, busy):
+    """gateway_provisioners' response manager polled a blocking accept every 0.1 ms once a
+    container kernel had launched, which blocked the service's event loop nearly all the
+    time (builder.PROVISIONERS_SOCKET_TIMEOUT). By default the idle service now waits in
+    no poll call at all; the polling, with an operator's own GP_SOCKET_TIMEOUT, shows how
+    the count tells them apart."""
+    assert shutil.which("strace"), "strace is missing (.ci/run installs Debian's strace)"
+    argv, env = containers.service_options()
+    if socket_timeout is not None:
+        env["GP_SOCKET_TIMEOUT"] = socket_timeout
+    with running_service(*argv, env=env) as service:
+        kernel = start_container_kernel(service)
+        calls = waiting_polls(service.pid, 2)
+        assert (len(calls) > 50) if busy else (len(calls) < 5), calls[:5]
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204

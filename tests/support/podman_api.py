@@ -38,6 +38,21 @@ class DockerAPI:
     network: str
     gateway: str  # the host's address on that network: where containers reach the service
 
+    def service_options(self, jupyter_path: Path) -> tuple[list[str], dict[str, str]]:
+        """The service's options and environment for container kernels whose kernelspecs
+        are under `jupyter_path` (README, Kernels in containers): where the engine is, the
+        network, where kernels answer the service."""
+        argv = ["--initial-kernels=0", "--kernel-env-inherit=DOCKER_HOST", "--kernel-env-inherit=DOCKER_NETWORK"]
+        env = {
+            "JUPYTER_PATH": str(jupyter_path),
+            "DOCKER_HOST": self.docker_host,
+            "DOCKER_NETWORK": self.network,  # for gateway_provisioners' launcher, which reads this name
+            "GP_DOCKER_NETWORK": self.network,  # for the provisioner (and our launcher), which read this one
+            "GP_RESPONSE_IP": self.gateway,
+            "GP_RESPONSE_ADDR_ANY": "true",  # the bridge's address exists once a container joins it
+        }
+        return argv, env
+
     def containers(self, label: str = "component=kernel") -> list[str]:
         """Names of the containers (running or not) that carry `label`."""
         listed = self.engine("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").stdout
