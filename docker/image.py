@@ -4,6 +4,7 @@
     python docker/image.py build            # the image, tagged kernels-service:latest
     python docker/image.py build --derived  # and examples/derived-bash as kernels-service-bash
     python docker/image.py build --kernel   # and docker/kernel as kernels-service-kernel (for containers)
+    python docker/image.py build --derived --kernel  # both, and the bash image's as kernels-service-bash-kernel
     python docker/image.py build --kubernetes  # and docker/kubernetes as kernels-service-kubernetes
     python docker/image.py engine           # the engine command this script uses, as JSON
 
@@ -241,11 +242,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         seconds = build(command, ROOT, args.tag, base_image(command))
         progress(f"{args.tag}: {image_size(command, args.tag) / 1e6:.0f} MB, built in {seconds:.0f} s")
-        for option, (context, suffix) in ALSO_BUILT.items():
-            if getattr(args, option):
-                tag = f"{args.tag.split(':')[0]}-{suffix}:latest"
-                seconds = build(command, ROOT / context, tag, args.tag)
-                progress(f"{tag}: {image_size(command, tag) / 1e6:.0f} MB, built in {seconds:.0f} s")
+        name = args.tag.split(":")[0]
+        builds = [(context, f"{name}-{suffix}:latest", args.tag) for option, (context, suffix) in ALSO_BUILT.items()
+                  if getattr(args, option)]  # fmt: skip
+        if args.derived and args.kernel:  # the derived image as a kernel image too
+            builds.append((ALSO_BUILT["kernel"][0], f"{name}-bash-kernel:latest", f"{name}-bash:latest"))
+        for context, tag, base in builds:
+            seconds = build(command, ROOT / context, tag, base)
+            progress(f"{tag}: {image_size(command, tag) / 1e6:.0f} MB, built in {seconds:.0f} s")
     except ImageError as error:
         print(f"docker/image.py: {error}", file=sys.stderr)
         return 2

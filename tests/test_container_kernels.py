@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -335,3 +336,40 @@ def test_the_service_waits_for_container_kernels_without_polling(containers, soc
         calls = waiting_polls(service.pid, 2)
         assert (len(calls) > 50) if busy else (len(calls) < 5), calls[:5]
         assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+
+
+BASH_IMAGE = "localhost/kernels-service-bash-kernel:latest"
+BASH_SPEC = "container_bash"
+
+
+def test_the_derived_bash_image_is_a_kernel_image_too(containers):
+    """`build --derived --kernel` also makes the bash image a kernel image; bash_kernel is
+    built on ipykernel, so the image's Python launcher runs it (`--kernel-class`), and
+    clients see a bash kernel."""
+    assert image_script().main(["build", "--derived", "--kernel"]) == 0, "docker/image.py build failed (above)"
+    prefix = containers.jupyter_path.parents[1]
+    options = ("--kernel-class=bash_kernel.kernel.BashKernel", "--language=bash", "--display-name=Bash in a container")
+    install_confined_kernelspec(prefix, BASH_IMAGE, BASH_SPEC, *options)
+    argv, env = containers.service_options()
+    with running_service(*argv, env=env) as service:
+        status, _, model = service.request("POST", "api/kernels", {"name": BASH_SPEC, "env": CLIENT})
+        assert status == 201, model
+        client = ChannelsClient(service, model["id"], "v1")
+        reply, outputs = client.execute("echo $((6 * 7)) $(id -u)", timeout=90)
+        assert reply["content"]["status"] == "ok" and stream_text(outputs) == "42 1000\n", (reply, outputs)
+        info, _ = client.wait_for(client.send("shell", "kernel_info_request", {}), 30)
+        assert info["content"]["language_info"]["name"] == "bash", info["content"]
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{model['id']}")[0] == 204
+    assert containers.api.containers() == []
+
+
+def test_bench_containers_runs_and_prints_every_figure(containers):
+    """The benchmark stays runnable (its figures are the README's; none is asserted here)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_containers.py"
+    ran = subprocess.run([sys.executable, str(script), "--repeats=1", "--round-trips=20"],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    for measure in ("start", "round trip"):
+        for kind in ("local", "container", "confined"):
+            assert re.search(rf"^{measure} +{kind} +median +[\d.]+ ms +\([\d.]+x local", ran.stdout, re.M), ran.stdout

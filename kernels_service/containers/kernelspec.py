@@ -3,7 +3,7 @@
     python -m kernels_service.containers.kernelspec --prefix=/srv/kernels \\
         --image=localhost/kernels-service-kernel:latest --name=container_python \\
         [--display-name=NAME] [--memory=512m] [--cpus=1] [--pids-limit=256] [--writable-root]
-        [--env=KERNEL_USERNAME=kernels ...]
+        [--env=KERNEL_USERNAME=kernels ...] [--kernel-class=bash_kernel.kernel.BashKernel --language=bash]
 
 It runs `jupyter docker-spec install` (gateway_provisioners), so the kernelspec names
 `docker-provisioner` with its configuration unchanged, then has it run our launcher
@@ -11,6 +11,9 @@ It runs `jupyter docker-spec install` (gateway_provisioners), so the kernelspec 
 limits, instead of gateway_provisioners' `launch_docker.py` (which is removed from it).
 `--env` adds to the kernelspec's `env`: `KERNEL_USERNAME` there names the container's
 user for kernels no client asked for (the pool's); a client's own `KERNEL_*` win.
+`--kernel-class` runs another kernel built on ipykernel (bash_kernel's, say) with the
+kernel image's Python launcher: `--language` is then what clients see, and the kernelspec
+tells the image's bootstrap to use that launcher (`KERNEL_LANGUAGE=python`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def install(args: argparse.Namespace) -> Path:
                f"--kernel-name={args.name}", "--replace"]  # fmt: skip
     if args.display_name:
         command.append(f"--display-name={args.display_name}")
+    if args.kernel_class:
+        command.append(f"--ipykernel-subclass-name={args.kernel_class}")
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
     directory = Path(args.prefix) / "share" / "jupyter" / "kernels" / args.name
     spec_file = directory / "kernel.json"
@@ -59,6 +64,9 @@ def install(args: argparse.Namespace) -> Path:
         raise SystemExit(f"unexpected kernelspec from jupyter docker-spec install: argv {spec['argv'][:2]}")
     spec["argv"] = [*LAUNCHER, *spec["argv"][2:], *limit_arguments(args)]
     spec["env"] = {**spec.get("env", {}), **dict(pair.split("=", 1) for pair in args.env)}
+    if args.language and args.language != spec["language"]:
+        spec["language"] = args.language
+        spec["env"].setdefault("KERNEL_LANGUAGE", "python")  # the bootstrap's launcher: ipykernel's
     spec_file.write_text(json.dumps(spec, indent=2) + "\n")
     shutil.rmtree(directory / "scripts", ignore_errors=True)
     return directory
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=float, help="CPU limit, in CPUs")
     parser.add_argument("--pids-limit", type=int, help="most processes (and threads) in a kernel's container")
     parser.add_argument("--writable-root", action="store_true", help="leave the container's root filesystem writable")
+    parser.add_argument("--kernel-class", help="a kernel class built on ipykernel (default: IPython's)")
+    parser.add_argument("--language", help="the kernel's language, as clients see it (default: python)")
     parser.add_argument("--env", action="append", default=[], type=variable, help="NAME=VALUE for the kernelspec's env")
     args = parser.parse_args(argv)
     print(install(args))
