@@ -44,6 +44,7 @@ ENVIRONMENT = {
     "token_file": "KERNELS_SERVICE_TOKEN_FILE",
     "allow_origin": "ALLOW_ORIGIN",
     "pool_size": "KERNELS_POOL_SIZE",
+    "keep_kernels": "KERNELS_KEEP_KERNELS",
 }
 
 
@@ -150,6 +151,18 @@ class KernelsService(Application):
         "range (net.ipv4.ip_local_port_range; 20768-32767 on Linux's default), so that no connection's source "
         "port is ever a kernel's.",
     )
+    keep_kernels = Bool(
+        False,
+        config=True,
+        help="Local kernels outlive the service: SIGTERM (or a crash) leaves them running, and the next start "
+        "takes them up again (SIGINT still stops them). Env KERNELS_KEEP_KERNELS.",
+    )
+    kernel_store = Unicode(
+        "",
+        config=True,
+        help="Where --keep-kernels keeps its kernels (an SQLite file, private). Empty: "
+        "<Jupyter's data directory>/kernels-service/kernels.sqlite.",
+    )
     kernel_sandbox = Enum(
         ("", "bubblewrap"),
         "",
@@ -199,6 +212,7 @@ class KernelsService(Application):
         "kernel-transport": "KernelsService.kernel_transport",
         "kernel-sandbox": "KernelsService.kernel_sandbox",
         "kernel-port-range": "KernelsService.kernel_port_range",
+        "kernel-store": "KernelsService.kernel_store",
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",
@@ -222,6 +236,10 @@ class KernelsService(Application):
         "cull-connected": ({"KernelsService": {"cull_connected": True}}, "Cull idle kernels with clients too."),
         "cull-busy": ({"KernelsService": {"cull_busy": True}}, "Cull busy kernels too."),
         "metrics-no-auth": ({"KernelsService": {"metrics_no_auth": True}}, "Serve <base>metrics without the token."),
+        "keep-kernels": (
+            {"KernelsService": {"keep_kernels": True}},
+            "Local kernels outlive the service's SIGTERM or crash and are taken up at the next start.",
+        ),
     }
 
     @default("kernel_name")

@@ -26,9 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from jupyter_core.paths import jupyter_runtime_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_core.utils import ensure_dir_exists
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -42,9 +41,12 @@ from kernels_service.kernels import KernelRegistry
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
 from kernels_service.kernels.ipc import SocketDir, socket_dir
+from kernels_service.kernels.keeper import KernelKeeper
+from kernels_service.kernels.manager import ServiceMultiKernelManager
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.kernels.sandbox import PROVISIONER_NAME, check_bubblewrap
+from kernels_service.kernels.store import SqliteKernelStore
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import RelayHub
 from kernels_service.relay.replay import ReplayPolicy
@@ -82,25 +84,27 @@ class KernelsServer:
         self.http = HTTPServer(self.web_app, max_body_size=self.config.max_message_size)
         self.http.add_sockets(sockets)
         self._background = (asyncio.ensure_future(self.culler.run()),)
-        for _ in range(self.config.initial_kernels):
+        taken = await self.services.registry.take_up_kept()
+        for _ in range(max(0, self.config.initial_kernels - taken)):  # kernels taken up count as initial ones
             await self.services.registry.start()
         if self.services.pool is not None:
             self._background += (asyncio.ensure_future(self.services.pool.run()),)
         log.info("Serving at http://%s:%s%sapi/kernels", self.config.ip, self.port, self.services.base_path)
 
-    async def stop(self) -> None:
+    async def stop(self, keep: bool = False) -> None:
         """Stop taking requests, close every client, stop every kernel (killing what does
-        not stop in time), then drop the connections left."""
+        not stop in time), then drop the connections left. With `keep` (--keep-kernels and
+        SIGTERM), the kernels kept are left running instead, with their sockets."""
         for task in self._background:
             task.cancel()
         if self.http is not None:
             self.http.stop()
         self.socketio.close_all()
         await self.services.hub.close_all("service stopping")
-        await self.services.registry.shutdown_all()
+        await self.services.registry.shutdown_all(keep=keep)
         if self.http is not None:
             await self.http.close_all_connections()
-        if self.sockets is not None:
+        if self.sockets is not None and not self.config.keep_kernels:
             self.sockets.remove()
 
 
@@ -160,7 +164,7 @@ def build_parts(config: ServiceConfig, token: str, runtime: str, sockets: Socket
 def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | None) -> KernelRegistry:
     """The registry over jupyter_client's manager, with the environment kernels get, their
     connection files in `runtime`, and their transport (ipc sockets in `sockets`)."""
-    multi = AsyncMultiKernelManager(
+    multi = ServiceMultiKernelManager(
         log=jupyter_client_log(),
         config=kernel_manager_config(config, sockets),
         kernel_manager_class=KERNEL_MANAGER_CLASS,
@@ -175,7 +179,7 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         # jupyter_client's provisioner factory is a process-wide singleton, configured by
         # whoever makes it first (a kernelspec look-up, with no config): set it here
         KernelProvisionerFactory.instance(parent=multi).default_provisioner_name = PROVISIONER_NAME
-    return KernelRegistry(
+    registry = KernelRegistry(
         multi,
         default_name=config.kernel_name or multi.default_kernel_name,
         environment=KernelEnvironment(
@@ -183,6 +187,14 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         ),
         max_kernels=config.max_kernels,
     )
+    if config.keep_kernels:
+        registry.set_keeper(KernelKeeper(SqliteKernelStore(config.kernel_store or default_kernel_store())))
+    return registry
+
+
+def default_kernel_store() -> str:
+    """Where --keep-kernels keeps its kernels when --kernel-store does not say."""
+    return os.path.join(jupyter_data_dir(), "kernels-service", "kernels.sqlite")
 
 
 class WithoutTraceback(logging.Filter):
@@ -210,6 +222,7 @@ def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> C
     our manager class (it overrides any `--KernelManager.transport`)."""
     merged = copy.deepcopy(config.jupyter_config) if config.jupyter_config is not None else Config()
     merged.ServiceKernelManager.transport_policy = config.kernel_transport
+    merged.ServiceKernelManager.keep = config.keep_kernels
     if sockets is not None:
         merged.ServiceKernelManager.ipc_dir = sockets.path
     return merged
@@ -293,12 +306,15 @@ async def serve(config: ServiceConfig, signals: Iterable[int] = (signal.SIGINT, 
         log.warning("The service is dumpable: processes of its uid, its kernels among them, can read its memory")
     service = build(config)
     stop = asyncio.Event()
+    received: list[int] = []
     loop = asyncio.get_running_loop()
     for signum in signals:  # before any kernel starts: a SIGTERM during a start must stop it too
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, lambda signum=signum: (received.append(signum), stop.set()))
     try:
         await service.start()
         await stop.wait()
         log.info("Interrupted...")
     finally:
-        await service.stop()
+        # --keep-kernels: SIGTERM (an upgrade, a restart by systemd or Kubernetes) leaves the
+        # kernels running; SIGINT (Ctrl-C) still stops everything
+        await service.stop(keep=config.keep_kernels and received[:1] == [signal.SIGTERM])

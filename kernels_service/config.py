@@ -47,6 +47,8 @@ class ServiceConfig:
     kernel_transport: str = "auto"  # how local kernels and the service talk, one of TRANSPORTS
     kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
     kernel_port_range: str = ""  # "LOW-HIGH" for local TCP kernels; "": below the ephemeral range
+    keep_kernels: bool = False  # local kernels outlive a SIGTERM (or a crash) and are taken up at the next start
+    kernel_store: str = ""  # where they are kept; "": in Jupyter's data directory
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000
@@ -69,5 +71,9 @@ class ServiceConfig:
             parse_port_range(self.kernel_port_range)
         if self.kernel_sandbox not in SANDBOXES:
             raise KernelsError("--kernel-sandbox must be bubblewrap or empty")
+        if self.keep_kernels and self.kernel_sandbox:
+            raise KernelsError(
+                "--keep-kernels does not work with --kernel-sandbox yet: a sandbox dies with the service"
+            )
         if self.token is not None and self.token_file:
             raise KernelsError("give the token or a token file, not both")

@@ -36,9 +36,11 @@ from jupyter_client.connect import port_names
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.localinterfaces import is_local_ip
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Enum, Instance, Unicode
+from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from traitlets import Bool, Enum, Instance, Unicode
 
 from kernels_service.kernels.ports import PortPicker
+from kernels_service.kernels.reattach import AdoptedProvisioner
 from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
 
@@ -53,6 +55,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
     transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
     port_picker = Instance(PortPicker, allow_none=True, help="Where local TCP kernels get their ports.")
+    keep = Bool(False, config=True, help="Launch kernels that outlive the service (--keep-kernels).")
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -108,10 +111,30 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         self._restarted_callbacks.append(callback)
 
     async def start_kernel(self, **kw: Any) -> None:
-        kw.setdefault("stderr", subprocess.PIPE)  # kept for restarts in jupyter_client's launch args
+        if self.keep:  # no JPY_PARENT_PID (ipykernel would exit with the service), and no
+            kw["independent"] = True  # stderr pipe to the service (it would break with it)
+        else:
+            kw.setdefault("stderr", subprocess.PIPE)  # kept for restarts in jupyter_client's launch args
         self._choose_transport()
         await super().start_kernel(**kw)
         self._copy_stderr()
+
+    async def adopt(
+        self, connection_info: dict[str, Any], provisioner_info: dict[str, Any], env: dict[str, str]
+    ) -> None:
+        """Take up a local kernel an earlier service launched, as if this one had: its
+        connection information, its process (`AdoptedProvisioner`), what a restart
+        launches again (jupyter_client's launch arguments: `env`, independent), and its
+        restarter. jupyter_client has no call for this; the attributes set are those its
+        own start sets."""
+        self.load_connection_info(connection_info)
+        provisioner = AdoptedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        await provisioner.load_provisioner_info(provisioner_info)
+        self.provisioner = provisioner
+        self._launch_args = {"env": env, "independent": True}
+        self._attempted_start = True
+        self.ready.set_result(None)
+        self.start_restarter()
 
     async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: Any) -> None:
         await super().restart_kernel(now=now, newports=newports, **kw)
@@ -123,6 +146,15 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         process = getattr(self.provisioner, "process", None)  # a local kernel's Popen
         if process is not None and process.stderr is not None:
             StderrCopy(process.stderr, sys.stderr.buffer).start()
+
+
+class ServiceMultiKernelManager(AsyncMultiKernelManager):
+    """jupyter_client's manager of managers, which can also take up a kernel launched by an
+    earlier service (`adopt`)."""
+
+    def adopt(self, kernel_id: str, manager: ServiceKernelManager) -> None:
+        """Count `manager` (see ServiceKernelManager.adopt) among this manager's kernels."""
+        self._kernels[kernel_id] = manager
 
 
 class StderrCopy(threading.Thread):

@@ -36,6 +36,8 @@ class KernelRecord:
     spoke: asyncio.Event = field(default_factory=asyncio.Event)  # its first status came (cleared by a restart)
     pooled: bool = False  # waiting in the warm pool: no client's yet, not listed
     going: bool = False  # its clients were told it is going: not found, but counted until its process is gone
+    client_env: dict[str, str] = field(default_factory=dict)  # the KERNEL_* variables its client asked for
+    started: datetime = field(default_factory=utcnow)
 
     def model(self) -> dict[str, Any]:
         """The kernel model of the Jupyter REST API."""

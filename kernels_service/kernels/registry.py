@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,8 +36,10 @@ from kernels_service.kernels.errors import (
     Stopping,
     start_failure,
 )
+from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
+from kernels_service.kernels.store import StoredKernel
 from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
@@ -67,6 +70,7 @@ class KernelRegistry:
         self._no_launches.set()
         self._stopping = False
         self._pool: KernelSupply | None = None
+        self._keeper: KernelKeeper | None = None
 
     @property
     def kernel_spec_manager(self) -> Any:
@@ -77,6 +81,10 @@ class KernelRegistry:
 
     def set_pool(self, pool: KernelSupply) -> None:
         self._pool = pool
+
+    def set_keeper(self, keeper: KernelKeeper) -> None:
+        """Keep the clients' kernels in `keeper`'s store (--keep-kernels)."""
+        self._keeper = keeper
 
     def list(self) -> list[KernelRecord]:
         """The clients' kernels (pooled ones are nobody's yet)."""
@@ -120,12 +128,14 @@ class KernelRegistry:
             if record is not None:
                 record.pooled = False
                 record.last_activity = utcnow()
+                await self._keep(record)
                 log.info("Kernel started: %s (%s, from the pool)", record.id, name)
                 KERNEL_START.labels("true").observe(time.perf_counter() - began)
                 return record
         if self.free_slots() == 0 and self._pool is not None:
             await self._pool.give_way()  # a pooled kernel goes before a client is refused
         record = await self.launch(name, environment)
+        await self._keep(record)
         KERNEL_START.labels("false").observe(time.perf_counter() - began)
         return record
 
@@ -140,6 +150,7 @@ class KernelRegistry:
         try:
             kernel_id = await self._start_kernel(name, environment)
             record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id), pooled=pooled)
+            record.client_env = {k: v for k, v in environment.items() if self._environment.base.get(k) != v}
             if self._stopping:  # SIGTERM came during the launch: this kernel must not outlive it
                 await stop_process(self._multi, record, now=True)  # still starting: nothing to save
                 raise Stopping("The service is stopping")
@@ -148,14 +159,47 @@ class KernelRegistry:
             self._launching -= 1
             if not self._launching:
                 self._no_launches.set()
+        log.info("%s started: %s (%s)", "Pooled kernel" if pooled else "Kernel", kernel_id, name)
+        await self._install(record)
+        return record
+
+    async def adopt(self, entry: StoredKernel) -> KernelRecord:
+        """Take up the kernel of `entry`, launched by an earlier service (--keep-kernels):
+        a client's kernel like any other from now on."""
+        manager = self._multi.kernel_manager_factory(
+            connection_file=os.path.join(self._multi.connection_dir, f"kernel-{entry.id}.json"),
+            parent=self._multi, log=self._multi.log, kernel_name=entry.kernelspec,
+        )  # fmt: skip
+        manager.kernel_id = entry.id
+        process = {
+            **entry.provisioner_info,
+            "process_start": entry.process_start,
+            "connection_info": entry.connection_info,
+        }
+        await manager.adopt(entry.connection_info, process, self._environment.for_client(entry.client_env))
+        self._multi.adopt(entry.id, manager)
+        record = KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
+        self._records[entry.id] = record
+        log.info("Kernel taken up: %s (%s, pid %s)", entry.id, entry.kernelspec, entry.provisioner_info.get("pid"))
+        await self._install(record)
+        return record
+
+    async def take_up_kept(self) -> int:
+        """Take up the kernels an earlier service kept (--keep-kernels); how many."""
+        return 0 if self._keeper is None else await self._keeper.take_up(self)
+
+    async def _install(self, record: KernelRecord) -> None:
+        """Follow the kernel's restarts and deaths, and tell the observers it is there."""
         manager = record.manager
         manager.add_restart_callback(lambda: self._auto_restarting(record), "restart")
         manager.add_restart_callback(lambda: self._died(record), "dead")
         manager.on_restarted(lambda: self._restarted(record))
-        log.info("%s started: %s (%s)", "Pooled kernel" if pooled else "Kernel", kernel_id, name)
         for observer in self._observers:
             await observer.kernel_started(record)
-        return record
+
+    async def _keep(self, record: KernelRecord) -> None:
+        if self._keeper is not None:
+            await self._keeper.keep(record)
 
     async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
         """jupyter_client's start; a launch that fails for any reason of the kernel's or its
@@ -186,15 +230,20 @@ class KernelRegistry:
                 await observer.kernel_stopping(record, reason)
             await stop_process(self._multi, record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
+            if self._keeper is not None:
+                self._keeper.forget(kernel_id)
         finally:
             record.lifecycle.end()
 
-    async def shutdown_all(self, timeout: float = 8.0) -> None:
+    async def shutdown_all(self, timeout: float = 8.0, keep: bool = False) -> None:
         """Stop every kernel, those being launched included, and start no more; whatever
         is not down within `timeout` seconds (a restart in flight, a kernel that ignores
         its shutdown request) is killed. Then close ZeroMQ: no socket may keep the
-        process from exiting."""
+        process from exiting. With `keep`, the kernels the keeper keeps are let go of,
+        running, instead (their clients are told the service is restarting)."""
         self._stopping = True
+        if keep and self._keeper is not None:
+            await self._let_go(self._keeper)
         try:
             await asyncio.wait_for(self._shutdown_everything(), timeout)
         except asyncio.TimeoutError:
@@ -202,6 +251,22 @@ class KernelRegistry:
             await kill_everything(self._multi)
             self._records.clear()
         self._multi.context.destroy(linger=0)
+        if self._keeper is not None:
+            self._keeper.store.close()
+
+    async def _let_go(self, keeper: KernelKeeper) -> None:
+        """Leave the kept kernels running, out of the registry's hands."""
+        await self._no_launches.wait()
+        for record in list(self._records.values()):
+            if record.pooled or not keeper.keeps(record) or record.lifecycle.pending:
+                continue  # a pooled kernel, or one being restarted or stopped, is stopped
+            record.manager.stop_restarter()
+            record.going = True
+            for observer in self._observers:
+                await observer.kernel_stopping(record, "service restarting")
+            self._records.pop(record.id)
+            self._multi.remove_kernel(record.id)
+            log.info("Kernel left running: %s", record.id)
 
     async def _shutdown_everything(self) -> None:
         await self._no_launches.wait()
@@ -271,6 +336,8 @@ class KernelRegistry:
         log.info("Kernel restarted: %s", record.id)
         for observer in self._observers:
             observer.kernel_restarted(record)
+        if self._keeper is not None and not record.pooled:
+            asyncio.ensure_future(self._keep(record))  # its new pid (and perhaps ports and key)
 
     def _restarting(self, record: KernelRecord, automatic: bool) -> None:
         record.execution_state = "restarting"

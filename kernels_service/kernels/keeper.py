@@ -1,0 +1,109 @@
+"""`--keep-kernels`: the store kept in step with the registry's kernels, and the kernels an
+earlier service left running taken up again at start.
+
+Only local kernels are kept (their processes outlive the service: launched independent,
+with no stderr pipe to it); a kernel of another provisioner is stopped with the service
+as before. An entry of another machine or user is never signalled: it is skipped, with a
+log line, and left in the store; one whose process is gone (or whose pid is now another
+process's) is dropped, with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from kernels_service.kernels.reattach import ForeignProcess, json_safe, process_start
+from kernels_service.kernels.record import KernelRecord, isoformat
+from kernels_service.kernels.store import KernelStore, StoredKernel
+
+if TYPE_CHECKING:  # the registry uses the keeper; the keeper only calls it back
+    from kernels_service.kernels.registry import KernelRegistry
+
+log = logging.getLogger("kernels_service.kernels")
+
+LOCAL = "local-provisioner"
+
+
+def provisioner_name(record: KernelRecord) -> str:
+    """The name of the provisioner the kernel's kernelspec names (jupyter_client's default:
+    the local one)."""
+    metadata = record.manager.kernel_spec.metadata or {}
+    return metadata.get("kernel_provisioner", {}).get("provisioner_name", LOCAL)
+
+
+class KernelKeeper:
+    """Writes each kept kernel's entry when it starts or restarts, drops it when it stops."""
+
+    def __init__(self, store: KernelStore):
+        self.store = store
+        self.host = socket.gethostname()
+        self.uid = os.getuid()
+
+    def keeps(self, record: KernelRecord) -> bool:
+        return provisioner_name(record) == LOCAL
+
+    async def keep(self, record: KernelRecord) -> None:
+        """Save the kernel's entry (after its start, or a restart: new pid, perhaps new ports)."""
+        if self.keeps(record):
+            self.store.save(await self.entry(record))
+
+    def forget(self, kernel_id: str) -> None:
+        self.store.remove(kernel_id)
+
+    async def entry(self, record: KernelRecord) -> StoredKernel:
+        manager = record.manager
+        info: dict[str, Any] = json_safe(await manager.provisioner.get_provisioner_info())
+        info.pop("connection_info", None)  # kept once, below
+        pid = info.get("pid")
+        return StoredKernel(
+            id=record.id,
+            kernelspec=record.name,
+            connection_info=json_safe(manager.get_connection_info()),
+            provisioner=provisioner_name(record),
+            provisioner_info=info,
+            client_env=dict(record.client_env),
+            host=self.host,
+            uid=self.uid,
+            process_start=process_start(pid) if pid else None,
+            started=isoformat(record.started),
+            last_activity=isoformat(record.last_activity),
+        )
+
+    def why_not_take_up(self, entry: StoredKernel) -> tuple[str, bool] | None:
+        """Why the kernel of `entry` cannot be taken up, and whether its entry is to be
+        dropped (its kernel is gone); None if it can."""
+        if (entry.host, entry.uid) != (self.host, self.uid):
+            return f"it belongs to {entry.host} (uid {entry.uid}), not to this service", False
+        if entry.provisioner != LOCAL:
+            return f"only local kernels are taken up, not those of {entry.provisioner}", True
+        pid = entry.provisioner_info.get("pid")
+        if not pid or process_start(pid) is None:
+            return "its process is gone", True
+        if process_start(pid) != entry.process_start:
+            return f"its pid {pid} is now another process's", True
+        return None
+
+    async def take_up(self, registry: KernelRegistry) -> int:
+        """Take up every kernel of the store that can be (before any other kernel starts);
+        how many were. A live kernel that cannot be taken up after all (its kernelspec is
+        gone, say) is ended: no kernel runs that no service knows of."""
+        taken = 0
+        for entry in self.store.entries():
+            refusal = self.why_not_take_up(entry)
+            if refusal is not None:
+                why, drop = refusal
+                log.warning("Kernel %s not taken up: %s", entry.id, why)
+                if drop:
+                    self.store.remove(entry.id)
+                continue
+            try:
+                await registry.adopt(entry)
+                taken += 1
+            except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
+                log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)
+                ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
+                self.store.remove(entry.id)
+        return taken

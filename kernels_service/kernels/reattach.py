@@ -1,0 +1,87 @@
+"""Taking up a local kernel that an earlier service launched (`--keep-kernels`).
+
+jupyter_client's LocalProvisioner knows its kernel by the `Popen` it launched, and
+`load_provisioner_info` does not restore one: a kernel taken up after a restart would not
+be signalled, polled or stopped. `AdoptedProvisioner` gives it a `ForeignProcess`, which
+does what the provisioner asks of a `Popen` for a process that is not the service's
+child: by its pid, and only while that pid is still the same process (its start time,
+as Linux counts it, is kept with it: a pid may be reused once the kernel is gone).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+from typing import Any
+
+from jupyter_client.provisioning import LocalProvisioner
+
+
+def process_start(pid: int) -> int | None:
+    """When the process `pid` started (clock ticks after boot, /proc/<pid>/stat field 22),
+    or None if there is no such process, or it has ended (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+class ForeignProcess:
+    """A `Popen` look-alike for a process the service did not start."""
+
+    def __init__(self, pid: int, start: int | None):
+        self.pid = pid
+        self.start = start
+        self.returncode: int | None = None
+        self.stdin = self.stdout = self.stderr = None
+
+    def alive(self) -> bool:
+        return process_start(self.pid) == self.start
+
+    def poll(self) -> int | None:
+        """None while it runs; once it is gone, a return code (unknown to a non-parent: -1)."""
+        if self.returncode is None and not self.alive():
+            self.returncode = -1
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Called by the provisioner once `poll` has said the process is gone."""
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class AdoptedProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """jupyter_client's local provisioner, for a kernel it did not launch: it is given the
+    process back from the provisioner info (`pid`, and `process_start`)."""
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.process = ForeignProcess(provisioner_info["pid"], provisioner_info.get("process_start"))
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with its bytes as text (keys: ASCII; anything else: base64), for the store."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value

@@ -1,0 +1,202 @@
+"""--keep-kernels: local kernels outlive a SIGTERM or a crash of the service, and the next
+start takes them up again, variables and all; stores and kernels it must not use are
+refused or dropped, never signalled; without it, no kernel outlives the service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import socketio
+
+from kernels_service.kernels.reattach import process_start
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, descendants, tracebacks
+from tests.support.metrics import scrape, value
+from tests.support.waiting import wait_until
+
+QUIET = ("--initial-kernels=0", "--pool-size=0")
+
+
+class Kept:
+    """Services run on one store, one after the other; every kernel they launched is
+    ended at the end of the test, whatever happened."""
+
+    def __init__(self, store: Path):
+        self.store = store
+        self.kernels: set[int] = set()
+        self.services: list[Service] = []
+
+    def start(self, *args: str, keep: bool = True) -> Service:
+        options = (*QUIET, *args, *(("--keep-kernels", f"--kernel-store={self.store}") if keep else ()))
+        service = Service(*options)
+        self.services.append(service)
+        return service
+
+    def kernel_pid(self, service: Service, kernel: str) -> int:
+        client = ChannelsClient(service, kernel)
+        try:
+            pid = int(stream_text(client.execute("import os; print(os.getpid())", timeout=60)[1]))
+        finally:
+            client.close()
+        self.kernels.add(pid)
+        return pid
+
+    def stop(self, service: Service, signum: int) -> None:
+        self.kernels |= set(descendants(service.pid))
+        if signum == signal.SIGKILL:
+            service.process.kill()
+            service.process.wait(30)
+        else:
+            assert service.stop(signum) == 0, service.output()
+        assert tracebacks(service.output()) == [], service.output()
+
+    def end(self) -> None:
+        for service in self.services:
+            if service.process.poll() is None:
+                self.kernels |= set(descendants(service.pid))
+                service.stop(signal.SIGINT)
+        for pid in self.kernels:
+            if process_start(pid) is not None:
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> Iterator[Kept]:
+    runs = Kept(tmp_path / "store" / "kernels.sqlite")
+    try:
+        yield runs
+    finally:
+        runs.end()
+
+
+def run(service: Service, kernel: str, code: str) -> str:
+    client = ChannelsClient(service, kernel, "v1")
+    try:
+        reply, outputs = client.execute(code, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return stream_text(outputs)
+    finally:
+        client.close()
+
+
+async def run_over_socketio(service: Service, kernel: str, code: str) -> str:
+    """`code` in the kernel through python-socketio's client (kernel-relay's namespaces)."""
+    client = socketio.AsyncClient(reconnection=False)
+    shell, iopub = f"/shell/{kernel}", f"/iopub/{kernel}"
+    texts, done = [], asyncio.Event()
+
+    @client.on("msg", namespace=iopub)
+    def on_iopub(msg):
+        if msg["parent_header"].get("msg_id") == "kept-1":
+            if msg["header"]["msg_type"] == "stream":
+                texts.append(msg["content"]["text"])
+            if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                done.set()
+
+    url = f"http://127.0.0.1:{service.port}"
+    await client.connect(url, namespaces=[shell, iopub], auth={"token": service.token}, wait_timeout=60)
+    header = {"msg_id": "kept-1", "msg_type": "execute_request", "session": "py", "username": "py", "version": "5.3"}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    await client.emit("msg", {"header": header, "parent_header": {}, "metadata": {}, "content": content}, shell)
+    await asyncio.wait_for(done.wait(), 60)
+    await client.disconnect()
+    return "".join(texts)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_kernel_outlives_the_service_and_keeps_its_variables(kept: Kept, signum: int):
+    first = kept.start()
+    kernel = first.start_kernel()
+    pid = kept.kernel_pid(first, kernel)
+    assert run(first, kernel, "x = 42") == ""
+    kept.stop(first, signum)
+    assert process_start(pid) is not None, "the kernel died with the service"
+    second = kept.start()
+    assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [kernel]
+    assert f"Kernel taken up: {kernel}" in second.output()
+    assert run(second, kernel, "print(x)") == "42\n"
+    assert asyncio.run(run_over_socketio(second, kernel, "print(x + 1)")) == "43\n"
+    kept.stop(second, signal.SIGINT)  # Ctrl-C stops everything, --keep-kernels or not
+    wait_until(lambda: process_start(pid) is None, 10, "the kernel stopped by SIGINT")
+
+
+def test_a_taken_up_kernel_is_interrupted_restarted_counted_and_deleted_like_any_other(kept: Kept):
+    first = kept.start()
+    kernel = first.start_kernel()
+    pid = kept.kernel_pid(first, kernel)
+    kept.stop(first, signal.SIGTERM)
+    second = kept.start()
+    assert second.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
+    wait_until(lambda: value(scrape(second), "kernels_service_kernels", state="idle") == 1, 30, "counted idle")
+    assert second.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+    new_pid = kept.kernel_pid(second, kernel)
+    assert new_pid != pid and process_start(pid) is None, "the restart did not replace the process"
+    kept.stop(second, signal.SIGTERM)  # the restarted kernel is kept too, under its new pid
+    third = kept.start()
+    assert run(third, kernel, "import os; print(os.getpid())") == f"{new_pid}\n"
+    assert third.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+    wait_until(lambda: process_start(new_pid) is None, 10, "the deleted kernel gone")
+    kept.stop(third, signal.SIGTERM)
+    fourth = kept.start()
+    assert fourth.request("GET", "api/kernels")[2] == []  # deleted: no longer kept
+    kept.stop(fourth, signal.SIGTERM)
+
+
+def test_a_taken_up_kernel_is_culled(kept: Kept):
+    first = kept.start()
+    kernel = first.start_kernel()
+    pid = kept.kernel_pid(first, kernel)
+    kept.stop(first, signal.SIGTERM)
+    second = kept.start("--cull-idle-timeout=2", "--cull-interval=1")
+    wait_until(lambda: second.request("GET", "api/kernels")[2] == [], 30, "the kernel culled")
+    wait_until(lambda: process_start(pid) is None, 10, "the culled kernel's process gone")
+    kept.stop(second, signal.SIGTERM)
+
+
+def test_a_kernel_that_died_while_the_service_was_down_is_dropped_at_start(kept: Kept):
+    first = kept.start()
+    kernel = first.start_kernel()
+    pid = kept.kernel_pid(first, kernel)
+    kept.stop(first, signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: process_start(pid) is None, 10, "the kernel killed")
+    second = kept.start()
+    assert second.request("GET", "api/kernels")[2] == []
+    assert f"Kernel {kernel} not taken up: its process is gone" in second.output()
+    kept.stop(second, signal.SIGTERM)
+    third = kept.start()
+    assert kernel not in third.output(), "the dropped kernel's entry was kept"
+    kept.stop(third, signal.SIGTERM)
+
+
+def test_a_second_service_on_the_same_store_is_refused(kept: Kept):
+    kept.start()
+    with pytest.raises(RuntimeError, match="service exited with 1") as refused:
+        kept.start()
+    assert "is in use by another service" in str(refused.value)
+
+
+def test_a_corrupt_store_stops_the_start_and_is_left_as_it_was(kept: Kept):
+    kept.store.parent.mkdir(mode=0o700)
+    kept.store.write_bytes(b"this is not a kernel store" * 40)
+    kept.store.chmod(0o600)
+    before = kept.store.read_bytes()
+    with pytest.raises(RuntimeError, match="service exited with 1") as refused:
+        kept.start()
+    assert "Cannot start: cannot read the kernel store" in str(refused.value)
+    assert "Traceback" not in str(refused.value)
+    assert kept.store.read_bytes() == before
+
+
+def test_without_keep_kernels_no_kernel_outlives_a_sigkill_of_the_service(kept: Kept):
+    service = kept.start(keep=False)
+    kernel = service.start_kernel()
+    pid = kept.kernel_pid(service, kernel)
+    kept.stop(service, signal.SIGKILL)
+    wait_until(lambda: process_start(pid) is None, 15, "the kernel ending with its service")
+    assert not kept.store.exists(), "a store was made without --keep-kernels"
