@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import socketio
 
 from kernels_service.kernels.reattach import process_start
+from kernels_service.kernels.store import SqliteKernelStore, StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, tracebacks
 from tests.support.metrics import scrape, value
@@ -200,3 +202,44 @@ def test_without_keep_kernels_no_kernel_outlives_a_sigkill_of_the_service(kept: 
     kept.stop(service, signal.SIGKILL)
     wait_until(lambda: process_start(pid) is None, 15, "the kernel ending with its service")
     assert not kept.store.exists(), "a store was made without --keep-kernels"
+
+
+def foreign_entries(store: Path) -> list[StoredKernel]:
+    """Entries no service here may signal: one of another machine, one of another user,
+    both naming this test's own process; and one whose pid is now another process (this
+    test's, with another start time)."""
+    me = os.getpid()
+    base = dict(kernelspec="python3", connection_info={}, provisioner="local-provisioner", host=socket.gethostname())
+    info = {"pid": me, "pgid": os.getpgid(me), "ip": "127.0.0.1"}
+    return [
+        StoredKernel(id="elsewhere", **{**base, "host": "another-machine"}, provisioner_info=info, uid=os.getuid(),
+                     process_start=process_start(me)),
+        StoredKernel(id="another-user", **base, provisioner_info=info, uid=os.getuid() + 1,
+                     process_start=process_start(me)),
+        StoredKernel(id="reused-pid", **base, provisioner_info=info, uid=os.getuid(), process_start=1),
+    ]  # fmt: skip
+
+
+def test_entries_of_other_machines_users_or_processes_are_never_signalled(kept: Kept):
+    store = SqliteKernelStore(str(kept.store))
+    for entry in foreign_entries(kept.store):
+        store.save(entry)
+    store.close()
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        service = kept.start()
+        output = service.output()
+        assert service.request("GET", "api/kernels")[2] == []
+        assert "Kernel elsewhere not taken up: it belongs to another-machine" in output
+        assert "Kernel another-user not taken up: it belongs to" in output
+        assert "Kernel reused-pid not taken up: its pid" in output and "is now another process's" in output
+        kept.stop(service, signal.SIGTERM)
+        service = kept.start()
+        output = service.output()  # the other machine's and user's entries are left for them
+        assert "Kernel elsewhere not taken up" in output and "Kernel another-user not taken up" in output
+        assert "reused-pid" not in output
+        kept.stop(service, signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [], "the service signalled a process that was not its kernel"
