@@ -86,6 +86,21 @@ def run(service: Service, kernel: str, code: str) -> str:
         client.close()
 
 
+def told_of_the_restart(service: Service, kernel: str) -> str:
+    """The notice a client gets when it connects to a kernel taken up after a restart."""
+    client = ChannelsClient(service, kernel)
+    try:
+        (notice,) = [
+            m for m in client.recv_until(lambda m: m["header"]["msg_type"] == "stream", timeout=30)
+            if m["header"]["msg_type"] == "stream"
+        ]  # fmt: skip
+    finally:
+        client.close()
+    text = notice["content"]["text"]
+    assert notice["content"]["name"] == "stderr" and "The service restarted: output of this kernel" in text
+    return text
+
+
 async def run_over_socketio(service: Service, kernel: str, code: str) -> str:
     """`code` in the kernel through python-socketio's client (kernel-relay's namespaces)."""
     client = socketio.AsyncClient(reconnection=False)
@@ -121,6 +136,8 @@ def test_a_kernel_outlives_the_service_and_keeps_its_variables(kept: Kept, signu
     second = kept.start()
     assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [kernel]
     assert f"Kernel taken up: {kernel}" in second.output()
+    notice = told_of_the_restart(second, kernel)  # once, to each client that comes
+    assert ("between" in notice) == (signum == signal.SIGTERM), notice  # after a crash, only when it came back
     assert run(second, kernel, "print(x)") == "42\n"
     assert asyncio.run(run_over_socketio(second, kernel, "print(x + 1)")) == "43\n"
     kept.stop(second, signal.SIGINT)  # Ctrl-C stops everything, --keep-kernels or not

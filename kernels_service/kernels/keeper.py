@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kernels_service.kernels.reattach import ForeignProcess, json_safe, process_start
@@ -45,15 +46,16 @@ class KernelKeeper:
     def keeps(self, record: KernelRecord) -> bool:
         return provisioner_name(record) == LOCAL
 
-    async def keep(self, record: KernelRecord) -> None:
-        """Save the kernel's entry (after its start, or a restart: new pid, perhaps new ports)."""
+    async def keep(self, record: KernelRecord, left: datetime | None = None) -> None:
+        """Save the kernel's entry (after its start, or a restart: new pid, perhaps new
+        ports; `left`: when the service lets go of it, running)."""
         if self.keeps(record):
-            self.store.save(await self.entry(record))
+            self.store.save(await self.entry(record, left))
 
     def forget(self, kernel_id: str) -> None:
         self.store.remove(kernel_id)
 
-    async def entry(self, record: KernelRecord) -> StoredKernel:
+    async def entry(self, record: KernelRecord, left: datetime | None = None) -> StoredKernel:
         manager = record.manager
         info: dict[str, Any] = json_safe(await manager.provisioner.get_provisioner_info())
         info.pop("connection_info", None)  # kept once, below
@@ -70,6 +72,7 @@ class KernelKeeper:
             process_start=process_start(pid) if pid else None,
             started=isoformat(record.started),
             last_activity=isoformat(record.last_activity),
+            left=isoformat(left) if left is not None else "",
         )
 
     def why_not_take_up(self, entry: StoredKernel) -> tuple[str, bool] | None:

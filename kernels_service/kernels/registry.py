@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from jupyter_client.kernelspec import NoSuchKernel as JupyterNoSuchKernel
@@ -179,6 +180,8 @@ class KernelRegistry:
         await manager.adopt(entry.connection_info, process, self._environment.for_client(entry.client_env))
         self._multi.adopt(entry.id, manager)
         record = KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
+        record.left = datetime.fromisoformat(entry.left.replace("Z", "+00:00")) if entry.left else None
+        record.taken_up = utcnow()
         self._records[entry.id] = record
         log.info("Kernel taken up: %s (%s, pid %s)", entry.id, entry.kernelspec, entry.provisioner_info.get("pid"))
         await self._install(record)
@@ -261,6 +264,7 @@ class KernelRegistry:
             if record.pooled or not keeper.keeps(record) or record.lifecycle.pending:
                 continue  # a pooled kernel, or one being restarted or stopped, is stopped
             record.manager.stop_restarter()
+            await keeper.keep(record, left=utcnow())
             record.going = True
             for observer in self._observers:
                 await observer.kernel_stopping(record, "service restarting")

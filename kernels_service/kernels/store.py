@@ -59,6 +59,7 @@ class StoredKernel:
     process_start: int | None = None  # a local kernel's start time (clock ticks after boot): no reused pid
     started: str = ""  # ISO 8601
     last_activity: str = ""
+    left: str = ""  # when the service let go of it, running (SIGTERM); "" after a crash
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -23,7 +23,7 @@ from kernels_service.protocol.message import status_message
 from kernels_service.protocol.wire import Signer
 from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
-from kernels_service.relay.replay import ReplayPolicy, dropped_notice
+from kernels_service.relay.replay import ReplayPolicy, dropped_notice, restart_notice
 from kernels_service.relay.session import RelayListener, RelaySession
 
 log = logging.getLogger("kernels_service.relay")
@@ -56,6 +56,7 @@ class KernelRelay:
         self._replay = replay or ReplayPolicy()
         self._keyed: dict[str, RelaySession] = {}  # sessions clients come back to, by key
         self._missed: OrderedDict[str, KernelMessage] = OrderedDict()  # notices for keys whose session ended
+        self._told_of_restart: set[bytes] = set()  # sessions told that the service restarted
         self._reports = reports
         manager = record.manager
         self._signer = Signer(manager.session.key, manager.session.signature_scheme)
@@ -119,6 +120,11 @@ class KernelRelay:
             listener.deliver(message)
         if not kept and session.key in self._missed and "iopub" in listener.channels:
             listener.deliver(self._missed.pop(session.key))
+        if "iopub" in listener.channels and session.identity not in self._told_of_restart:
+            notice = restart_notice(self.record, self._replay.window)
+            if notice is not None:
+                self._told_of_restart.add(session.identity)
+                listener.deliver(notice)
         self._count_connections()
 
     def detach(self, session: RelaySession, listener: RelayListener, missed: Iterable[KernelMessage] = ()) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from kernels_service.kernels.record import KernelRecord, isoformat, utcnow
 from kernels_service.protocol import KernelMessage
 from kernels_service.protocol.message import make_message
 from kernels_service.relay.outbox import MergingQueue, size_of
@@ -78,6 +79,18 @@ def dropped_notice(messages: int, size: int, why: str, parent: bytes = b"{}") ->
     )
     notice = make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
     return KernelMessage("iopub", [notice.parts[0], parent, *notice.parts[2:]])
+
+
+def restart_notice(record: KernelRecord, window: float) -> KernelMessage | None:
+    """For a kernel taken up from an earlier service (--keep-kernels), within the replay
+    window after that: an iopub `stream` on stderr telling a client that its output while
+    no service ran may be missing (nothing kept it); None otherwise."""
+    if record.taken_up is None or (utcnow() - record.taken_up).total_seconds() > window:
+        return None
+    back = isoformat(record.taken_up)
+    since = f"between {isoformat(record.left)} and {back}" if record.left is not None else f"until {back}"
+    text = f"[kernels-service] The service restarted: output of this kernel {since} may be missing.\n"
+    return make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
 
 
 def size_of_text(size: int) -> str:
