@@ -48,7 +48,7 @@ from kernels_service.kernels.ports import PortPicker, default_port_range, epheme
 from kernels_service.kernels.sandbox import PROVISIONER_NAME, check_bubblewrap
 from kernels_service.kernels.store import SqliteKernelStore
 from kernels_service.metrics import ServiceState, watch_service
-from kernels_service.relay import RelayHub
+from kernels_service.relay import SERVICE_RESTARTING, RelayHub
 from kernels_service.relay.replay import ReplayPolicy
 from kernels_service.socketio.engine import EngineConfig
 from kernels_service.socketio.handlers import engineio_routes
@@ -100,7 +100,7 @@ class KernelsServer:
         if self.http is not None:
             self.http.stop()
         self.socketio.close_all()
-        await self.services.hub.close_all("service stopping")
+        await self.services.hub.close_all(SERVICE_RESTARTING if keep else "service stopping")
         await self.services.registry.shutdown_all(keep=keep)
         if self.http is not None:
             await self.http.close_all_connections()

@@ -5,9 +5,12 @@ refused or dropped, never signalled; without it, no kernel outlives the service.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from kernels_service.kernels.store import SqliteKernelStore, StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, tracebacks
 from tests.support.metrics import scrape, value
+from tests.support.node import NODE_DIR, TESTS
 from tests.support.waiting import wait_until
 
 QUIET = ("--initial-kernels=0", "--pool-size=0")
@@ -33,9 +37,9 @@ class Kept:
         self.kernels: set[int] = set()
         self.services: list[Service] = []
 
-    def start(self, *args: str, keep: bool = True) -> Service:
+    def start(self, *args: str, keep: bool = True, port: int | None = None) -> Service:
         options = (*QUIET, *args, *(("--keep-kernels", f"--kernel-store={self.store}") if keep else ()))
-        service = Service(*options)
+        service = Service(*options, port=port)
         self.services.append(service)
         return service
 
@@ -260,3 +264,39 @@ def test_entries_of_other_machines_users_or_processes_are_never_signalled(kept: 
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert received == [], "the service signalled a process that was not its kernel"
+
+
+def test_jupyterlabs_client_comes_back_by_itself_across_a_restart(kept: Kept):
+    """@jupyterlab/services' kernel connection, across a SIGTERM and a new start of the
+    service on the same port: it reconnects by itself, sees `idle`, and the variable set
+    before the restart is still there."""
+    first = kept.start()
+    kernel = first.start_kernel()
+    kept.kernel_pid(first, kernel)
+    node = shutil.which("node")
+    assert node, "node is not installed: the JupyterLab client tests need it (see .ci/run)"
+    script = [node, str(NODE_DIR / "jupyterlab_reconnect.js"), first.http_url(""), first.token, kernel]
+    client = subprocess.Popen(script, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_until_ready(client), client.stderr.read()
+        kept.stop(first, signal.SIGTERM)
+        second = kept.start(port=first.port)
+        out, err = client.communicate(timeout=180)
+    finally:
+        client.kill()
+    outcome = json.loads(out.strip().splitlines()[-1])
+    assert outcome["ok"], (outcome, err)
+    assert outcome["states"] == ["connecting", "connected"] and outcome["text"] == "42\n", outcome
+    kept.stop(second, signal.SIGINT)
+
+
+def read_until_ready(client: subprocess.Popen) -> bool:
+    """Read the client's lines (JupyterLab prints its own, "Starting WebSocket: ...") up to
+    its "ready"; False if it ends, or prints 20 lines, first."""
+    for _ in range(20):
+        line = client.stdout.readline()
+        if line == "ready\n":
+            return True
+        if not line:
+            return False
+    return False

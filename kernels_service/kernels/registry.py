@@ -267,7 +267,7 @@ class KernelRegistry:
             await keeper.keep(record, left=utcnow())
             record.going = True
             for observer in self._observers:
-                await observer.kernel_stopping(record, "service restarting")
+                await observer.kernel_stopping(record, "service restarting")  # relay.SERVICE_RESTARTING
             self._records.pop(record.id)
             self._multi.remove_kernel(record.id)
             log.info("Kernel left running: %s", record.id)

@@ -6,6 +6,10 @@ from kernels_service.kernels import KernelRecord, KernelRegistry, NoSuchKernel
 from kernels_service.relay.kernel import KernelRelay
 from kernels_service.relay.replay import ReplayPolicy
 
+#: The reason clients are given when the service stops and leaves their kernels running
+#: (--keep-kernels): they may come back to them once it is up again.
+SERVICE_RESTARTING = "service restarting"
+
 
 class RelayHub:
     """Observes the registry: creates a relay as each kernel starts, closes it as it stops."""

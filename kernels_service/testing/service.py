@@ -97,11 +97,12 @@ class Service:
         from_env: bool = False,
         launcher: tuple[str, ...] = LAUNCHER,
         cwd: str | Path | None = None,
+        port: int | None = None,
     ):
         """Start the service; with from_env, port and base path go in PORT and BASE_PATH
         instead of options. The token goes in KERNELS_SERVICE_TOKEN, as the README asks (on
         the command line every user could read it); a token of None lets the service make one."""
-        self.port = free_port()
+        self.port = port or free_port()  # a port: a service started again where its clients know it
         self.token = token
         self.base = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
         self.log = tempfile.NamedTemporaryFile(prefix="kernels-service-", suffix=".log", delete=False)

@@ -28,7 +28,7 @@ from kernels_service.protocol.websocket import (
     v1_pieces,
 )
 from kernels_service.protocol.ws_frames import WireFrame, wire_frame
-from kernels_service.relay import KernelRelay, RelaySession
+from kernels_service.relay import SERVICE_RESTARTING, KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
@@ -41,6 +41,7 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_SERVICE_RESTART = 1012  # JupyterLab's client reconnects on any code but 1000 and 1001
 
 
 #: The websocket version tornado speaks (RFC 6455; tornado 6.6 dropped the drafts 7 and 8).
@@ -221,10 +222,11 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self.close(CLOSE_POLICY, reason)
 
     def relay_closed(self, reason: str) -> None:
-        """The kernel is gone (RelayListener)."""
+        """The kernel is gone (RelayListener), or the service stops and leaves it running:
+        then the client is asked to come back (1012, "service restart")."""
         count_closed(closed_reason(reason))
         self.session = None
-        self.close(CLOSE_GOING_AWAY, reason)
+        self.close(CLOSE_SERVICE_RESTART if reason == SERVICE_RESTARTING else CLOSE_GOING_AWAY, reason)
 
     def on_close(self) -> None:
         if self._counted:
