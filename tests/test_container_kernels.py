@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import TOKEN, running_service, tracebacks
+from kernels_service.testing.service import TOKEN, Service, running_service, tracebacks
 from tests.support.attacks import read_the_service, run_in_kernel
 from tests.support.channels import interrupted_reply
 from tests.support.container import Engine, image_script
@@ -373,3 +374,28 @@ def test_bench_containers_runs_and_prints_every_figure(containers):
     for measure in ("start", "round trip"):
         for kind in ("local", "container", "confined"):
             assert re.search(rf"^{measure} +{kind} +median +[\d.]+ ms +\([\d.]+x local", ran.stdout, re.M), ran.stdout
+
+
+def test_a_container_kernel_outlives_a_sigterm_with_keep_kernels_and_is_taken_up(containers, tmp_path):
+    """--keep-kernels: SIGTERM leaves the kernel's container running; the next start takes
+    it up (docker-provisioner finds it again by its kernel id) with its variables; SIGINT
+    then stops it, container and all."""
+    argv, env = containers.service_options()
+    options = [*argv, "--keep-kernels", f"--kernel-store={tmp_path / 'store' / 'kernels.sqlite'}"]
+    first = Service(*options, env=env)
+    second = None
+    try:
+        kernel = start_container_kernel(first)
+        client_run(first, kernel, "x = 42")
+        assert first.stop(signal.SIGTERM) == 0, first.output()
+        assert [name for name in containers.api.containers() if kernel in name], "the container ended with the service"
+        second = Service(*options, env=env)
+        assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [kernel], second.output()
+        assert stream_text(client_run(second, kernel, "print(x)")) == "42\n"
+        assert second.stop(signal.SIGINT) == 0, second.output()
+        assert tracebacks(first.output() + second.output()) == []
+    finally:
+        for service in (first, second):
+            if service is not None and service.process.poll() is None:
+                service.stop(signal.SIGINT)
+    wait_until(lambda: containers.api.containers() == [], 30, "the kernel's container removed")

@@ -300,3 +300,15 @@ def read_until_ready(client: subprocess.Popen) -> bool:
         if not line:
             return False
     return False
+
+
+def test_the_environment_variable_turns_it_on_as_the_image_passes_it(kept: Kept):
+    first = Service(*QUIET, f"--kernel-store={kept.store}", env={"KERNELS_KEEP_KERNELS": "1"})
+    kept.services.append(first)
+    kernel = first.start_kernel()
+    pid = kept.kernel_pid(first, kernel)
+    kept.stop(first, signal.SIGTERM)
+    assert process_start(pid) is not None, "KERNELS_KEEP_KERNELS=1 did not keep the kernel"
+    second = kept.start()
+    assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [kernel]
+    kept.stop(second, signal.SIGINT)

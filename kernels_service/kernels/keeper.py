@@ -1,11 +1,13 @@
 """`--keep-kernels`: the store kept in step with the registry's kernels, and the kernels an
 earlier service left running taken up again at start.
 
-Only local kernels are kept (their processes outlive the service: launched independent,
-with no stderr pipe to it); a kernel of another provisioner is stopped with the service
-as before. An entry of another machine or user is never signalled: it is skipped, with a
-log line, and left in the store; one whose process is gone (or whose pid is now another
-process's) is dropped, with a log line.
+Local kernels are kept (their processes outlive the service: launched independent, with
+no stderr pipe to it), and container kernels of gateway_provisioners' docker-provisioner
+(their containers outlive it anyway; the provisioner finds one again by its kernel id); a
+kernel of another provisioner is stopped with the service as before. An entry of another
+machine or user is never signalled: it is skipped, with a log line, and left in the
+store; one whose process or container is gone (or whose pid is now another process's) is
+dropped, with a log line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import socket
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from kernels_service.kernels.reattach import ForeignProcess, json_safe, process_start
+from kernels_service.kernels.reattach import (
+    LOCAL_PROVISIONER,
+    ForeignProcess,
+    json_safe,
+    process_start,
+    provisioner_name,
+)
 from kernels_service.kernels.record import KernelRecord, isoformat
 from kernels_service.kernels.store import KernelStore, StoredKernel
 
@@ -25,14 +33,10 @@ if TYPE_CHECKING:  # the registry uses the keeper; the keeper only calls it back
 
 log = logging.getLogger("kernels_service.kernels")
 
-LOCAL = "local-provisioner"
-
-
-def provisioner_name(record: KernelRecord) -> str:
-    """The name of the provisioner the kernel's kernelspec names (jupyter_client's default:
-    the local one)."""
-    metadata = record.manager.kernel_spec.metadata or {}
-    return metadata.get("kernel_provisioner", {}).get("provisioner_name", LOCAL)
+#: Provisioners whose kernels are kept: the local one (kernels launched independent), and
+#: gateway_provisioners' container one, whose containers outlive the service anyway and
+#: which restores itself from its provisioner info (the container is found by kernel id).
+KEPT_PROVISIONERS = (LOCAL_PROVISIONER, "docker-provisioner")
 
 
 class KernelKeeper:
@@ -44,7 +48,7 @@ class KernelKeeper:
         self.uid = os.getuid()
 
     def keeps(self, record: KernelRecord) -> bool:
-        return provisioner_name(record) == LOCAL
+        return provisioner_name(record.manager.kernel_spec) in KEPT_PROVISIONERS
 
     async def keep(self, record: KernelRecord, left: datetime | None = None) -> None:
         """Save the kernel's entry (after its start, or a restart: new pid, perhaps new
@@ -64,7 +68,7 @@ class KernelKeeper:
             id=record.id,
             kernelspec=record.name,
             connection_info=json_safe(manager.get_connection_info()),
-            provisioner=provisioner_name(record),
+            provisioner=provisioner_name(record.manager.kernel_spec),
             provisioner_info=info,
             client_env=dict(record.client_env),
             host=self.host,
@@ -80,8 +84,10 @@ class KernelKeeper:
         dropped (its kernel is gone); None if it can."""
         if (entry.host, entry.uid) != (self.host, self.uid):
             return f"it belongs to {entry.host} (uid {entry.uid}), not to this service", False
-        if entry.provisioner != LOCAL:
-            return f"only local kernels are taken up, not those of {entry.provisioner}", True
+        if entry.provisioner not in KEPT_PROVISIONERS:
+            return f"kernels of {entry.provisioner} are not taken up", True
+        if entry.provisioner != LOCAL_PROVISIONER:
+            return None  # its provisioner tells whether it still runs (ServiceKernelManager.adopt)
         pid = entry.provisioner_info.get("pid")
         if not pid or process_start(pid) is None:
             return "its process is gone", True
@@ -107,6 +113,7 @@ class KernelKeeper:
                 taken += 1
             except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
                 log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)
-                ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
+                if entry.provisioner == LOCAL_PROVISIONER:
+                    ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
                 self.store.remove(entry.id)
         return taken

@@ -37,10 +37,12 @@ from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from jupyter_client.localinterfaces import is_local_ip
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
 from traitlets import Bool, Enum, Instance, Unicode
 
+from kernels_service.kernels.errors import KernelNotStarted
 from kernels_service.kernels.ports import PortPicker
-from kernels_service.kernels.reattach import AdoptedProvisioner
+from kernels_service.kernels.reattach import LOCAL_PROVISIONER, AdoptedProvisioner, provisioner_name
 from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
 
@@ -122,14 +124,22 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     async def adopt(
         self, connection_info: dict[str, Any], provisioner_info: dict[str, Any], env: dict[str, str]
     ) -> None:
-        """Take up a local kernel an earlier service launched, as if this one had: its
-        connection information, its process (`AdoptedProvisioner`), what a restart
-        launches again (jupyter_client's launch arguments: `env`, independent), and its
-        restarter. jupyter_client has no call for this; the attributes set are those its
-        own start sets."""
+        """Take up a kernel an earlier service launched, as if this one had: its connection
+        information, its provisioner (for a local kernel, `AdoptedProvisioner`: its
+        process back; any other provisioner loads its own `provisioner_info`, as
+        jupyter_client's persistence hooks intend), what a restart launches again
+        (jupyter_client's launch arguments: `env`, independent), and its restarter.
+        jupyter_client has no call for this; the attributes set are those its own start
+        sets. KernelNotStarted if the provisioner says the kernel is not running."""
         self.load_connection_info(connection_info)
-        provisioner = AdoptedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        if provisioner_name(self.kernel_spec) == LOCAL_PROVISIONER:
+            provisioner = AdoptedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        else:
+            factory = KernelProvisionerFactory.instance(parent=self.parent)
+            provisioner = factory.create_provisioner_instance(self.kernel_id, self.kernel_spec, parent=self)
         await provisioner.load_provisioner_info(provisioner_info)
+        if await provisioner.poll() is not None:
+            raise KernelNotStarted(f"kernel {self.kernel_id} is no longer running")
         self.provisioner = provisioner
         self._launch_args = {"env": env, "independent": True}
         self._attempted_start = True

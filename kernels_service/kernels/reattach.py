@@ -17,6 +17,14 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
+LOCAL_PROVISIONER = "local-provisioner"  # jupyter_client's default
+
+
+def provisioner_name(kernel_spec: Any) -> str:
+    """The name of the provisioner a kernelspec names (jupyter_client's default: the local one)."""
+    metadata = kernel_spec.metadata or {}
+    return metadata.get("kernel_provisioner", {}).get("provisioner_name", LOCAL_PROVISIONER)
+
 
 def process_start(pid: int) -> int | None:
     """When the process `pid` started (clock ticks after boot, /proc/<pid>/stat field 22),
