@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kernels_service.kernels.reattach import (
     LOCAL_PROVISIONER,
@@ -27,9 +28,6 @@ from kernels_service.kernels.reattach import (
 )
 from kernels_service.kernels.record import KernelRecord, isoformat
 from kernels_service.kernels.store import KernelStore, StoredKernel
-
-if TYPE_CHECKING:  # the registry uses the keeper; the keeper only calls it back
-    from kernels_service.kernels.registry import KernelRegistry
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -95,9 +93,9 @@ class KernelKeeper:
             return f"its pid {pid} is now another process's", True
         return None
 
-    async def take_up(self, registry: KernelRegistry) -> int:
-        """Take up every kernel of the store that can be (before any other kernel starts);
-        how many were. A live kernel that cannot be taken up after all (its kernelspec is
+    async def take_up(self, adopt: Callable[[StoredKernel], Awaitable[Any]]) -> int:
+        """Take up every kernel of the store that can be, with `adopt` (the registry's; before
+        any other kernel starts); how many were. A live kernel that cannot be taken up after all (its kernelspec is
         gone, say) is ended: no kernel runs that no service knows of."""
         taken = 0
         for entry in self.store.entries():
@@ -109,7 +107,7 @@ class KernelKeeper:
                     self.store.remove(entry.id)
                 continue
             try:
-                await registry.adopt(entry)
+                await adopt(entry)
                 taken += 1
             except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
                 log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)

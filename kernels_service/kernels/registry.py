@@ -189,7 +189,7 @@ class KernelRegistry:
 
     async def take_up_kept(self) -> int:
         """Take up the kernels an earlier service kept (--keep-kernels); how many."""
-        return 0 if self._keeper is None else await self._keeper.take_up(self)
+        return 0 if self._keeper is None else await self._keeper.take_up(self.adopt)
 
     async def _install(self, record: KernelRecord) -> None:
         """Follow the kernel's restarts and deaths, and tell the observers it is there."""
