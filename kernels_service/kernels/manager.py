@@ -43,6 +43,7 @@ from traitlets import Bool, Enum, Instance, Unicode
 from kernels_service.kernels.errors import KernelNotStarted
 from kernels_service.kernels.ports import PortPicker
 from kernels_service.kernels.reattach import LOCAL_PROVISIONER, AdoptedProvisioner, provisioner_name
+from kernels_service.kernels.store import StoredKernel
 from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
 
@@ -162,9 +163,18 @@ class ServiceMultiKernelManager(AsyncMultiKernelManager):
     """jupyter_client's manager of managers, which can also take up a kernel launched by an
     earlier service (`adopt`)."""
 
-    def adopt(self, kernel_id: str, manager: ServiceKernelManager) -> None:
-        """Count `manager` (see ServiceKernelManager.adopt) among this manager's kernels."""
-        self._kernels[kernel_id] = manager
+    async def adopt(self, entry: StoredKernel, env: dict[str, str]) -> ServiceKernelManager:
+        """A manager for the kernel of `entry` (ServiceKernelManager.adopt: `env` is what a
+        restart launches it with), counted among this one's kernels as if it had started it."""
+        manager = self.kernel_manager_factory(
+            connection_file=os.path.join(self.connection_dir, f"kernel-{entry.id}.json"),
+            parent=self, log=self.log, kernel_name=entry.kernelspec,
+        )  # fmt: skip
+        manager.kernel_id = entry.id
+        process = {**entry.provisioner_info, "process_start": entry.process_start}
+        await manager.adopt(entry.connection_info, {**process, "connection_info": entry.connection_info}, env)
+        self._kernels[entry.id] = manager
+        return manager
 
 
 class StderrCopy(threading.Thread):

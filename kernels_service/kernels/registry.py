@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -167,18 +166,7 @@ class KernelRegistry:
     async def adopt(self, entry: StoredKernel) -> KernelRecord:
         """Take up the kernel of `entry`, launched by an earlier service (--keep-kernels):
         a client's kernel like any other from now on."""
-        manager = self._multi.kernel_manager_factory(
-            connection_file=os.path.join(self._multi.connection_dir, f"kernel-{entry.id}.json"),
-            parent=self._multi, log=self._multi.log, kernel_name=entry.kernelspec,
-        )  # fmt: skip
-        manager.kernel_id = entry.id
-        process = {
-            **entry.provisioner_info,
-            "process_start": entry.process_start,
-            "connection_info": entry.connection_info,
-        }
-        await manager.adopt(entry.connection_info, process, self._environment.for_client(entry.client_env))
-        self._multi.adopt(entry.id, manager)
+        manager = await self._multi.adopt(entry, self._environment.for_client(entry.client_env))
         record = KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
         record.left = datetime.fromisoformat(entry.left.replace("Z", "+00:00")) if entry.left else None
         record.taken_up = utcnow()
