@@ -52,6 +52,14 @@ class Kept:
         self.kernels.add(pid)
         return pid
 
+    def left_running(self) -> tuple[str, int]:
+        """A kernel of a service stopped by SIGTERM, left running: its id and pid."""
+        first = self.start()
+        kernel = first.start_kernel()
+        pid = self.kernel_pid(first, kernel)
+        self.stop(first, signal.SIGTERM)
+        return kernel, pid
+
     def stop(self, service: Service, signum: int) -> None:
         self.kernels |= set(descendants(service.pid))
         if signum == signal.SIGKILL:
@@ -149,10 +157,7 @@ def test_a_kernel_outlives_the_service_and_keeps_its_variables(kept: Kept, signu
 
 
 def test_a_taken_up_kernel_is_interrupted_restarted_counted_and_deleted_like_any_other(kept: Kept):
-    first = kept.start()
-    kernel = first.start_kernel()
-    pid = kept.kernel_pid(first, kernel)
-    kept.stop(first, signal.SIGTERM)
+    kernel, pid = kept.left_running()
     second = kept.start()
     assert second.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
     wait_until(lambda: value(scrape(second), "kernels_service_kernels", state="idle") == 1, 30, "counted idle")
@@ -171,10 +176,7 @@ def test_a_taken_up_kernel_is_interrupted_restarted_counted_and_deleted_like_any
 
 
 def test_a_taken_up_kernel_is_culled(kept: Kept):
-    first = kept.start()
-    kernel = first.start_kernel()
-    pid = kept.kernel_pid(first, kernel)
-    kept.stop(first, signal.SIGTERM)
+    kernel, pid = kept.left_running()
     second = kept.start("--cull-idle-timeout=2", "--cull-interval=1")
     wait_until(lambda: second.request("GET", "api/kernels")[2] == [], 30, "the kernel culled")
     wait_until(lambda: process_start(pid) is None, 10, "the culled kernel's process gone")
@@ -182,10 +184,7 @@ def test_a_taken_up_kernel_is_culled(kept: Kept):
 
 
 def test_a_kernel_that_died_while_the_service_was_down_is_dropped_at_start(kept: Kept):
-    first = kept.start()
-    kernel = first.start_kernel()
-    pid = kept.kernel_pid(first, kernel)
-    kept.stop(first, signal.SIGTERM)
+    kernel, pid = kept.left_running()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: process_start(pid) is None, 10, "the kernel killed")
     second = kept.start()

@@ -87,9 +87,10 @@ class KernelKeeper:
         if entry.provisioner != LOCAL_PROVISIONER:
             return None  # its provisioner tells whether it still runs (ServiceKernelManager.adopt)
         pid = entry.provisioner_info.get("pid")
-        if not pid or process_start(pid) is None:
+        started = process_start(pid) if pid else None
+        if started is None:
             return "its process is gone", True
-        if process_start(pid) != entry.process_start:
+        if started != entry.process_start:
             return f"its pid {pid} is now another process's", True
         return None
 

@@ -7,25 +7,12 @@
 'use strict';
 const { ServerConnection, KernelManager } = require('@jupyterlab/services');
 const WebSocket = require('ws');
+const { execute, fail } = require('./jupyterlab_client');
 
 const [baseUrl, token, kernelId] = process.argv.slice(2);
 const deadline = setTimeout(() => fail('timed out'), 180000);
 
-function fail(why) {
-  console.log(JSON.stringify({ ok: false, error: String((why && why.stack) || why) }));
-  process.exit(1);
-}
 
-async function execute(kernel, code) {
-  let text = '';
-  const future = kernel.requestExecute({ code });
-  future.onIOPub = msg => {
-    if (msg.header.msg_type === 'stream') text += msg.content.text;
-  };
-  const reply = await future.done;
-  if (reply.content.status !== 'ok') throw new Error(`execute: ${JSON.stringify(reply.content)}`);
-  return text;
-}
 
 // Resolves once the connection has gone through each of `states`, in order.
 function connectionGoesThrough(kernel, states) {

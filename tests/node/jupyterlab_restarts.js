@@ -5,6 +5,7 @@
 'use strict';
 const { ServerConnection, KernelManager } = require('@jupyterlab/services');
 const WebSocket = require('ws');
+const { execute, fail } = require('./jupyterlab_client');
 
 const [protocol, baseUrl, token, kernelId, restarts] = process.argv.slice(2);
 // What is checked is that `idle` comes at all (a lost status leaves JupyterLab showing a busy
@@ -12,10 +13,6 @@ const [protocol, baseUrl, token, kernelId, restarts] = process.argv.slice(2);
 const IDLE_WITHIN_MS = 60000;
 const deadline = setTimeout(() => fail('timed out'), 600000);
 
-function fail(why) {
-  console.log(JSON.stringify({ ok: false, error: String((why && why.stack) || why) }));
-  process.exit(1);
-}
 
 // The legacy protocol is what a client gets that offers no subprotocol.
 class LegacyWebSocket extends WebSocket {
@@ -42,16 +39,6 @@ function statusBecomes(kernel, wanted, ms) {
   });
 }
 
-async function execute(kernel, code) {
-  let text = '';
-  const future = kernel.requestExecute({ code });
-  future.onIOPub = msg => {
-    if (msg.header.msg_type === 'stream') text += msg.content.text;
-  };
-  const reply = await future.done;
-  if (reply.content.status !== 'ok') throw new Error(`execute: ${JSON.stringify(reply.content)}`);
-  return text;
-}
 
 async function main() {
   const serverSettings = ServerConnection.makeSettings({
