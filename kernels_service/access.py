@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import hmac
+import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tornado.httputil import HTTPServerRequest
+
+from kernels_service.hardening import read_token_file
+
+log = logging.getLogger("kernels_service")
+
+
+def resolve_token(token: str | None, token_file: str, address: str) -> str:
+    """The token clients must send: `token_file`'s if given, else `token`, else (None) a
+    random one, logged once. An empty token is allowed, with a warning naming `address`."""
+    if token_file:
+        return read_token_file(token_file)
+    if token is None:
+        token = secrets.token_hex(24)
+        log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", token)
+        return token
+    if not token:
+        log.warning("No token: anyone who can reach %s can run code. Use only for local demos.", address)
+    return token
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Every option is a traitlets trait with help text, settable on the command line
 (`--port=8001`), in a config file (`c.KernelsService.port = 8001`), and, for the few the
 Docker image needs, from the environment through `ENVIRONMENT` (one table, one helper).
 `start` turns them into a `ServiceConfig` and hands it to the composition root
-(`builder.serve`), which builds, runs and stops the service.
+(`serving.serve`), which builds, runs and stops the service.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
-from kernels_service.builder import serve
 from kernels_service.config import TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import KernelsError
-from kernels_service.kernels.sandbox import PROVISIONER_NAME
+from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
+from kernels_service.serving import serve
 
 log = logging.getLogger("kernels_service")
 

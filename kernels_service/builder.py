@@ -19,34 +19,33 @@ import asyncio
 import copy
 import logging
 import os
-import secrets
-import signal
-import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
-from jupyter_core.utils import ensure_dir_exists
+from jupyter_core.paths import jupyter_data_dir
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 from traitlets.config import Config
 
-from kernels_service.access import AccessPolicy
+from kernels_service.access import AccessPolicy, resolve_token
 from kernels_service.config import ServiceConfig
-from kernels_service.hardening import make_undumpable, read_token_file
 from kernels_service.kernels import KernelRegistry
 from kernels_service.kernels.culler import Culler, CullPolicy
+from kernels_service.kernels.directories import PrivateDir, connection_dir
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
-from kernels_service.kernels.ipc import SocketDir, socket_dir
+from kernels_service.kernels.ipc import socket_dir
 from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.manager import ServiceMultiKernelManager
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
-from kernels_service.kernels.sandbox import PROVISIONER_NAME, check_bubblewrap
-from kernels_service.kernels.store import SqliteKernelStore
+from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, check_bubblewrap
+from kernels_service.kernels.shutdown import stop_all
+from kernels_service.kernels.store import KernelStore, SqliteKernelStore
+from kernels_service.logs import jupyter_client_log
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import SERVICE_RESTARTING, RelayHub
 from kernels_service.relay.replay import ReplayPolicy
@@ -72,7 +71,9 @@ class KernelsServer:
     socketio: EngineServer
     web_app: Application
     culler: Culler
-    sockets: SocketDir | None = None  # the kernels' ipc socket directory (None over tcp)
+    context: zmq.Context  # jupyter_client's ZeroMQ context, every kernel socket's
+    store: KernelStore | None = None  # the kept kernels' store (--keep-kernels)
+    directories: tuple[PrivateDir, ...] = ()  # the kernels' connection-file and ipc directories
     http: HTTPServer | None = None
     port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
     _background: tuple[asyncio.Task[None], ...] = ()
@@ -101,11 +102,15 @@ class KernelsServer:
             self.http.stop()
         self.socketio.close_all()
         await self.services.hub.close_all(SERVICE_RESTARTING if keep else "service stopping")
-        await self.services.registry.shutdown_all(keep=keep)
+        await stop_all(self.services.registry, keep=keep)
+        self.context.destroy(linger=0)  # no socket may keep the process from exiting
+        if self.store is not None:
+            self.store.close()
         if self.http is not None:
             await self.http.close_all_connections()
-        if self.sockets is not None and not self.config.keep_kernels:
-            self.sockets.remove()
+        if not self.config.keep_kernels:  # kept kernels still use theirs
+            for directory in self.directories:
+                directory.remove()
 
 
 #: gateway_provisioners (0.5) waits for container kernels' connection information with a
@@ -124,20 +129,24 @@ def build(config: ServiceConfig) -> KernelsServer:
     os.environ.setdefault(*PROVISIONERS_SOCKET_TIMEOUT)
     if config.kernel_sandbox == "bubblewrap":
         check_bubblewrap()
-    token = resolve_token(config)
+    token = resolve_token(config.token, config.token_file, f"{config.ip}:{config.port}")
     runtime = connection_dir()
-    sockets = socket_dir(runtime) if config.kernel_transport in ("auto", "ipc") else None
+    directories: tuple[PrivateDir, ...] = (runtime,)
     try:
+        sockets = socket_dir(runtime.path) if config.kernel_transport in ("auto", "ipc") else None
+        directories += (sockets,) if sockets is not None else ()
         return build_parts(config, token, runtime, sockets)
     except BaseException:
-        if sockets is not None:
-            sockets.remove()
+        for directory in directories:
+            directory.remove()
         raise
 
 
-def build_parts(config: ServiceConfig, token: str, runtime: str, sockets: SocketDir | None) -> KernelsServer:
+def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets: PrivateDir | None) -> KernelsServer:
     """`build`, once the token and the kernels' directories are known."""
-    registry = build_registry(config, runtime, sockets)
+    multi = build_multi_kernel_manager(config, runtime.path, sockets)
+    store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
+    registry = build_registry(config, multi, store)
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
     pool = build_pool(config, registry, hub)
     services = Services(
@@ -158,12 +167,15 @@ def build_parts(config: ServiceConfig, token: str, runtime: str, sockets: Socket
         websocket_max_message_size=config.max_message_size,
     )
     cull_policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
-    return KernelsServer(config, services, socketio, web_app, Culler(registry, cull_policy), sockets)
+    directories = (runtime,) if sockets is None else (runtime, sockets)
+    return KernelsServer(
+        config, services, socketio, web_app, Culler(registry, cull_policy), multi.context, store, directories
+    )
 
 
-def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | None) -> KernelRegistry:
-    """The registry over jupyter_client's manager, with the environment kernels get, their
-    connection files in `runtime`, and their transport (ipc sockets in `sockets`)."""
+def build_multi_kernel_manager(config: ServiceConfig, runtime: str, sockets: PrivateDir | None) -> Any:
+    """jupyter_client's manager of kernel managers, ours: kernels' connection files in
+    `runtime`, their transport (ipc sockets in `sockets`), their ports and provisioners."""
     multi = ServiceMultiKernelManager(
         log=jupyter_client_log(),
         config=kernel_manager_config(config, sockets),
@@ -179,6 +191,12 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         # jupyter_client's provisioner factory is a process-wide singleton, configured by
         # whoever makes it first (a kernelspec look-up, with no config): set it here
         KernelProvisionerFactory.instance(parent=multi).default_provisioner_name = PROVISIONER_NAME
+    return multi
+
+
+def build_registry(config: ServiceConfig, multi: Any, store: KernelStore | None) -> KernelRegistry:
+    """The registry over jupyter_client's manager, with the environment kernels get and
+    the store of kept kernels (--keep-kernels)."""
     registry = KernelRegistry(
         multi,
         default_name=config.kernel_name or multi.default_kernel_name,
@@ -187,8 +205,8 @@ def build_registry(config: ServiceConfig, runtime: str, sockets: SocketDir | Non
         ),
         max_kernels=config.max_kernels,
     )
-    if config.keep_kernels:
-        registry.set_keeper(KernelKeeper(SqliteKernelStore(config.kernel_store or default_kernel_store())))
+    if store is not None:
+        registry.set_keeper(KernelKeeper(store))
     return registry
 
 
@@ -197,27 +215,7 @@ def default_kernel_store() -> str:
     return os.path.join(jupyter_data_dir(), "kernels-service", "kernels.sqlite")
 
 
-class WithoutTraceback(logging.Filter):
-    """Keeps a record's message and drops its traceback, unless the service logs at DEBUG."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and not log.isEnabledFor(logging.DEBUG):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-def jupyter_client_log() -> logging.Logger:
-    """The logger of jupyter_client's managers (their kernel managers inherit it). They log
-    a traceback of every failed start (`log.exception`), a kernelspec's fault or an
-    engine's, which the registry also reports in one line with its reason; their records
-    keep their message and lose the traceback, except with `--log-level=DEBUG`."""
-    logger = logging.getLogger("kernels_service.jupyter_client")
-    if not any(isinstance(existing, WithoutTraceback) for existing in logger.filters):
-        logger.addFilter(WithoutTraceback())
-    return logger
-
-
-def kernel_manager_config(config: ServiceConfig, sockets: SocketDir | None) -> Config:
+def kernel_manager_config(config: ServiceConfig, sockets: PrivateDir | None) -> Config:
     """jupyter_client's configuration as given, with the kernels' transport policy set on
     our manager class (it overrides any `--KernelManager.transport`)."""
     merged = copy.deepcopy(config.jupyter_config) if config.jupyter_config is not None else Config()
@@ -267,54 +265,3 @@ def build_socketio(config: ServiceConfig, services: Services) -> EngineServer:
         max_sessions=config.max_socketio_sessions,
         heap=services.heap,
     )
-
-
-def resolve_token(config: ServiceConfig) -> str:
-    """The token clients must send: the configured one, the token file's, or a random one,
-    logged once."""
-    if config.token_file:
-        return read_token_file(config.token_file)
-    if config.token is None:
-        token = secrets.token_hex(24)
-        log.info("Token (send as 'Authorization: token <token>' or ?token=): %s", token)
-        return token
-    if not config.token:
-        log.warning(
-            "No token: anyone who can reach %s:%s can run code. Use only for local demos.", config.ip, config.port
-        )
-    return config.token
-
-
-def connection_dir() -> str:
-    """Where kernel connection files (they hold the kernels' HMAC keys) are written:
-    Jupyter's runtime directory (`JUPYTER_RUNTIME_DIR`, else the user's), private. Where it
-    cannot be made (an image run under a uid with no home), a fresh private temporary
-    directory, with a warning, rather than a crash at start."""
-    runtime = jupyter_runtime_dir()
-    try:
-        ensure_dir_exists(runtime, mode=0o700)
-        return runtime
-    except OSError as error:
-        fallback = tempfile.mkdtemp(prefix="kernels-service-runtime-")
-        log.warning("Cannot use the runtime directory %s (%s); connection files go to %s", runtime, error, fallback)
-        return fallback
-
-
-async def serve(config: ServiceConfig, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
-    """Build the service and serve until one of `signals`, then stop it gracefully."""
-    if not make_undumpable():
-        log.warning("The service is dumpable: processes of its uid, its kernels among them, can read its memory")
-    service = build(config)
-    stop = asyncio.Event()
-    received: list[int] = []
-    loop = asyncio.get_running_loop()
-    for signum in signals:  # before any kernel starts: a SIGTERM during a start must stop it too
-        loop.add_signal_handler(signum, lambda signum=signum: (received.append(signum), stop.set()))
-    try:
-        await service.start()
-        await stop.wait()
-        log.info("Interrupted...")
-    finally:
-        # --keep-kernels: SIGTERM (an upgrade, a restart by systemd or Kubernetes) leaves the
-        # kernels running; SIGINT (Ctrl-C) still stops everything
-        await service.stop(keep=config.keep_kernels and received[:1] == [signal.SIGTERM])

@@ -22,14 +22,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
+
+if TYPE_CHECKING:
+    from tornado.websocket import WebSocketHandler
 
 from kernels_service.protocol.ws_frames import WireFrame, writes_of
 
 #: Bytes on their way to one websocket before more waits on the owner's side.
 HIGH_WATER = 4 * 1024 * 1024
+
+
+def open_stream(handler: WebSocketHandler) -> IOStream | None:
+    """The TCP stream under a tornado websocket, for writing frames to it directly; None
+    once the connection is closing or gone.
+
+    tornado has no public call for this: its `WebSocketHandler.ws_connection` (the
+    protocol object, None before the upgrade and after the close) and that object's
+    `stream` are public names but not documented API. This is the one place that reads
+    them; `tests/test_dependency_internals.py` checks them against the installed tornado."""
+    connection = handler.ws_connection
+    if connection is None or connection.is_closing():
+        return None
+    stream = getattr(connection, "stream", None)
+    return stream if isinstance(stream, IOStream) else None
 
 
 class FrameBatch:

@@ -403,3 +403,46 @@ def test_a_container_kernel_outlives_a_sigterm_with_keep_kernels_and_is_taken_up
             if service is not None and service.process.poll() is None:
                 service.stop(signal.SIGINT)
     wait_until(lambda: containers.api.containers() == [], 30, "the kernel's container removed")
+
+
+#: The PATH of a service started from a virtual environment that is not activated (a
+#: systemd unit running /opt/venv/bin/kernels-service): no `python` there is the service's.
+BARE_PATH = "/usr/bin:/bin"
+OTHER_PYTHON = "/usr/bin/python3"  # Debian's, without this package
+
+
+def test_container_kernels_start_for_a_service_whose_venv_is_not_on_path(containers):
+    """Both kernelspecs (gateway_provisioners' `python launch_docker.py`, and ours, written
+    with the interpreter that wrote it) launch with the service's Python, whatever PATH says."""
+    assert shutil.which("python", path=BARE_PATH) in (None, "/usr/bin/python")
+    argv, env = containers.service_options()
+    with running_service(*argv, env={**env, "PATH": BARE_PATH}) as service:
+        for name in (SPEC, CONFINED_SPEC):
+            status, _, model = service.request("POST", "api/kernels", {"name": name, "env": CLIENT})
+            assert status == 201, (name, model, service.output()[-3000:])
+            assert stream_text(client_run(service, model["id"], "print(6 * 7)")) == "42\n"
+            assert service.request("DELETE", f"api/kernels/{model['id']}")[0] == 204
+    assert containers.api.containers() == []
+
+
+def test_a_launcher_that_fails_says_why_in_the_log_in_one_line(containers, tmp_path):
+    """A kernelspec whose launcher runs with a Python that lacks this package: a 503, and
+    the launcher's own error in the service's log, in one line that names the kernelspec
+    (gateway_provisioners alone says "Check Enterprise Gateway log for more information")."""
+    lacks = subprocess.run([OTHER_PYTHON, "-c", "import kernels_service"], capture_output=True, timeout=60)
+    assert lacks.returncode != 0, f"{OTHER_PYTHON} can import kernels_service: the test needs one that cannot"
+    spec = json.loads((containers.jupyter_path / "kernels" / CONFINED_SPEC / "kernel.json").read_text())
+    spec["argv"][0] = OTHER_PYTHON
+    (tmp_path / "kernels" / "broken_launcher").mkdir(parents=True)
+    (tmp_path / "kernels" / "broken_launcher" / "kernel.json").write_text(json.dumps(spec))
+    argv, env = containers.service_options()
+    env["JUPYTER_PATH"] = f"{tmp_path}:{env['JUPYTER_PATH']}"
+    with running_service(*argv, env={**env, "PATH": BARE_PATH}) as service:
+        status, _, body = service.request("POST", "api/kernels", {"name": "broken_launcher", "env": CLIENT})
+        assert status == 503, body
+        assert service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})[0] == 201  # the next is served
+        output = service.output()
+    said = [line for line in output.splitlines() if "Launcher of a broken_launcher kernel failed:" in line]
+    assert len(said) == 1 and "No module named 'kernels_service'" in said[0], output
+    assert tracebacks(output) == [], output
+    assert containers.api.containers() == []

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import socketio
 
-from kernels_service.kernels.reattach import process_start
+from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.kernels.store import SqliteKernelStore, StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, tracebacks

@@ -11,6 +11,7 @@ import pytest
 
 from kernels_service.kernels import Busy, KernelRegistry, LimitReached, NoSuchKernel, Stopping
 from kernels_service.kernels.environment import KernelEnvironment
+from kernels_service.kernels.shutdown import stop_all
 
 
 class FakeKernelManager:
@@ -57,14 +58,9 @@ class FakeMultiKernelManager:
         self.kernels: dict[str, FakeKernelManager] = {}
         self.launched: list[FakeKernelManager] = []
         self.kernel_spec_manager = self
-        self.context = self
-        self.destroyed = False
 
     def get_kernel_spec(self, name: str) -> Any:
         return {"name": name}
-
-    def destroy(self, linger: int = 0) -> None:
-        self.destroyed = True
 
     async def start_kernel(self, kernel_name: str, env: dict) -> str:
         await self.gates["launch"].wait()
@@ -232,14 +228,14 @@ async def test_a_stop_during_a_launch_stops_that_kernel_too_and_starts_no_more()
     multi.gates["launch"].clear()
     start = asyncio.ensure_future(registry.start())
     await settle()
-    stop = asyncio.ensure_future(registry.shutdown_all())
+    stop = asyncio.ensure_future(stop_all(registry))
     await settle()
     assert not stop.done(), "the stop waits for the launch in flight"
     multi.gates["launch"].set()
     await stop
     with pytest.raises(Stopping):
         await start
-    assert [m.alive for m in multi.launched] == [False] and multi.destroyed
+    assert [m.alive for m in multi.launched] == [False]
     with pytest.raises(Stopping):
         await registry.start()
 
@@ -259,8 +255,8 @@ async def test_a_stop_that_cannot_finish_in_time_kills_what_is_left():
             return None
 
     multi.kernels[record.id].provisioner = Provisioner()
-    await registry.shutdown_all(timeout=0.2)
-    assert killed == [record.id] and registry.list() == [] and multi.destroyed
+    await stop_all(registry, timeout=0.2)
+    assert killed == [record.id] and registry.list() == []
 
 
 @run

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kernels_service.kernels.sandbox import program_home, sandbox_command
+from kernels_service.kernels.provisioners.bubblewrap import program_home, sandbox_command
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import descendants, running_service
 from tests.support.attacks import MY_ADDRESSES, knock_on_each, run_in_kernel

@@ -7,7 +7,7 @@
 
 It runs `jupyter docker-spec install` (gateway_provisioners), so the kernelspec names
 `docker-provisioner` with its configuration unchanged, then has it run our launcher
-(`python -m kernels_service.containers.launch`) with the same arguments plus the
+(`<this interpreter> -m kernels_service.containers.launch`) with the same arguments plus the
 limits, instead of gateway_provisioners' `launch_docker.py` (which is removed from it).
 `--env` adds to the kernelspec's `env`: `KERNEL_USERNAME` there names the container's
 user for kernels no client asked for (the pool's); a client's own `KERNEL_*` win.
@@ -25,7 +25,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-LAUNCHER = ["python", "-m", "kernels_service.containers.launch"]
+#: Our launcher, run by the interpreter that writes the kernelspec (the one the service's
+#: package is installed in): gateway_provisioners runs a kernelspec's `argv` as it is,
+#: and `python` would be whatever comes first on the service's PATH, which for a service
+#: started from a virtual environment that is not activated (a systemd unit running
+#: /opt/venv/bin/kernels-service) is another interpreter, without this package.
+LAUNCHER = [sys.executable, "-m", "kernels_service.containers.launch"]
 
 
 def limit_arguments(args: argparse.Namespace) -> list[str]:

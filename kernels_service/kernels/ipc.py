@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+
+from kernels_service.kernels.directories import PrivateDir
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -27,29 +27,16 @@ MAX_SOCKET_PATH = 107  # sun_path's 108 bytes, less the terminating NUL
 LONGEST_SOCKET_NAME = max(len("/kernel-") + 36 + len("-ipc-"), len("/sandbox-") + 36 + len("/ipc-")) + 5
 
 
-@dataclass(frozen=True)
-class SocketDir:
-    """The directory of the kernels' ipc sockets; `temporary` if made for this service."""
-
-    path: str
-    temporary: bool
-
-    def remove(self) -> None:
-        """Remove it if it was made for this service (Jupyter's runtime directory stays)."""
-        if self.temporary:
-            shutil.rmtree(self.path, ignore_errors=True)
-
-
-def socket_dir(preferred: str) -> SocketDir:
+def socket_dir(preferred: str) -> PrivateDir:
     """`preferred` (Jupyter's runtime directory) if private and short enough, else a
     fresh private directory under the first temporary directory that is short enough."""
     if is_private(preferred) and fits(preferred):
-        return SocketDir(preferred, temporary=False)
+        return PrivateDir(preferred, temporary=False)
     for parent in (tempfile.gettempdir(), "/tmp"):
         if os.path.isdir(parent) and fits(os.path.join(parent, "kernels-xxxxxxxx")):
             path = tempfile.mkdtemp(prefix="kernels-", dir=parent)  # 0700, ours
             log.info("Kernel sockets (ipc) in %s (%s is not private or too long for them)", path, preferred)
-            return SocketDir(path, temporary=True)
+            return PrivateDir(path, temporary=True)
     raise OSError("no temporary directory has a path short enough for unix sockets")
 
 

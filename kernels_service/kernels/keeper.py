@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from kernels_service.kernels.reattach import (
+from kernels_service.kernels.provisioners.kept import (
     LOCAL_PROVISIONER,
     ForeignProcess,
     json_safe,
@@ -85,7 +85,7 @@ class KernelKeeper:
         if entry.provisioner not in KEPT_PROVISIONERS:
             return f"kernels of {entry.provisioner} are not taken up", True
         if entry.provisioner != LOCAL_PROVISIONER:
-            return None  # its provisioner tells whether it still runs (ServiceKernelManager.adopt)
+            return None  # its provisioner tells whether it still runs (ServiceKernelManager.take_up)
         pid = entry.provisioner_info.get("pid")
         started = process_start(pid) if pid else None
         if started is None:
@@ -94,8 +94,8 @@ class KernelKeeper:
             return f"its pid {pid} is now another process's", True
         return None
 
-    async def take_up(self, adopt: Callable[[StoredKernel], Awaitable[Any]]) -> int:
-        """Take up every kernel of the store that can be, with `adopt` (the registry's; before
+    async def take_up_all(self, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> int:
+        """Take up every kernel of the store that can be, with `take_up` (the registry's; before
         any other kernel starts); how many were. A live kernel that cannot be taken up after all (its kernelspec is
         gone, say) is ended: no kernel runs that no service knows of."""
         taken = 0
@@ -108,7 +108,7 @@ class KernelKeeper:
                     self.store.remove(entry.id)
                 continue
             try:
-                await adopt(entry)
+                await take_up(entry)
                 taken += 1
             except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
                 log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)

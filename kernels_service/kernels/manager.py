@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import IO, Any, BinaryIO
 
 import zmq
@@ -41,8 +41,20 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from traitlets import Bool, Enum, Instance, Unicode
 
 from kernels_service.kernels.errors import KernelNotStarted
+from kernels_service.kernels.jupyter_client_internals import (
+    channel_url,
+    mark_started,
+    record_random_ports,
+    register_kernel,
+)
+from kernels_service.kernels.launcher_output import LauncherOutput
 from kernels_service.kernels.ports import PortPicker
-from kernels_service.kernels.reattach import LOCAL_PROVISIONER, AdoptedProvisioner, provisioner_name
+from kernels_service.kernels.provisioners.kept import (
+    LOCAL_PROVISIONER,
+    KeptKernelProvisioner,
+    provisioner_name,
+    runs_locally,
+)
 from kernels_service.kernels.store import StoredKernel
 from kernels_service.kernels.transport import POLICIES, choose_transport, curve_available
 
@@ -63,13 +75,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._restarted_callbacks: list[Callable[[], None]] = []
-
-    def _ip_default(self) -> str:
-        """Over ipc, the sockets' path prefix: `<ipc_dir>/kernel-<id>-ipc` (then `-1`...)."""
-        if self.transport == "ipc" and self.ipc_dir and self.connection_file:
-            name = os.path.splitext(os.path.basename(self.connection_file))[0]
-            return os.path.join(self.ipc_dir, f"{name}-ipc")
-        return super()._ip_default()
+        self._launcher_output: LauncherOutput | None = None  # a remote provisioner's launcher's stderr
 
     def _choose_transport(self) -> None:
         """Set jupyter_client's transport and encryption for this kernel, before its
@@ -77,6 +83,11 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         chosen = choose_transport(self.transport_policy, self.kernel_spec.metadata, curve_available())
         self.transport = chosen.transport
         self.transport_encryption = chosen.encryption
+        if self.transport == "ipc" and self.ipc_dir and self.connection_file:
+            # the sockets' path prefix: `<ipc_dir>/kernel-<id>-ipc` (then `-1`...), not
+            # beside the connection file
+            name = os.path.splitext(os.path.basename(self.connection_file))[0]
+            self.ip = os.path.join(self.ipc_dir, f"{name}-ipc")
         if self.port_picker is not None:
             self.cache_ports = False  # the picker's ports, not jupyter_client's cache
 
@@ -87,8 +98,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
             unset = [name for name in port_names if getattr(self, name) <= 0]
             for name, port in zip(unset, self.port_picker.pick(self.ip, len(unset)), strict=True):
                 setattr(self, name, port)
-            if self._random_port_names is None:
-                self._random_port_names = unset
+            record_random_ports(self, unset)
         super().write_connection_file(**kwargs)
 
     def connect_stdin_watched(self, identity: bytes) -> tuple[zmq.asyncio.Socket, zmq.asyncio.Socket]:
@@ -106,7 +116,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
             socket.curve_publickey = self.curve_publickey
             socket.curve_serverkey = self.curve_publickey
         monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        socket.connect(self._make_url("stdin"))
+        socket.connect(channel_url(self, "stdin"))
         return socket, monitor
 
     def on_restarted(self, callback: Callable[[], None]) -> None:
@@ -116,17 +126,32 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     async def start_kernel(self, **kw: Any) -> None:
         if self.keep:  # no JPY_PARENT_PID (ipykernel would exit with the service), and no
             kw["independent"] = True  # stderr pipe to the service (it would break with it)
-        else:
-            kw.setdefault("stderr", subprocess.PIPE)  # kept for restarts in jupyter_client's launch args
+        if not runs_locally(self.kernel_spec):  # a launcher beside the service: its stderr kept
+            self.kernel_spec.argv = with_service_python(self.kernel_spec.argv)
+            self._launcher_output = LauncherOutput()
+            kw["stderr"] = self._launcher_output.file  # kept for restarts in jupyter_client's launch args
+        elif not self.keep:
+            kw.setdefault("stderr", subprocess.PIPE)
         self._choose_transport()
-        await super().start_kernel(**kw)
+        await self._launching(super().start_kernel(**kw))
         self._copy_stderr()
 
-    async def adopt(
+    async def _launching(self, launch: Awaitable[None]) -> None:
+        """Await a start or restart; if it fails, log what the provisioner's launcher said."""
+        if self._launcher_output is not None:
+            self._launcher_output.launch_begins()
+        try:
+            await launch
+        except Exception:
+            if self._launcher_output is not None:
+                self._launcher_output.report_failure(self.kernel_name)
+            raise
+
+    async def take_up(
         self, connection_info: dict[str, Any], provisioner_info: dict[str, Any], env: dict[str, str]
     ) -> None:
         """Take up a kernel an earlier service launched, as if this one had: its connection
-        information, its provisioner (for a local kernel, `AdoptedProvisioner`: its
+        information, its provisioner (for a local kernel, `KeptKernelProvisioner`: its
         process back; any other provisioner loads its own `provisioner_info`, as
         jupyter_client's persistence hooks intend), what a restart launches again
         (jupyter_client's launch arguments: `env`, independent), and its restarter.
@@ -134,7 +159,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         sets. KernelNotStarted if the provisioner says the kernel is not running."""
         self.load_connection_info(connection_info)
         if provisioner_name(self.kernel_spec) == LOCAL_PROVISIONER:
-            provisioner = AdoptedProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+            provisioner = KeptKernelProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
         else:
             factory = KernelProvisionerFactory.instance(parent=self.parent)
             provisioner = factory.create_provisioner_instance(self.kernel_id, self.kernel_spec, parent=self)
@@ -142,13 +167,12 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         if await provisioner.poll() is not None:
             raise KernelNotStarted(f"kernel {self.kernel_id} is no longer running")
         self.provisioner = provisioner
-        self._launch_args = {"env": env, "independent": True}
-        self._attempted_start = True
+        mark_started(self, {"env": env, "independent": True})
         self.ready.set_result(None)
         self.start_restarter()
 
     async def restart_kernel(self, now: bool = False, newports: bool = False, **kw: Any) -> None:
-        await super().restart_kernel(now=now, newports=newports, **kw)
+        await self._launching(super().restart_kernel(now=now, newports=newports, **kw))
         self._copy_stderr()
         for callback in list(self._restarted_callbacks):
             callback()
@@ -159,12 +183,24 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
             StderrCopy(process.stderr, sys.stderr.buffer).start()
 
 
+#: What jupyter_client's `format_kernel_cmd` takes for "the service's Python" in a local
+#: kernelspec's argv, and replaces by `sys.executable`.
+BARE_PYTHONS = ("python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2]))
+
+
+def with_service_python(argv: list[str]) -> list[str]:
+    """A launcher's `argv` with a bare `python` replaced by the service's interpreter, as
+    jupyter_client does for local kernels (provisioners such as gateway_provisioners' run
+    the kernelspec's argv as it is, and `python` would be whatever comes first on PATH)."""
+    return [sys.executable, *argv[1:]] if argv and argv[0] in BARE_PYTHONS else list(argv)
+
+
 class ServiceMultiKernelManager(AsyncMultiKernelManager):
     """jupyter_client's manager of managers, which can also take up a kernel launched by an
-    earlier service (`adopt`)."""
+    earlier service (`take_up`)."""
 
-    async def adopt(self, entry: StoredKernel, env: dict[str, str]) -> ServiceKernelManager:
-        """A manager for the kernel of `entry` (ServiceKernelManager.adopt: `env` is what a
+    async def take_up(self, entry: StoredKernel, env: dict[str, str]) -> ServiceKernelManager:
+        """A manager for the kernel of `entry` (ServiceKernelManager.take_up: `env` is what a
         restart launches it with), counted among this one's kernels as if it had started it."""
         manager = self.kernel_manager_factory(
             connection_file=os.path.join(self.connection_dir, f"kernel-{entry.id}.json"),
@@ -172,8 +208,8 @@ class ServiceMultiKernelManager(AsyncMultiKernelManager):
         )  # fmt: skip
         manager.kernel_id = entry.id
         process = {**entry.provisioner_info, "process_start": entry.process_start}
-        await manager.adopt(entry.connection_info, {**process, "connection_info": entry.connection_info}, env)
-        self._kernels[entry.id] = manager
+        await manager.take_up(entry.connection_info, {**process, "connection_info": entry.connection_info}, env)
+        register_kernel(self, entry.id, manager)
         return manager
 
 

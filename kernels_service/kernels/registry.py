@@ -4,8 +4,10 @@ jupyter_client does launching, ports, signals, restarts and provisioners; the re
 what the service needs around it: validation of client input, the `max_kernels` limit
 (a slot is reserved before the launch is awaited), one lifecycle operation per kernel at
 a time (lifecycle.py), the kernel environment (environment.py), and notifications to
-observers (the relay) when kernels start, restart, die or stop. The record and the
-observers' protocols are in record.py; making a process go, in stopping.py.
+observers (the relay, observers.py) when kernels start, restart, die or stop. The record
+and the observers' protocols are in record.py; the `max_kernels` count in slots.py;
+making a process go in stopping.py; the order in which the service's stop stops or lets
+go of every kernel in shutdown.py.
 
 The registry is the one writer of a kernel's record: the relay reports what it sees on
 iopub (`record_status`, `record_activity`, `record_connections`) and the registry decides.
@@ -30,14 +32,15 @@ from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
     KernelsError,
-    LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
     Stopping,
     start_failure,
 )
 from kernels_service.kernels.keeper import KernelKeeper
+from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
+from kernels_service.kernels.slots import KernelSlots
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
 from kernels_service.kernels.store import StoredKernel
 from kernels_service.metrics import KERNEL_START
@@ -62,12 +65,9 @@ class KernelRegistry:
         self._multi = multi
         self.default_name = default_name
         self._environment = environment
-        self._max_kernels = max_kernels
+        self._slots = KernelSlots(max_kernels)
         self._records: dict[str, KernelRecord] = {}
-        self._observers: list[KernelObserver] = []
-        self._launching = 0  # starts in flight: they hold a max_kernels slot
-        self._no_launches = asyncio.Event()
-        self._no_launches.set()
+        self._observers = Observers()
         self._stopping = False
         self._pool: KernelSupply | None = None
         self._keeper: KernelKeeper | None = None
@@ -77,7 +77,7 @@ class KernelRegistry:
         return self._multi.kernel_spec_manager
 
     def add_observer(self, observer: KernelObserver) -> None:
-        self._observers.append(observer)
+        self._observers.add(observer)
 
     def set_pool(self, pool: KernelSupply) -> None:
         self._pool = pool
@@ -109,9 +109,11 @@ class KernelRegistry:
 
     def free_slots(self) -> int | None:
         """Kernels that may still be started under `max_kernels` (None: no limit)."""
-        if not self._max_kernels:
-            return None
-        return self._max_kernels - len(self._records) - self._launching
+        return self._slots.free(len(self._records))
+
+    def held(self) -> list[KernelRecord]:
+        """Every kernel the registry holds, pooled and going ones too."""
+        return list(self._records.values())
 
     async def start(self, name: str | None = None, env: Mapping[str, Any] | None = None) -> KernelRecord:
         """A kernel of kernelspec `name` (default if None) for a client: a ready one from
@@ -143,11 +145,7 @@ class KernelRegistry:
         """Launch a kernel (for the pool if `pooled`) and tell the observers."""
         if self._stopping:
             raise Stopping("The service is stopping")
-        if self.free_slots() == 0:
-            raise LimitReached(f"Maximum number of kernels ({self._max_kernels}) reached")
-        self._launching += 1  # the slot is taken before the launch is awaited
-        self._no_launches.clear()
-        try:
+        with self._slots.launching(len(self._records)):  # the slot is taken before the launch is awaited
             kernel_id = await self._start_kernel(name, environment)
             record = KernelRecord(kernel_id, name, self._multi.get_kernel(kernel_id), pooled=pooled)
             record.client_env = {k: v for k, v in environment.items() if self._environment.base.get(k) != v}
@@ -155,18 +153,14 @@ class KernelRegistry:
                 await stop_process(self._multi, record, now=True)  # still starting: nothing to save
                 raise Stopping("The service is stopping")
             self._records[kernel_id] = record
-        finally:
-            self._launching -= 1
-            if not self._launching:
-                self._no_launches.set()
         log.info("%s started: %s (%s)", "Pooled kernel" if pooled else "Kernel", kernel_id, name)
         await self._install(record)
         return record
 
-    async def adopt(self, entry: StoredKernel) -> KernelRecord:
+    async def take_up(self, entry: StoredKernel) -> KernelRecord:
         """Take up the kernel of `entry`, launched by an earlier service (--keep-kernels):
         a client's kernel like any other from now on."""
-        manager = await self._multi.adopt(entry, self._environment.for_client(entry.client_env))
+        manager = await self._multi.take_up(entry, self._environment.for_client(entry.client_env))
         record = KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
         record.left = datetime.fromisoformat(entry.left.replace("Z", "+00:00")) if entry.left else None
         record.taken_up = utcnow()
@@ -177,7 +171,7 @@ class KernelRegistry:
 
     async def take_up_kept(self) -> int:
         """Take up the kernels an earlier service kept (--keep-kernels); how many."""
-        return 0 if self._keeper is None else await self._keeper.take_up(self.adopt)
+        return 0 if self._keeper is None else await self._keeper.take_up_all(self.take_up)
 
     async def _install(self, record: KernelRecord) -> None:
         """Follow the kernel's restarts and deaths, and tell the observers it is there."""
@@ -185,8 +179,7 @@ class KernelRegistry:
         manager.add_restart_callback(lambda: self._auto_restarting(record), "restart")
         manager.add_restart_callback(lambda: self._died(record), "dead")
         manager.on_restarted(lambda: self._restarted(record))
-        for observer in self._observers:
-            await observer.kernel_started(record)
+        await self._observers.started(record)
 
     async def _keep(self, record: KernelRecord) -> None:
         if self._keeper is not None:
@@ -217,8 +210,7 @@ class KernelRegistry:
             if self._records.get(kernel_id) is not record:
                 raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
             record.going = True  # from now on not found, as its clients are told; still counted
-            for observer in self._observers:
-                await observer.kernel_stopping(record, reason)
+            await self._observers.stopping(record, reason)
             await stop_process(self._multi, record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
             if self._keeper is not None:
@@ -226,44 +218,36 @@ class KernelRegistry:
         finally:
             record.lifecycle.end()
 
-    async def shutdown_all(self, timeout: float = 8.0, keep: bool = False) -> None:
-        """Stop every kernel, those being launched included, and start no more; whatever
-        is not down within `timeout` seconds (a restart in flight, a kernel that ignores
-        its shutdown request) is killed. Then close ZeroMQ: no socket may keep the
-        process from exiting. With `keep`, the kernels the keeper keeps are let go of,
-        running, instead (their clients are told the service is restarting)."""
+    # --- the service's stop (shutdown.py decides the order) ---------------------------------
+
+    def refuse_starts(self) -> None:
+        """Start no more kernels: the service is stopping."""
         self._stopping = True
-        if keep and self._keeper is not None:
-            await self._let_go(self._keeper)
-        try:
-            await asyncio.wait_for(self._shutdown_everything(), timeout)
-        except asyncio.TimeoutError:
-            log.warning("Kernels still running %ss after the stop began; killing them", timeout)
-            await kill_everything(self._multi)
-            self._records.clear()
-        self._multi.context.destroy(linger=0)
-        if self._keeper is not None:
-            self._keeper.store.close()
 
-    async def _let_go(self, keeper: KernelKeeper) -> None:
-        """Leave the kept kernels running, out of the registry's hands."""
-        await self._no_launches.wait()
-        for record in list(self._records.values()):
-            if record.pooled or not keeper.keeps(record) or record.lifecycle.pending:
-                continue  # a pooled kernel, or one being restarted or stopped, is stopped
-            record.manager.stop_restarter()
-            await keeper.keep(record, left=utcnow())
-            record.going = True
-            for observer in self._observers:
-                await observer.kernel_stopping(record, "service restarting")  # relay.SERVICE_RESTARTING
-            self._records.pop(record.id)
-            self._multi.remove_kernel(record.id)
-            log.info("Kernel left running: %s", record.id)
+    async def no_launches(self) -> None:
+        """Return once no launch is in flight."""
+        await self._slots.no_launches()
 
-    async def _shutdown_everything(self) -> None:
-        await self._no_launches.wait()
-        stops = (self.stop(record, "service stopping") for record in list(self._records.values()))
-        await asyncio.gather(*stops, return_exceptions=True)
+    def keeps(self, record: KernelRecord) -> bool:
+        """Whether the kernel is one that outlives the service (--keep-kernels)."""
+        return self._keeper is not None and not record.pooled and self._keeper.keeps(record)
+
+    async def let_go(self, record: KernelRecord) -> None:
+        """Leave a kept kernel running, out of the registry's hands: its entry says when
+        it was let go of, and its clients are told the service is restarting."""
+        assert self._keeper is not None
+        record.manager.stop_restarter()
+        await self._keeper.keep(record, left=utcnow())
+        record.going = True
+        await self._observers.stopping(record, "service restarting")  # relay.SERVICE_RESTARTING
+        self._records.pop(record.id)
+        self._multi.remove_kernel(record.id)
+        log.info("Kernel left running: %s", record.id)
+
+    async def kill_all(self) -> None:
+        """Kill every kernel's process at once, and forget them (the last resort of a stop)."""
+        await kill_everything(self._multi)
+        self._records.clear()
 
     async def interrupt(self, kernel_id: str) -> None:
         record = self.get(kernel_id)
@@ -326,16 +310,14 @@ class KernelRegistry:
         record.execution_state = "starting"
         record.spoke.clear()
         log.info("Kernel restarted: %s", record.id)
-        for observer in self._observers:
-            observer.kernel_restarted(record)
+        self._observers.restarted(record)
         if self._keeper is not None and not record.pooled:
             asyncio.ensure_future(self._keep(record))  # its new pid (and perhaps ports and key)
 
     def _restarting(self, record: KernelRecord, automatic: bool) -> None:
         record.execution_state = "restarting"
         record.last_activity = utcnow()
-        for observer in self._observers:
-            observer.kernel_restarting(record, automatic)
+        self._observers.restarting(record, automatic)
 
     def _died(self, record: KernelRecord) -> None:
         log.warning("Kernel %s died and could not be restarted", record.id)
@@ -343,8 +325,7 @@ class KernelRegistry:
             record.lifecycle.end()
         record.execution_state = "dead"
         record.last_activity = utcnow()
-        for observer in self._observers:
-            observer.kernel_died(record)
+        self._observers.died(record)
 
     def check_kernelspec(self, name: str) -> None:
         """NoSuchKernelSpec unless `name` is an installed kernelspec."""

@@ -20,7 +20,7 @@ from kernels_service.socketio.eio_codec import decode_ws, encode_payload, iter_p
 from kernels_service.socketio.errors import RemoteProtocolError
 from kernels_service.socketio.server import EngineServer
 from kernels_service.socketio.session_io import SessionIO
-from kernels_service.websocket_writer import FrameWriter
+from kernels_service.websocket_writer import FrameWriter, open_stream
 
 log = logging.getLogger("kernels_service.socketio")
 
@@ -194,12 +194,8 @@ class EngineIOHandler(websocket.WebSocketHandler):
     def writer(self) -> FrameWriter:
         """This websocket's frame writer (made on first use: polling requests never need one)."""
         if self._writer is None:
-            self._writer = FrameWriter(self._open_stream, on_flushed=self._flushed)
+            self._writer = FrameWriter(lambda: open_stream(self), on_flushed=self._flushed)
         return self._writer
-
-    def _open_stream(self) -> Any:
-        connection = self.ws_connection
-        return None if connection is None or connection.is_closing() else connection.stream
 
     def _flushed(self) -> None:
         if self.session is not None and self.session.websocket is self:

@@ -33,7 +33,7 @@ from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
-from kernels_service.websocket_writer import HIGH_WATER, FrameWriter
+from kernels_service.websocket_writer import HIGH_WATER, FrameWriter, open_stream
 
 log = logging.getLogger("kernels_service.web")
 
@@ -82,7 +82,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._encode: Callable[[KernelMessage], tuple[list[bytes], bool]] = legacy_pieces
         self._v1 = False  # the v1 subprotocol was chosen (set in open)
         self.outbox = Outbox(self._write, self._give_up, high_water=HIGH_WATER, limit=services.client_queue_limit)
-        self.writer = FrameWriter(self._open_stream, self._not_written)
+        self.writer = FrameWriter(lambda: open_stream(self), self._not_written)
         self._keepalive: Keepalive | None = None
         self._counted = False  # in the open-websockets gauge
         self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
@@ -116,7 +116,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
     def _refuse(self, status: int, message: str) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"message": message, "reason": self._reason}))
+        self.finish(json.dumps({"message": message, "reason": responses.get(status, "Error")}))
 
     def check_origin(self, origin: str) -> bool:
         return self.services.policy.origin_allowed(self.request)
@@ -150,7 +150,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         """Ping the client, and close it if it is dead (see `keepalive`)."""
         if self._keepalive is None or self.ws_connection is None:
             return
-        stream = getattr(self.ws_connection, "stream", None)
+        stream = open_stream(self)
         pending = self.outbox.backed_up or unsent_bytes(getattr(stream, "socket", None)) > 0
         verdict = self._keepalive.tick(time.monotonic(), pending)
         if verdict is Verdict.PING:
@@ -205,11 +205,6 @@ class ChannelsHandler(websocket.WebSocketHandler):
         # built once per message and protocol for all its clients in this turn
         frame = self.services.frames.get(message, self._encode, _framed, self._encode)
         return frame.length, self.writer.write(frame, message)
-
-    def _open_stream(self) -> Any:
-        """The connection's stream, for the batch writer; None once it is closing."""
-        connection = self.ws_connection
-        return None if connection is None or connection.is_closing() else connection.stream
 
     def _not_written(self, messages: list[KernelMessage]) -> None:
         """The connection closed before a batch went out: it, and what waits behind it, are

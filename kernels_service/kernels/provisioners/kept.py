@@ -2,7 +2,7 @@
 
 jupyter_client's LocalProvisioner knows its kernel by the `Popen` it launched, and
 `load_provisioner_info` does not restore one: a kernel taken up after a restart would not
-be signalled, polled or stopped. `AdoptedProvisioner` gives it a `ForeignProcess`, which
+be signalled, polled or stopped. `KeptKernelProvisioner` gives it a `ForeignProcess`, which
 does what the provisioner asks of a `Popen` for a process that is not the service's
 child: by its pid, and only while that pid is still the same process (its start time,
 as Linux counts it, is kept with it: a pid may be reused once the kernel is gone).
@@ -17,6 +17,8 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
+from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as SANDBOX_PROVISIONER
+
 LOCAL_PROVISIONER = "local-provisioner"  # jupyter_client's default
 
 
@@ -24,6 +26,12 @@ def provisioner_name(kernel_spec: Any) -> str:
     """The name of the provisioner a kernelspec names (jupyter_client's default: the local one)."""
     metadata = kernel_spec.metadata or {}
     return metadata.get("kernel_provisioner", {}).get("provisioner_name", LOCAL_PROVISIONER)
+
+
+def runs_locally(kernel_spec: Any) -> bool:
+    """Whether a kernelspec's kernel is a local process of the service's (jupyter_client's
+    local provisioner, or our sandbox's), rather than one a launcher asks an engine for."""
+    return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER)
 
 
 def process_start(pid: int) -> int | None:
@@ -72,7 +80,7 @@ class ForeignProcess:
         self.send_signal(signal.SIGTERM)
 
 
-class AdoptedProvisioner(LocalProvisioner):  # type: ignore[misc]
+class KeptKernelProvisioner(LocalProvisioner):  # type: ignore[misc]
     """jupyter_client's local provisioner, for a kernel it did not launch: it is given the
     process back from the provisioner info (`pid`, and `process_start`)."""
 
