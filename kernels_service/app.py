@@ -25,14 +25,17 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
-from kernels_service.config import TRANSPORTS, ServiceConfig
+from kernels_service.config import SANDBOXES, TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
-from kernels_service.kernels import KernelsError
+from kernels_service.kernels import ConfigError, KernelsError
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
 from kernels_service.serving import serve
 
 log = logging.getLogger("kernels_service")
+
+#: Every option's default, from the one place that holds them (ServiceConfig).
+DEFAULTS = ServiceConfig()
 
 #: Options that may come from the environment (lower priority than config and CLI).
 ENVIRONMENT = {
@@ -66,15 +69,15 @@ class KernelsService(Application):
         default_value=logging.INFO,
         help="Set the log level by value or name (20 is INFO).",
     ).tag(config=True)
-    port = Integer(8000, config=True, help="Port to listen on (env PORT).")
-    ip = Unicode("127.0.0.1", config=True, help="Address to bind (env IP).")
+    port = Integer(DEFAULTS.port, config=True, help="Port to listen on (env PORT).")
+    ip = Unicode(DEFAULTS.ip, config=True, help="Address to bind (env IP).")
     base_path = Unicode(
-        "/",
+        DEFAULTS.base_path,
         config=True,
         help="Path prefix of every route: jupyter, /jupyter and /jupyter/ are the same (env BASE_PATH).",
     )
     token = Unicode(
-        None,
+        DEFAULTS.token,
         allow_none=True,
         config=True,
         help="Token clients must send (env KERNELS_SERVICE_TOKEN; on the command line every user of the "
@@ -82,18 +85,20 @@ class KernelsService(Application):
         "demos only).",
     )
     token_file = Unicode(
-        "",
+        DEFAULTS.token_file,
         config=True,
         help="A file holding the token, read once at start (env KERNELS_SERVICE_TOKEN_FILE; e.g. a "
         "container secret). Not with --token.",
     )
     kernel_name = Unicode(
-        config=True, help="Kernelspec of the initial kernel and the default for new ones (env KERNEL_NAME)."
+        DEFAULTS.kernel_name,
+        config=True,
+        help="Kernelspec of the initial kernel and the default for new ones (env KERNEL_NAME).",
     )
-    initial_kernels = Integer(1, config=True, help="Kernels started at launch (0: none).")
-    max_kernels = Integer(0, config=True, help="Most kernels running at once (0: no limit).")
+    initial_kernels = Integer(DEFAULTS.initial_kernels, config=True, help="Kernels started at launch (0: none).")
+    max_kernels = Integer(DEFAULTS.max_kernels, config=True, help="Most kernels running at once (0: no limit).")
     pool_size = Integer(
-        1,
+        DEFAULTS.pool_size,
         config=True,
         help="Ready kernels kept for each pooled kernelspec, handed out by start requests that fit (0: no pool; "
         "env KERNELS_POOL_SIZE).",
@@ -102,25 +107,31 @@ class KernelsService(Application):
         Unicode(), config=True, help="Kernelspecs pooled besides the default one (--pool-kernelspecs=ir ...)."
     )
     cull_idle_timeout = Float(
-        0, config=True, help="Shut down kernels idle for longer than this many seconds (0: never; Jupyter Server's)."
+        DEFAULTS.cull_idle_timeout,
+        config=True,
+        help="Shut down kernels idle for longer than this many seconds (0: never; Jupyter Server's).",
     )
     cull_interval = Float(
-        300, config=True, help="Seconds between culling checks; dead kernels are reclaimed after one."
+        DEFAULTS.cull_interval,
+        config=True,
+        help="Seconds between culling checks; dead kernels are reclaimed after one.",
     )
     replay_window = Float(
-        120,
+        DEFAULTS.replay_window,
         config=True,
         help="Seconds a client's session is kept after its last connection closes, with what it misses, for "
         "its return (websocket: same session_id; socket.io: any client of the kernel). 0: no replay.",
     )
     replay_limit = Integer(
-        16 * 1024 * 1024, config=True, help="Bytes of output kept for one session while its clients are away."
+        DEFAULTS.replay_limit, config=True, help="Bytes of output kept for one session while its clients are away."
     )
-    metrics_no_auth = Bool(False, config=True, help="Serve <base>metrics without the token.")
-    cull_connected = Bool(False, config=True, help="Cull idle kernels that still have clients connected.")
-    cull_busy = Bool(False, config=True, help="Cull kernels that are busy (idle only in their activity).")
+    metrics_no_auth = Bool(DEFAULTS.metrics_no_auth, config=True, help="Serve <base>metrics without the token.")
+    cull_connected = Bool(
+        DEFAULTS.cull_connected, config=True, help="Cull idle kernels that still have clients connected."
+    )
+    cull_busy = Bool(DEFAULTS.cull_busy, config=True, help="Cull kernels that are busy (idle only in their activity).")
     allow_origin = Unicode(
-        "",
+        DEFAULTS.allow_origin,
         config=True,
         help="Origin allowed for cross-origin browsers, or * for any (env ALLOW_ORIGIN). Empty: same origin only.",
     )
@@ -136,7 +147,7 @@ class KernelsService(Application):
     )
     kernel_transport = Enum(
         TRANSPORTS,
-        "auto",
+        DEFAULTS.kernel_transport,
         config=True,
         help="How the service and its local kernels talk. auto: loopback TCP encrypted with CurveZMQ for "
         "kernels whose kernelspec declares it (ipykernel does), ipc for the others; curve: CurveZMQ for every "
@@ -145,57 +156,63 @@ class KernelsService(Application):
         "reach a kernel over curve or ipc.",
     )
     kernel_port_range = Unicode(
-        "",
+        DEFAULTS.kernel_port_range,
         config=True,
         help="Ports of local kernels over TCP, LOW-HIGH. Empty: the 12000 ports below the machine's ephemeral "
         "range (net.ipv4.ip_local_port_range; 20768-32767 on Linux's default), so that no connection's source "
         "port is ever a kernel's.",
     )
     keep_kernels = Bool(
-        False,
+        DEFAULTS.keep_kernels,
         config=True,
         help="Local kernels outlive the service: SIGTERM (or a crash) leaves them running, and the next start "
         "takes them up again (SIGINT still stops them). Env KERNELS_KEEP_KERNELS.",
     )
     kernel_store = Unicode(
-        "",
+        DEFAULTS.kernel_store,
         config=True,
         help="Where --keep-kernels keeps its kernels (an SQLite file, private). Empty: "
         "<Jupyter's data directory>/kernels-service/kernels.sqlite.",
     )
     kernel_sandbox = Enum(
-        ("", "bubblewrap"),
-        "",
+        SANDBOXES,
+        DEFAULTS.kernel_sandbox,
         config=True,
         help="Keep local kernels apart: bubblewrap runs each in a sandbox of its own (Debian's bwrap), seeing "
         "only its own connection file and sockets, its own processes and a private /tmp. Empty: kernels share "
         "the service's view of the machine.",
     )
-    max_message_size = Integer(64 * 1024 * 1024, config=True, help="Largest websocket message accepted, in bytes.")
+    max_message_size = Integer(
+        DEFAULTS.max_message_size, config=True, help="Largest websocket message accepted, in bytes."
+    )
     client_queue_limit = Integer(
-        128 * 1024 * 1024,
+        DEFAULTS.client_queue_limit,
         config=True,
         help="Bytes of output that may wait for one slow client (stream output merged) before "
         "that client is disconnected with a reason. Output is never dropped silently.",
     )
     max_http_buffer_size = Integer(
-        1_000_000,
+        DEFAULTS.max_http_buffer_size,
         config=True,
         help="Largest socket.io polling body or websocket message, in bytes (Engine.IO maxPayload, "
         "socket.io's maxHttpBufferSize). A larger polling body is refused with 413 before it is read.",
     )
     max_socketio_sessions = Integer(
-        1000, config=True, help="Most Engine.IO sessions open at once; past it new ones get 503."
+        DEFAULTS.max_socketio_sessions,
+        config=True,
+        help="Most Engine.IO sessions open at once; past it new ones get 503.",
     )
     connect_timeout = Float(
-        45.0,
+        DEFAULTS.connect_timeout,
         config=True,
         help="Seconds an Engine.IO session may stay without an authorized namespace before it is closed.",
     )
-    ping_interval = Float(25.0, config=True, help="Engine.IO ping interval, in seconds.")
-    ping_timeout = Float(20.0, config=True, help="Engine.IO ping timeout, in seconds: silent clients are dropped.")
-    websocket_ping_interval = Integer(
-        30,
+    ping_interval = Float(DEFAULTS.ping_interval, config=True, help="Engine.IO ping interval, in seconds.")
+    ping_timeout = Float(
+        DEFAULTS.ping_timeout, config=True, help="Engine.IO ping timeout, in seconds: silent clients are dropped."
+    )
+    websocket_ping_interval = Float(
+        DEFAULTS.websocket_ping_interval,
         config=True,
         help="Seconds between websocket pings (0: off). A client that answers none for this long "
         "is closed, unless output is still on its way to it (slow clients are bounded by "
@@ -227,6 +244,12 @@ class KernelsService(Application):
         "max-http-buffer-size": "KernelsService.max_http_buffer_size",
         "max-socketio-sessions": "KernelsService.max_socketio_sessions",
         "connect-timeout": "KernelsService.connect_timeout",
+        "allowed-kernel-env": "KernelsService.allowed_kernel_env",
+        "max-message-size": "KernelsService.max_message_size",
+        "client-queue-limit": "KernelsService.client_queue_limit",
+        "ping-interval": "KernelsService.ping_interval",
+        "ping-timeout": "KernelsService.ping_timeout",
+        "websocket-ping-interval": "KernelsService.websocket_ping_interval",
         "config": "KernelsService.config_file",
         "log-level": "KernelsService.log_level",
     }
@@ -272,7 +295,7 @@ class KernelsService(Application):
             )
         try:
             asyncio.run(serve(self.service_config()))
-        except KernelsError as error:
+        except (ConfigError, KernelsError) as error:  # a fault of the configuration, or of an initial kernel
             log.error("Cannot start: %s", error)
             self.exit(1)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.ports import parse_port_range
 from kernels_service.kernels.transport import POLICIES as TRANSPORTS
 
@@ -60,20 +60,18 @@ class ServiceConfig:
     jupyter_config: Any = field(default=None, compare=False)  # a traitlets Config for jupyter_client
 
     def check(self) -> None:
-        """KernelsError for settings no service can run with (the start fails with it)."""
+        """ConfigError for settings no service can run with (the start fails with it)."""
         if self.pool_size < 0:
-            raise KernelsError("--pool-size must not be negative")
+            raise ConfigError("--pool-size must not be negative")
         if self.cull_interval <= 0 or self.cull_idle_timeout < 0:
-            raise KernelsError("--cull-interval must be positive and --cull-idle-timeout not negative")
+            raise ConfigError("--cull-interval must be positive and --cull-idle-timeout not negative")
         if self.kernel_transport not in TRANSPORTS:
-            raise KernelsError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
+            raise ConfigError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
         if self.kernel_port_range:
             parse_port_range(self.kernel_port_range)
         if self.kernel_sandbox not in SANDBOXES:
-            raise KernelsError("--kernel-sandbox must be bubblewrap or empty")
+            raise ConfigError("--kernel-sandbox must be bubblewrap or empty")
         if self.keep_kernels and self.kernel_sandbox:
-            raise KernelsError(
-                "--keep-kernels does not work with --kernel-sandbox yet: a sandbox dies with the service"
-            )
+            raise ConfigError("--keep-kernels does not work with --kernel-sandbox yet: a sandbox dies with the service")
         if self.token is not None and self.token_file:
-            raise KernelsError("give the token or a token file, not both")
+            raise ConfigError("give the token or a token file, not both")

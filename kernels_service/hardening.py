@@ -52,19 +52,19 @@ def token_on_command_line(argv: Sequence[str]) -> bool:
 
 
 def read_token_file(path: str) -> str:
-    """The token in the file at `path` (surrounding whitespace dropped); KernelsError if it
+    """The token in the file at `path` (surrounding whitespace dropped); ConfigError if it
     cannot be read or is empty. A file that any user may read is used, with a warning (one
     its group may read is not warned of: container secrets are often mounted so)."""
-    from kernels_service.kernels.errors import KernelsError  # here: the module loads before anything else
+    from kernels_service.kernels.errors import ConfigError  # here: the module loads before anything else
 
     try:
         with open(path, encoding="utf-8") as file:
             mode = os.fstat(file.fileno()).st_mode
             token = file.read().strip()
     except (OSError, UnicodeDecodeError) as error:
-        raise KernelsError(f"cannot read the token file {path}: {error}") from None
+        raise ConfigError(f"cannot read the token file {path}: {error}") from None
     if not token:
-        raise KernelsError(f"the token file {path} is empty")
+        raise ConfigError(f"the token file {path} is empty")
     if mode & stat.S_IROTH:
         log.warning("The token file %s may be read by other users (mode %o): chmod 600 it", path, mode & 0o777)
     return token

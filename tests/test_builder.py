@@ -13,7 +13,7 @@ from tornado.websocket import websocket_connect
 
 from kernels_service.builder import build
 from kernels_service.config import ServiceConfig
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError
 from kernels_service.testing.service import alive, descendants
 
 TOKEN = "in-process-token"
@@ -57,7 +57,7 @@ def test_a_service_built_in_process_runs_a_kernel_and_leaves_none_behind():
 
 @pytest.mark.parametrize("setting", [{"pool_size": -1}, {"cull_interval": 0}, {"cull_idle_timeout": -1}])
 def test_settings_no_service_can_run_with_are_refused_before_anything_is_made(setting):
-    with pytest.raises(KernelsError):
+    with pytest.raises(ConfigError):
         build(ServiceConfig(port=0, token=TOKEN, **setting))
 
 

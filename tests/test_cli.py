@@ -75,3 +75,32 @@ def test_show_config_names_each_kernelspecs_provisioner_and_the_provisioners_set
     assert shown["environment.GP_DOCKER_NETWORK"] == {"value": "kernels", "source": "environment"}
     assert shown["environment.DOCKER_HOST"]["value"] == "unix:///run/d.sock"
     assert not [name for name in shown if name.startswith("environment.") and "TOKEN" in name]
+
+
+def test_the_command_line_defaults_are_the_service_configs():
+    """ServiceConfig holds every default; each option has it (same value, same type), and a
+    command line that sets nothing gives exactly ServiceConfig() (but for the kernelspec,
+    which jupyter_client's default names)."""
+    from dataclasses import fields
+
+    from kernels_service.app import ENVIRONMENT, KernelsService
+    from kernels_service.config import ServiceConfig
+
+    defaults = ServiceConfig()
+    app = KernelsService()
+    for field in fields(ServiceConfig):
+        if field.name == "jupyter_config":
+            continue
+        option = field.name.replace("_", "-")
+        assert option in app.aliases or option in app.flags, f"--{option} is not on the command line"
+        expected = getattr(defaults, field.name)
+        expected = list(expected) if isinstance(expected, tuple) else expected
+        if field.name != "kernel_name":  # jupyter_client's default kernelspec, found at start
+            found = app.trait_defaults(field.name)
+            assert found == expected and type(found) is type(expected), (field.name, found, expected)
+    saved = {variable: os.environ.pop(variable) for variable in ENVIRONMENT.values() if variable in os.environ}
+    try:
+        app.initialize([])
+        assert app.service_config() == ServiceConfig(kernel_name=app.kernel_name)
+    finally:
+        os.environ.update(saved)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError, KernelsError
 from kernels_service.kernels.ports import PortPicker, can_bind, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.testing.channels import ChannelsClient
 from kernels_service.testing.service import running_service
@@ -34,7 +34,7 @@ def test_the_ephemeral_range_is_read_from_the_machine(tmp_path):
 
 @pytest.mark.parametrize("text", ["", "20000", "a-b", "30000-20000", "80-1000", "20000-70000", "1-2-3"])
 def test_a_bad_port_range_is_refused_with_its_reason(text):
-    with pytest.raises(KernelsError, match="--kernel-port-range"):
+    with pytest.raises(ConfigError, match="--kernel-port-range"):
         parse_port_range(text)
 
 

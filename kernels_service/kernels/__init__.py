@@ -2,6 +2,7 @@
 
 from kernels_service.kernels.errors import (
     Busy,
+    ConfigError,
     InvalidRequest,
     KernelNotStarted,
     KernelRefused,
@@ -16,10 +17,11 @@ from kernels_service.kernels.registry import KernelRegistry
 
 __all__ = [
     "Busy",
+    "ConfigError",
     "InvalidRequest",
     "KernelNotStarted",
-    "KernelRefused",
     "KernelRecord",
+    "KernelRefused",
     "KernelRegistry",
     "KernelsError",
     "LimitReached",

@@ -1,4 +1,12 @@
-"""Domain errors. The web layer maps each to an HTTP status; domain code knows no HTTP."""
+"""Domain errors. The web layer maps each client error to an HTTP status; domain code
+knows no HTTP. Configuration and start-up faults are `ConfigError`s, apart: no client
+causes them, and no answer to a client carries their message."""
+
+
+class ConfigError(Exception):
+    """The service cannot run as configured (an option's bad value, a program or file it
+    needs that is missing or unusable): the start fails with exit 1 and this message,
+    which says what to change."""
 
 
 class KernelsError(Exception):

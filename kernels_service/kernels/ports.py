@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError, KernelsError
 
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 LINUX_EPHEMERAL_RANGE = (32768, 60999)
@@ -51,13 +51,13 @@ def default_port_range(ephemeral: tuple[int, int]) -> tuple[int, int] | None:
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
-    """`LOW-HIGH` (inclusive) as two ports; KernelsError if it is not one."""
+    """`LOW-HIGH` (inclusive) as two ports; ConfigError if it is not one."""
     try:
         low, high = (int(part) for part in text.split("-"))
     except ValueError:
-        raise KernelsError(f"--kernel-port-range must be LOW-HIGH, not {text!r}") from None
+        raise ConfigError(f"--kernel-port-range must be LOW-HIGH, not {text!r}") from None
     if not LOWEST <= low < high <= 65535:
-        raise KernelsError(f"--kernel-port-range {text!r}: ports from {LOWEST} to 65535, LOW below HIGH")
+        raise ConfigError(f"--kernel-port-range {text!r}: ports from {LOWEST} to 65535, LOW below HIGH")
     return low, high
 
 

@@ -24,7 +24,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -39,7 +39,7 @@ CREATE TABLE kernels (
 UPSERT = "INSERT INTO kernels (id, entry) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET entry = excluded.entry"
 
 
-class StoreError(KernelsError):
+class StoreError(ConfigError):
     """The kernel store cannot be used; the message says which file and why."""
 
 

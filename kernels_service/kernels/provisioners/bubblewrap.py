@@ -34,7 +34,7 @@ from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from kernels_service.kernels.errors import KernelsError
+from kernels_service.kernels.errors import ConfigError
 
 PROVISIONER_NAME = "bubblewrap-provisioner"
 HOME = "/tmp"
@@ -105,16 +105,16 @@ def is_within(path: str, directory: str) -> bool:
 
 
 def check_bubblewrap() -> None:
-    """KernelsError unless `bwrap` runs here (on PATH, and allowed its namespaces)."""
+    """ConfigError unless `bwrap` runs here (on PATH, and allowed its namespaces)."""
     if shutil.which("bwrap") is None or shutil.which("env") is None:
-        raise KernelsError("--kernel-sandbox=bubblewrap needs bwrap on PATH (Debian's bubblewrap package)")
+        raise ConfigError("--kernel-sandbox=bubblewrap needs bwrap on PATH (Debian's bubblewrap package)")
     probe = sandbox_command(["true"], "/dev/null", None, [])
     try:
         # a probe gets no more of the service's environment than a kernel would
         probe_env = {"PATH": os.environ.get("PATH", os.defpath)}
         result = subprocess.run(probe, capture_output=True, text=True, timeout=30, env=probe_env)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise KernelsError(f"--kernel-sandbox=bubblewrap: bwrap cannot run: {error}") from None
+        raise ConfigError(f"--kernel-sandbox=bubblewrap: bwrap cannot run: {error}") from None
     if result.returncode != 0:
         said = result.stderr.strip() or f"exit status {result.returncode}"
-        raise KernelsError(f"--kernel-sandbox=bubblewrap: bwrap cannot make a sandbox here: {said}")
+        raise ConfigError(f"--kernel-sandbox=bubblewrap: bwrap cannot make a sandbox here: {said}")
