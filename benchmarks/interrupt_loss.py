@@ -8,7 +8,7 @@ took effect only when the sleep ended) or `lost` (idle, and no reply). The modes
 `message` (an `interrupt_request` on the control channel: the kernel signals itself).
 
 The client is jupyter_client's async client, straight to ZeroMQ: what is lost here is
-the kernel's, not the relay's (README, "Interrupts").
+the kernel's, not the relay's (docs/interrupts.md).
 
     python benchmarks/interrupt_loss.py --runs 40 --modes signal message
 """

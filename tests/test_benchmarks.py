@@ -1,6 +1,6 @@
 """A smoke run of the relay benchmark (`--quick`): it runs against the real service and
 prints every figure. Its targets are not asserted here: a timed test on a shared CI
-machine would test the machine (README.md, "Benchmarks", has the figures of a quiet run)."""
+machine would test the machine (benchmarks/README.md has the figures of a quiet run)."""
 
 from __future__ import annotations
 

@@ -370,7 +370,7 @@ def test_the_derived_bash_image_is_a_kernel_image_too(containers):
 
 
 def test_bench_containers_runs_and_prints_every_figure(containers):
-    """The benchmark stays runnable (its figures are the README's; none is asserted here)."""
+    """The benchmark stays runnable (its figures are in benchmarks/README.md; none is asserted here)."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_containers.py"
     ran = subprocess.run([sys.executable, str(script), "--repeats=1", "--round-trips=20"],
                          capture_output=True, text=True, timeout=600)  # fmt: skip

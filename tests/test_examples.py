@@ -1,5 +1,5 @@
-"""The README's client examples are files in examples/, run here against the real service,
-and the README shows them as they are."""
+"""The client examples are files in examples/, run here against the real service, and the
+README and docs/ show them as they are."""
 
 from __future__ import annotations
 
@@ -48,10 +48,20 @@ def test_the_node_socketio_example_prints_hello(service):
     assert run_example([node, "socketio.mjs"], service) == "hello\n"
 
 
-def test_the_readme_shows_the_example_files_as_they_are():
-    readme = (ROOT / "README.md").read_text()
-    for name in ("python_websocket.py", "socketio.mjs", "browser/index.html", "derived-bash/Dockerfile"):
-        assert (EXAMPLES / name).read_text().strip() in readme, f"README.md does not show examples/{name} as it is"
+#: Where each example is shown, as it is.
+SHOWN_IN = {
+    "python_websocket.py": ("docs/clients.md",),
+    "socketio.mjs": ("README.md", "docs/clients.md"),
+    "browser/index.html": ("docs/clients.md",),
+    "derived-bash/Dockerfile": ("docs/deployment.md",),
+}
+
+
+def test_the_docs_show_the_example_files_as_they_are():
+    for name, documents in SHOWN_IN.items():
+        for document in documents:
+            shown = (ROOT / document).read_text()
+            assert (EXAMPLES / name).read_text().strip() in shown, f"{document} does not show examples/{name} as it is"
 
 
 def test_the_browser_example_prints_hello_and_shuts_its_kernel_down_when_closed():

@@ -198,7 +198,7 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without
 
 def test_the_kernel_sandbox_is_refused_in_the_container_with_a_reason(built):
     """bwrap is not in the image, and could not mount its /proc under the engine anyway
-    (README, Security model): the start fails with the reason, not a traceback."""
+    (docs/security.md, Security model): the start fails with the reason, not a traceback."""
     options = ("--rm", *built.engine.run_options)
     result = built.engine("run", *options, built.image, "--kernel-sandbox=bubblewrap", check=False)
     output = result.stdout + result.stderr

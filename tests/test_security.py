@@ -219,7 +219,7 @@ CONNECTION_FILE = "import json, ipykernel.connect as c; print(json.dumps({'conne
 
 
 def test_without_a_sandbox_a_kernel_drives_another_with_its_key_and_not_without_it():
-    """What the README says of the default mode: kernels of one service share its uid, so
+    """What docs/security.md says of the default mode: kernels of one service share its uid, so
     one can read another's connection file and run code in it; a message without the
     right key is dropped by the kernel itself (which logs it). --kernel-sandbox takes
     the first away (tests/test_sandbox.py)."""
@@ -239,7 +239,7 @@ def test_without_a_sandbox_a_kernel_drives_another_with_its_key_and_not_without_
 
 
 def test_over_tcp_kernels_listen_on_the_loopback_only_and_any_user_can_connect():
-    """What --kernel-transport=tcp costs, as the README says: loopback ports any user of
+    """What --kernel-transport=tcp costs, as docs/security.md says: loopback ports any user of
     the machine can reach (their messages still need the kernel's key)."""
     with running_service("--initial-kernels=1", "--pool-size=0", "--kernel-transport=tcp") as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]

@@ -14,7 +14,7 @@ SLEEPING_CELL = "import time\nfor _ in range(1200):\n    time.sleep(0.05)"
 
 #: What ipykernel logs (to its stderr, which the service copies into its own) when a SIGINT
 #: lands outside the user's code and escapes its message handler: that request then has
-#: no execute_reply, only its `idle` status (README, "Interrupts").
+#: no execute_reply, only its `idle` status (docs/interrupts.md).
 KERNEL_LOST_THE_REPLY = "KeyboardInterrupt caught in kernel"
 
 

@@ -40,7 +40,7 @@ class DockerAPI:
 
     def service_options(self, jupyter_path: Path) -> tuple[list[str], dict[str, str]]:
         """The service's options and environment for container kernels whose kernelspecs
-        are under `jupyter_path` (README, Kernels in containers): where the engine is, the
+        are under `jupyter_path` (docs/deployment.md, Kernels in containers): where the engine is, the
         network, where kernels answer the service."""
         argv = ["--initial-kernels=0", "--kernel-env-inherit=DOCKER_HOST", "--kernel-env-inherit=DOCKER_NETWORK"]
         env = {
