@@ -49,7 +49,7 @@ def open_client(service):
 
 def pytest_terminal_summary(terminalreporter):
     """Figures measured along the way (the image's size and build time)."""
-    from tests.test_image import FIGURES
+    from tests.support.container import FIGURES
 
     if FIGURES:
         terminalreporter.section("figures")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+from tests.support.kernelspecs import write_kernelspec
 from tests.support.paths import ROOT
 
 
@@ -60,12 +61,8 @@ def test_show_config_names_each_kernelspecs_provisioner_and_the_provisioners_set
     """Which provisioner each kernelspec runs with, and its configuration, from where; the
     sandbox's for the kernelspecs that name none when the sandbox is on; and the variables
     the provisioners read (gateway_provisioners' GP_*, DOCKER_HOST)."""
-    spec = tmp_path / "kernels" / "in_a_container"
-    spec.mkdir(parents=True)
     metadata = {"kernel_provisioner": {"provisioner_name": "docker-provisioner", "config": {"image_name": "k:1"}}}
-    kernel = {"argv": ["python", "-f", "{connection_file}"], "display_name": "C", "language": "python"}
-    kernel["metadata"] = metadata
-    (spec / "kernel.json").write_text(json.dumps(kernel))
+    spec = write_kernelspec(tmp_path, "in_a_container", ["python", "-f", "{connection_file}"], metadata=metadata)
     env = {"JUPYTER_PATH": str(tmp_path), "GP_DOCKER_NETWORK": "kernels", "DOCKER_HOST": "unix:///run/d.sock"}
     shown = json.loads(kernels_py("--show-config-json", "--kernel-sandbox=bubblewrap", env=env).stdout)
     source = f"kernelspec {spec}"

@@ -24,13 +24,12 @@ from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import TOKEN, Service, running_service, tracebacks
 from tests.support.attacks import read_the_service, run_in_kernel
 from tests.support.channels import interrupted_reply
-from tests.support.container import Engine, image_script
+from tests.support.container import WANTED, Engine, image_script
 from tests.support.kernelspecs import install_confined_kernelspec, install_kernelspec
 from tests.support.metrics import scrape, value
 from tests.support.node import run_node
 from tests.support.podman_api import DockerAPI, docker_api
 from tests.support.waiting import wait_until
-from tests.test_image import WANTED
 
 KERNEL_IMAGE = "localhost/kernels-service-kernel:latest"
 SPEC = "container_python"

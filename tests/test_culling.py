@@ -14,9 +14,9 @@ from kernels_service.kernels.culler import CullPolicy, why_cull
 from kernels_service.kernels.record import KernelRecord
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
 from kernels_service.testing.service import Service, descendants, running_service
+from tests.support.kernelspecs import write_once_kernelspec
 from tests.support.metrics import scrape, value
 from tests.support.waiting import wait_until
-from tests.test_dead_kernel import make_once_kernelspec
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -133,7 +133,7 @@ async def socketio_client_until_disconnected(service: Service, kernel_id: str) -
 
 
 def test_dead_kernels_are_reclaimed_after_an_interval_with_culling_off(tmp_path):
-    make_once_kernelspec(tmp_path)
+    write_once_kernelspec(tmp_path)
     with running_service(
         "--initial-kernels=0",
         "--cull-interval=1",

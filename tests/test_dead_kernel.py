@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import running_service
-
-# Starts ipykernel the first time only; every restart exits at once.
-ONCE_LAUNCHER = """
-import os, sys
-marker = sys.argv[1]
-if os.path.exists(marker):
-    sys.exit(3)
-open(marker, "w").close()
-from ipykernel.kernelapp import launch_new_instance
-sys.argv = [sys.argv[0], *sys.argv[2:]]
-launch_new_instance()
-"""
-
-
-def make_once_kernelspec(root) -> None:
-    spec_dir = root / "kernels" / "once"
-    spec_dir.mkdir(parents=True)
-    (root / "once.py").write_text(ONCE_LAUNCHER)
-    argv = [sys.executable, str(root / "once.py"), str(root / "started"), "-f", "{connection_file}"]
-    (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Once", "language": "python"}))
+from tests.support.kernelspecs import write_once_kernelspec
 
 
 def test_kernel_that_cannot_restart_is_dead(tmp_path):
-    make_once_kernelspec(tmp_path)
+    write_once_kernelspec(tmp_path)
     with running_service(
         "--initial-kernels=0",
         "--KernelRestarter.time_to_dead=0.5",

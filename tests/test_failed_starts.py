@@ -5,17 +5,13 @@ one line too; its traceback only with --log-level=DEBUG.)"""
 
 from __future__ import annotations
 
-import json
-
 from kernels_service.kernels.errors import KernelNotStarted, KernelRefused, start_failure
 from kernels_service.testing.service import descendants, running_service, tracebacks
+from tests.support.kernelspecs import write_kernelspec
 
 
 def make_broken_kernelspec(root) -> None:
-    spec = root / "kernels" / "broken"
-    spec.mkdir(parents=True)
-    argv = ["/no/such/program", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Broken", "language": "python"}))
+    write_kernelspec(root, "broken", ["/no/such/program", "-f", "{connection_file}"])
 
 
 def test_a_kernel_that_cannot_be_launched_is_a_503_with_a_reason(tmp_path):

@@ -15,18 +15,14 @@ import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from tests.support.attacks import MY_ADDRESSES, MY_LISTENING_PORTS, SERVICE_FILES, knock_on_each, read_the_service
-from tests.support.container import Container, Engine, generated_token, image_script
+from tests.support.container import FIGURES, WANTED, Container, Engine, generated_token, image_script
 
-WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"
 needs_image = pytest.mark.skipif(not WANTED, reason="the image is built and run with CI set or KERNELS_TEST_IMAGE=1")
 TOKEN = "image-token-0123456789"
 SECRET = "db-password-9876543210"  # an operator's secret, given to the container with -e
 MAX_IMAGE_MB = 300
 
 pytestmark = [needs_image, pytest.mark.timeout(900)]
-
-#: Figures for the end of the run (printed by tests/conftest.py).
-FIGURES: list[str] = []
 
 
 @dataclass

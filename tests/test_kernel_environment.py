@@ -9,6 +9,7 @@ import json
 from kernels_service.kernels.environment import INHERITED, SECRET_VARIABLES, inherited_environment
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import TOKEN, running_service
+from tests.support.kernelspecs import write_kernelspec
 
 SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret-0123", "DB_PASSWORD": "db-password-4567"}
 LOOK_AROUND = "import json, os; print(json.dumps(dict(os.environ)))"
@@ -27,11 +28,8 @@ def environment_of_a_kernel(service, **body) -> dict[str, str]:
 
 
 def test_a_kernel_sees_none_of_the_services_secrets_but_what_it_needs_to_run(tmp_path):
-    spec = tmp_path / "kernels" / "withenv"
-    spec.mkdir(parents=True)
     argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    kernelspec = {"argv": argv, "display_name": "env", "language": "python", "env": {"FROM_SPEC": "spec-${LANG}"}}
-    (spec / "kernel.json").write_text(json.dumps(kernelspec))
+    write_kernelspec(tmp_path, "withenv", argv, env={"FROM_SPEC": "spec-${LANG}"})
     env = {**SECRETS, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC", "JUPYTER_PATH": str(tmp_path)}
     with running_service("--initial-kernels=0", "--pool-size=0", from_env=True, env=env) as service:
         seen = environment_of_a_kernel(service, name="withenv", env={"KERNEL_USER": "ada"})

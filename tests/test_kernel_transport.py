@@ -5,7 +5,6 @@ starved of CPU for a moment."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from kernels_service.relay.sockets import channel_url
 from kernels_service.testing.channels import ChannelsClient
 from kernels_service.testing.service import running_service
 from tests.support.attacks import MY_ADDRESSES, run_in_kernel
+from tests.support.kernelspecs import write_kernelspec
 from tests.support.waiting import wait_until
 
 CURVE = {"supported_encryption": ["curve"]}
@@ -59,10 +59,7 @@ def test_a_kernelspec_declares_curve_only_in_the_forms_jupyter_client_reads(meta
 
 def plain_kernelspec(root: Path) -> dict[str, str]:
     """A python kernelspec that does not declare CurveZMQ (as most non-Python kernels)."""
-    spec = root / "kernels" / "plain"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Plain", "language": "python"}))
+    write_kernelspec(root, "plain")
     return {"JUPYTER_PATH": str(root)}
 
 

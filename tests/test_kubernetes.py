@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from kernels_service.testing.service import TOKEN
-from tests.support.container import Container, Engine, image_script
+from tests.support.container import WANTED, Container, Engine, image_script
 from tests.support.paths import ROOT
-from tests.test_image import WANTED
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")  # of the schemas kubernetes-validate 1.37.0 bundles

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,6 +16,7 @@ import websocket
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, alive, descendants, running_service
+from tests.support.kernelspecs import write_kernelspec
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
 
@@ -74,10 +74,7 @@ def test_a_pooled_kernel_cannot_be_reached_before_it_is_taken():
 
 def make_second_kernelspec(root) -> None:
     """A second Python kernelspec, `other`, in a JUPYTER_PATH of its own."""
-    spec = root / "kernels" / "other"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Other", "language": "python"}))
+    write_kernelspec(root, "other")
 
 
 def test_requests_that_do_not_fit_the_pool_are_launched(tmp_path):

@@ -4,10 +4,8 @@ kernel or a service that cannot stop."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, alive, descendants, running_service, tracebacks
+from tests.support.kernelspecs import write_kernelspec
 from tests.support.node import run_node
 from tests.support.paths import ROOT
 
@@ -133,12 +132,7 @@ def test_sigterm_during_a_lifecycle_operation_exits_0_within_10s_leaving_nothing
 
 
 def new_ports_kernelspec(root: Path) -> dict[str, str]:
-    spec = root / "kernels" / "newports"
-    spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    metadata = {"kernel_provisioner": {"provisioner_name": "new-ports-provisioner"}}
-    kernel_json = {"argv": argv, "display_name": "New ports", "language": "python", "metadata": metadata}
-    (spec / "kernel.json").write_text(json.dumps(kernel_json))
+    write_kernelspec(root, "newports", metadata={"kernel_provisioner": {"provisioner_name": "new-ports-provisioner"}})
     return {"JUPYTER_PATH": str(root), "PYTHONPATH": os.pathsep.join([str(PROVISIONERS), str(ROOT)])}
 
 

@@ -12,6 +12,7 @@ import websocket
 
 from kernels_service.testing.service import running_service
 from tests.support.engineio import recv_non_ping
+from tests.support.kernelspecs import write_kernelspec
 
 
 def connect_raw(service, version=4, query="", origin=None):
@@ -132,13 +133,10 @@ def test_websocket_transport_without_upgrade_is_a_json_400(service):
 
 def test_heartbeat_goes_on_while_a_connect_waits_for_a_slow_kernel(tmp_path):
     """A namespace connect waits for its kernel to be ready; pings and pongs must not."""
-    spec = tmp_path / "kernels" / "slow"
-    spec.mkdir(parents=True)
     launcher = (
         "import sys, time; time.sleep(2); from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
     )
-    argv = [sys.executable, "-c", launcher, "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Slow", "language": "python"}))
+    write_kernelspec(tmp_path, "slow", [sys.executable, "-c", launcher, "-f", "{connection_file}"])
     with running_service(
         "--initial-kernels=0",
         "--KernelsService.ping_interval=0.3",

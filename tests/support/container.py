@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import time
@@ -16,6 +17,13 @@ from typing import Any
 
 from kernels_service.testing.service import free_port, http_request
 from tests.support.paths import ROOT
+
+#: Whether the image is built and its tests run: with CI set or KERNELS_TEST_IMAGE=1.
+WANTED = bool(os.environ.get("CI")) or os.environ.get("KERNELS_TEST_IMAGE") == "1"
+
+#: Figures measured along the way (the image's size and build time), printed at the end
+#: of the run by tests/conftest.py.
+FIGURES: list[str] = []
 
 
 def image_script() -> ModuleType:
