@@ -416,23 +416,28 @@ def ratio(rounds: Rounds, name: str, key: str) -> float:
     return statistics.median(round_ratios(rounds, name, key))
 
 
-async def measure_fanout(service: Service, clients: int, lines: int) -> float:
+async def measure_fanout(service: Service, clients: int, lines: int, watcher_timeout: float = 300) -> float:
     """`clients` v1 watchers in processes of their own, plus the client that runs the
-    flood; seconds from the request until the last watcher has the last line."""
+    flood; seconds from the request until the last watcher has the last line. A watcher
+    that gets nothing for `watcher_timeout` seconds fails it (AssertionError)."""
     kernel_id = service.start_kernel()
     driver = await WebsocketPath.connect(service, kernel_id, "v1")
     await driver.execute("pass")
     url = service.ws_url(f"api/kernels/{kernel_id}/channels")
     watcher = str(ROOT / "benchmarks" / "fanout_watcher.py")
     processes = [
-        subprocess.Popen([sys.executable, watcher, url, service.token, str(lines)], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, watcher, url, service.token, str(lines), str(watcher_timeout)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(clients)
     ]
     try:
         for process in processes:
             assert process.stdout.readline().strip() == "ready", "a fan-out watcher did not connect"
         started = time.monotonic()
-        await driver.execute(flood_code(lines))
+        driven = await driver.execute(flood_code(lines))
         finished, failed = [], []
         for process in processes:
             out, _ = await asyncio.get_running_loop().run_in_executor(None, process.communicate, None)
@@ -442,7 +447,10 @@ async def measure_fanout(service: Service, clients: int, lines: int) -> float:
                 failed.append(out.strip().splitlines()[-1] if out.strip() else f"exit {process.returncode}")
         if failed:
             log = "\n".join(line for line in service.output().splitlines()[-80:] if "access_log" not in line)
-            raise AssertionError(f"{len(failed)} of {clients} fan-out watchers failed: {failed[:5]}\n{log}")
+            raise AssertionError(
+                f"{len(failed)} of {clients} fan-out watchers failed: {failed[:5]}; the client that ran the flood "
+                f"got {driven.lines} of {lines} lines\n{log}"
+            )
         return max(finished) - started
     finally:
         for process in processes:

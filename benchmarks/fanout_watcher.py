@@ -1,9 +1,9 @@
 """One fan-out client of bench_relay.py, in a process of its own: a v1 kernel websocket
 that prints `ready` once connected, reads the kernel's stream output until it has seen
 `lines` lines, then prints the monotonic time (system-wide on Linux) and exits; if
-nothing comes for 300 s, it prints how far it got and exits 1.
+nothing comes for `timeout` seconds (300 by default), it prints how far it got and exits 1.
 
-    python benchmarks/fanout_watcher.py <channels url> <token> <lines>
+    python benchmarks/fanout_watcher.py <channels url> <token> <lines> [timeout]
 
 Fifty of these share two cores with the service and the kernel, so each is as light as
 a client can be: a plain socket, websocket frames and v1 offsets parsed with struct, and
@@ -25,11 +25,11 @@ V1 = "v1.kernel.websocket.jupyter.org"
 STREAM = b'"stream"'  # the header's msg_type (no other header field holds it)
 
 
-def connect(url: str, token: str) -> tuple[socket.socket, bytes]:
+def connect(url: str, token: str, timeout: float = 300) -> tuple[socket.socket, bytes]:
     """A websocket upgrade by hand, with the v1 subprotocol; the socket, and what came
     after the response's headers."""
     parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=300)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
@@ -59,8 +59,8 @@ def stream_lines(payload: bytes) -> int:
     return payload.count(b"\\n", offsets[4], offsets[5])
 
 
-def main(url: str, token: str, lines: int) -> None:
-    sock, rest = connect(url, token)
+def main(url: str, token: str, lines: int, timeout: float = 300) -> None:
+    sock, rest = connect(url, token, timeout)
     print("ready", flush=True)
     buffer, seen = bytearray(rest), 0
     while seen < lines:
@@ -92,4 +92,4 @@ def main(url: str, token: str, lines: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(float(arg) for arg in sys.argv[4:5]))

@@ -4,13 +4,17 @@ machine would test the machine (benchmarks/README.md has the figures of a quiet 
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
 import sys
 
 import pytest
 
 from benchmarks.bench_relay import in_turn, ratio, round_ratios
+from kernels_service.testing.service import alive, descendants
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 ROWS = (
     "pass round trip, median",
@@ -88,3 +92,26 @@ def test_interrupt_loss_runs_and_accounts_for_every_run():
         (line,) = [line for line in result.stdout.splitlines() if line.strip().startswith(f"{mode}:")]
         counts = [int(word) for word in line.split("runs:")[1].replace(",", " ").split() if word.isdigit()]
         assert len(counts) == 3 and sum(counts) == 3, line
+
+
+@pytest.mark.timeout(180)
+def test_a_benchmark_ended_by_sigterm_stops_its_service_and_kernels():
+    """A benchmark killed with SIGTERM (a CI job cancelled, a terminal closed) stops the
+    service it started, and that service's kernels go with it (testing.service ends such a
+    program as Ctrl-C does, and stops its services at exit)."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"), "--quick"]
+    bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        said = [bench.stderr.readline() for _ in range(3)]
+        found = [re.search(r"\(pid (\d+)\)", line) for line in said]
+        service = int(next(match for match in found if match).group(1))
+        wait_until(lambda: len(descendants(service)) >= 3, 60, "the benchmark's kernels started")
+        kernels = descendants(service)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(60) != 0
+        wait_until(lambda: not alive(service), 30, "the benchmark's service gone")
+        wait_until(lambda: not any(alive(pid) for pid in kernels), 30, "the service's kernels gone")
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import websocket
@@ -19,6 +18,15 @@ from kernels_service.testing.service import alive, free_port
 from tests.support.engineio import post_headers_only, recv_non_ping, wait_closed
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until, wait_until_read
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
+    try:
+        http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +38,8 @@ def server():
         subprocess.Popen([sys.executable, "-m", module, "--port", str(ports["sio"])], cwd=ROOT),
         subprocess.Popen([sys.executable, "-m", module, "--port", str(ports["eio"]), "--engine-only"], cwd=ROOT),
     ]
-    deadline = time.monotonic() + 20
     for port in ports.values():
-        while True:
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "conformance server did not start"
-                time.sleep(0.1)
+        wait_until(lambda port=port: listening(port), 20, f"the conformance server on port {port}")
     yield ports
     procs[0].send_signal(signal.SIGINT)  # Ctrl-C
     procs[1].terminate()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import running_service
 from tests.support.kernelspecs import write_once_kernelspec
+from tests.support.waiting import wait_until
 
 
 def test_kernel_that_cannot_restart_is_dead(tmp_path):
@@ -31,9 +31,8 @@ def test_kernel_that_cannot_restart_is_dead(tmp_path):
             if m["header"]["msg_type"] == "status"
         ]
         assert "restarting" in states and states[-1] == "dead"
-        deadline = time.monotonic() + 10
-        while service.request("GET", f"api/kernels/{kernel_id}")[2]["execution_state"] != "dead":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: service.request("GET", f"api/kernels/{kernel_id}")[2]["execution_state"] == "dead", 10, "dead"
+        )
         client.close()
         assert service.request("DELETE", f"api/kernels/{kernel_id}")[0] == 204

@@ -10,12 +10,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 
 from kernels_service.testing.service import Service, tracebacks
 from tests.support.node import run_node
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 EXAMPLES = ROOT / "examples"
 
@@ -79,10 +79,7 @@ def test_the_browser_example_prints_hello_and_shuts_its_kernel_down_when_closed(
         query = urllib.parse.urlencode({"endpoint": service.http_url(), "token": service.token})
         outcome = run_node("browser_example.js", f"{origin}/browser/index.html?{query}")
         assert outcome["output"] == "hello\n" and not outcome["errors"], outcome
-        deadline = time.monotonic() + 20
-        while service.request("GET", "api/kernels")[2] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert service.request("GET", "api/kernels")[2] == [], "the page shuts its kernel down on pagehide"
+        wait_until(lambda: service.request("GET", "api/kernels")[2] == [], 20, "the page shutting its kernel down")
         assert not tracebacks(service.output()), service.output()
     finally:
         pages.shutdown()

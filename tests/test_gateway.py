@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, free_port
 from tests.support.channels import interrupted_reply
+from tests.support.waiting import wait_until
 
 SERVER_TOKEN = "jupyter-server-token"
 
@@ -40,15 +40,15 @@ class JupyterServer:
         self._wait()
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, Path(self.log.name).read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("jupyter server did not start")
+        wait_until(self._answers, 60, "jupyter server answering")
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, Path(self.log.name).read_text()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api", timeout=2)
+            return True
+        except OSError:
+            return False
 
     request = Service.request
     ws_url = Service.ws_url

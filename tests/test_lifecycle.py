@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, running_service
 from tests.support.paths import ROOT
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -161,10 +161,11 @@ def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
         client.close()
         assert service.request("POST", f"api/kernels/{kernels[1]}/restart")[0] == 200
         assert service.request("DELETE", f"api/kernels/{kernels[2]}")[0] == 204
-        deadline = time.monotonic() + 30
-        while service.output().count("Kernel restarted") < 1 or "straight from the kernel" not in service.output():
-            assert time.monotonic() < deadline, service.output()
-            time.sleep(0.1)
+        wait_until(
+            lambda: "Kernel restarted" in service.output() and "straight from the kernel" in service.output(),
+            30,
+            "the restart and the kernel's stderr in the log",
+        )
         log = service.output()
         for kernel in kernels:
             assert log.count(f"Kernel started: {kernel} ") == 1

@@ -14,6 +14,7 @@ import websocket
 from kernels_service import memory
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import descendants, running_service, tracebacks
+from tests.support.waiting import until_true, wait_until
 
 
 def environment_of(pid: int) -> dict[str, str]:
@@ -53,10 +54,7 @@ def test_the_heap_is_trimmed_once_a_burst_of_sessions_and_websockets_ends():
         clients = [ChannelsClient(service, kernel["id"]) for _ in range(10)]
         for sock in [*sockets, *(client.ws for client in clients)]:
             sock.close()
-        deadline = time.monotonic() + 60
-        while "Heap trimmed" not in service.output() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "Heap trimmed: resident memory" in service.output()
+        wait_until(lambda: "Heap trimmed: resident memory" in service.output(), 60, "the heap trimmed")
         client = ChannelsClient(service, kernel["id"])  # and it serves on
         assert stream_text(client.execute("print('still here')")[1]) == "still here\n"
         client.close()
@@ -71,21 +69,15 @@ def counted_trims(monkeypatch):
     return trims
 
 
-async def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-
-
 def test_a_burst_of_releases_makes_one_trim_after_it(counted_trims):
     async def burst() -> None:
         trimmer = memory.HeapTrimmer(quiet=0.05, longest=10)
         for _ in range(1000):
             trimmer.released()
-        await wait_for(lambda: counted_trims)
+        await until_true(lambda: counted_trims, 10, "a trim")
         await asyncio.sleep(0.2)  # nothing more is due
         trimmer.released()  # a new burst, a new trim
-        await wait_for(lambda: len(counted_trims) == 2)
+        await until_true(lambda: len(counted_trims) == 2, 10, "a second trim")
 
     asyncio.run(burst())
     assert len(counted_trims) == 2

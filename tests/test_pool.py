@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,10 +21,7 @@ from tests.support.waiting import wait_until
 
 
 def wait_for_pool(service: Service, ready: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while service.request("GET", "api/status")[2]["pool"] != ready:
-        assert time.monotonic() < deadline, f"the pool never had {ready} ready kernel(s)"
-        time.sleep(0.1)
+    wait_until(lambda: service.request("GET", "api/status")[2]["pool"] == ready, timeout, f"{ready} pooled kernel(s)")
 
 
 def pooled_ids(service: Service) -> list[str]:

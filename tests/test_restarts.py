@@ -17,6 +17,7 @@ from kernels_service.testing.service import Service, alive, descendants, running
 from tests.support.kernelspecs import write_kernelspec
 from tests.support.node import run_node
 from tests.support.paths import ROOT
+from tests.support.waiting import became_true, wait_until
 
 PROVISIONERS = ROOT / "tests" / "support" / "provisioners"
 
@@ -44,14 +45,8 @@ def test_rapid_restarts_leave_every_model_idle_without_a_client(service):
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(lambda k: service.request("POST", f"api/kernels/{k}/restart")[0], kernels * 2))
     assert set(statuses) <= {200, 409}, statuses
-    deadline = time.monotonic() + 60
-    states = {}
-    while time.monotonic() < deadline:
-        states = {k: service.request("GET", f"api/kernels/{k}")[2]["execution_state"] for k in kernels}
-        if set(states.values()) == {"idle"}:
-            break
-        time.sleep(0.2)
-    assert set(states.values()) == {"idle"}, states
+    states = lambda: {k: service.request("GET", f"api/kernels/{k}")[2]["execution_state"] for k in kernels}  # noqa: E731
+    wait_until(lambda: set(states().values()) == {"idle"}, 60, "every kernel idle after the restarts")
     for kernel in kernels:
         assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
 
@@ -82,9 +77,7 @@ def test_delete_during_a_restart_stops_the_kernel_for_good(service):
         assert restart.result()[0] in (200, 404, 409)
         assert delete.result()[0] == 204
     assert service.request("GET", f"api/kernels/{kernel}")[0] == 404
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in descendants(service.pid) - before) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    became_true(lambda: not any(alive(pid) for pid in descendants(service.pid) - before), 15)
     kernel_pids = [pid for pid in before - descendants(service.pid) if alive(pid)]
     assert not kernel_pids, f"the deleted kernel's processes live on: {kernel_pids}"
 
@@ -123,10 +116,7 @@ def test_sigterm_during_a_lifecycle_operation_exits_0_within_10s_leaving_nothing
         except OSError:
             pass  # the service may close the connection as it stops
     assert code == 0 and took < 10, (code, took, service.output()[-3000:])
-    deadline = time.monotonic() + 5
-    while kernels_of(runtime) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not kernels_of(runtime), "a kernel outlived the service"
+    wait_until(lambda: not kernels_of(runtime), 5, "no kernel outliving the service")
     assert not list(runtime.glob("kernel-*.json")), "connection files were left behind"
     assert not tracebacks(service.output())
 

@@ -4,6 +4,7 @@ with (and anyone who tests a client against it). Only the standard library."""
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,26 @@ TOKEN = "test-token-0123456789"
 
 #: How the service is started by default: as the installed package runs it.
 LAUNCHER = (sys.executable, "-m", "kernels_service")
+
+
+#: Signals that end a program which starts services as Ctrl-C does, so that its services
+#: are stopped on the way out (a benchmark killed with SIGTERM left its service running).
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise SystemExit in this program (unless it handles them
+    itself, or this is not its main thread): `finally` blocks run, and so do the atexit
+    stops of its services."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in ENDING_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, _exit_with)
+
+
+def _exit_with(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def free_port() -> int:
@@ -115,7 +137,9 @@ class Service:
                 env[{"port": "PORT", "base-path": "BASE_PATH"}[name]] = value
             else:
                 command.append(f"--{name}={value}")
+        exit_on_signals()
         self.process = subprocess.Popen(command, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        atexit.register(self._stop_at_exit)  # whatever ends the program that started it
         self._wait_serving()
 
     @property
@@ -163,8 +187,13 @@ class Service:
         assert status == 201, model
         return model["id"]
 
+    def _stop_at_exit(self) -> None:
+        if self.process.poll() is None:
+            self.stop()
+
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the service, wait for it, and return its exit code."""
+        atexit.unregister(self._stop_at_exit)
         if self.process.poll() is None:
             self.process.send_signal(signum)
             try:

@@ -6,6 +6,7 @@ faster, and fails on a busy machine; these wait for the thing itself, within a d
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -50,3 +51,12 @@ def unread_by_server(sock: socket.socket) -> int | None:
 def hex_address(host: str) -> str:
     """An IPv4 address as /proc/net/tcp writes it (the bytes in host order, in hex)."""
     return "".join(f"{int(part):02X}" for part in reversed(host.split(".")))
+
+
+async def until_true(condition: Callable[[], object], timeout: float = 10, what: str = "the condition") -> None:
+    """In a coroutine: return once `condition()` is true (checked every 10 ms, the event
+    loop running meanwhile); AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not come true in {timeout} s"
+        await asyncio.sleep(0.01)
