@@ -174,3 +174,19 @@ def test_one_log_line_per_lifecycle_event_and_the_tcp_warning_once():
         # every kernel (4 or more launches here, the pooled ones too) prints it; the log once
         assert log.count("Kernel is running over TCP without encryption") == 1
         assert log.count("straight from the kernel") == 1
+
+
+def test_a_fallback_connection_file_directory_is_removed_when_the_service_stops(tmp_path):
+    """Where Jupyter's runtime directory cannot be made (an image run under a uid with no
+    home), connection files go to a fresh private temporary directory: gone at the stop."""
+    unmakeable = tmp_path / "a-file" / "runtime"
+    (tmp_path / "a-file").write_text("not a directory")
+    with running_service(
+        "--initial-kernels=1", "--pool-size=0", env={"JUPYTER_RUNTIME_DIR": str(unmakeable)}
+    ) as service:
+        found = re.search(r"connection files go to (\S+)", service.output())
+        assert found, service.output()
+        fallback = Path(found.group(1))
+        assert fallback.is_dir() and fallback.stat().st_mode & 0o777 == 0o700
+        assert list(fallback.glob("kernel-*.json")), "the kernel's connection file is not there"
+    assert not fallback.exists(), "the fallback directory outlived the service"
