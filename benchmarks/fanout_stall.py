@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -77,8 +78,20 @@ class Stopper(threading.Thread):
         os.kill(self.pid, signal.SIGCONT)
 
 
+IOPUB_READ = re.compile(r'^kernels_service_messages_total\{channel="iopub",direction="from_kernel"\} (\S+)$', re.M)
+
+
+def iopub_read(service: Service) -> float:
+    """iopub messages the service has read from its kernels (its metrics)."""
+    status, _, body = service.request("GET", "metrics")
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    found = IOPUB_READ.search(text)
+    return float(found.group(1)) if status == 200 and found else float("nan")
+
+
 async def one_run(service: Service, args: argparse.Namespace, number: int) -> tuple[bool, str]:
     """One fan-out under the chosen pressure: whether it stalled, and what to print."""
+    before = iopub_read(service)
     stopper = Stopper(service.pid, seed=number) if args.pressure in ("sigstop", "both") else None
     if stopper is not None:
         stopper.start()
@@ -94,6 +107,7 @@ async def one_run(service: Service, args: argparse.Namespace, number: int) -> tu
             stopper.end()
     if stopper is not None:
         said += f" ({stopper.stops} stops of the service)"
+    said += f"; the service read {iopub_read(service) - before:.0f} iopub messages from the kernel"
     return stalled, said
 
 
