@@ -428,7 +428,9 @@ def test_a_launcher_that_fails_says_why_in_the_log_in_one_line(containers, tmp_p
     """A kernelspec whose launcher runs with a Python that lacks this package: a 503, and
     the launcher's own error in the service's log, in one line that names the kernelspec
     (gateway_provisioners alone says "Check Enterprise Gateway log for more information")."""
-    lacks = subprocess.run([OTHER_PYTHON, "-c", "import kernels_service"], capture_output=True, timeout=60)
+    lacks = subprocess.run(
+        [OTHER_PYTHON, "-c", "import kernels_service"], capture_output=True, timeout=60, cwd=tmp_path
+    )
     assert lacks.returncode != 0, f"{OTHER_PYTHON} can import kernels_service: the test needs one that cannot"
     spec = json.loads((containers.jupyter_path / "kernels" / CONFINED_SPEC / "kernel.json").read_text())
     spec["argv"][0] = OTHER_PYTHON
@@ -436,7 +438,9 @@ def test_a_launcher_that_fails_says_why_in_the_log_in_one_line(containers, tmp_p
     (tmp_path / "kernels" / "broken_launcher" / "kernel.json").write_text(json.dumps(spec))
     argv, env = containers.service_options()
     env["JUPYTER_PATH"] = f"{tmp_path}:{env['JUPYTER_PATH']}"
-    with running_service(*argv, env={**env, "PATH": BARE_PATH}) as service:
+    # started away from the checkout, as a service installed in a venv is: its working
+    # directory does not hold the package, which the other Python would import from there
+    with running_service(*argv, env={**env, "PATH": BARE_PATH}, cwd=tmp_path) as service:
         status, _, body = service.request("POST", "api/kernels", {"name": "broken_launcher", "env": CLIENT})
         assert status == 503, body
         assert service.request("POST", "api/kernels", {"name": SPEC, "env": CLIENT})[0] == 201  # the next is served
