@@ -228,8 +228,16 @@ def running_service(*args: str, **options: Any) -> Iterator[Service]:
     service = Service(*args, **options)
     try:
         yield service
+    except BaseException:
+        # what the service did is most of what a failure has to tell (pytest shows stderr)
+        print(f"--- the service's log, last lines ---\n{service.output()[-LOG_TAIL:]}", file=sys.stderr)
+        raise
     finally:
         service.stop_and_check_no_leak()
+
+
+#: How much of a service's log a failure inside `running_service` prints.
+LOG_TAIL = 6000
 
 
 #: The last line of a kernel that lost jupyter_client's port race: a port picked free for
