@@ -101,8 +101,7 @@ async def closed_before_stdin_is_up(tmp_path) -> None:
     ready = asyncio.Event()
     ready.set()
     leaving = RelaySession("k", b"client-1", Signer(KEY), ready, lambda: None)
-    leaving.open(manager)
-    await asyncio.sleep(0.2)  # its sockets are trying to connect
+    leaving.open(manager)  # its sockets connect to a kernel whose stdin is not there yet
     leaving.close()
     stdin = kernel_router(context, tmp_path, 3)
     shell = kernel_router(context, tmp_path, 1)
