@@ -27,7 +27,9 @@ class LauncherOutput:
     every launch of one kernel appends to."""
 
     def __init__(self) -> None:
-        self.file: IO[bytes] = tempfile.TemporaryFile(prefix="kernel-launcher-")
+        # append mode: the launcher shares this open file, and with it the file's offset,
+        # so without O_APPEND its writes would land wherever a read here left the offset
+        self.file: IO[bytes] = tempfile.TemporaryFile(mode="a+b", prefix="kernel-launcher-")
         self._launch_began = 0
 
     def launch_begins(self) -> None:
@@ -39,7 +41,6 @@ class LauncherOutput:
         end = self.file.seek(0, 2)
         self.file.seek(max(self._launch_began, end - TAIL_BYTES))
         text = self.file.read().decode("utf-8", "replace")
-        self.file.seek(0, 2)
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return lines[-1] if lines else ""
 
@@ -49,6 +50,3 @@ class LauncherOutput:
         said = self.last_line()
         if said:
             log.error("Launcher of a %s kernel failed: %s", kernelspec, said[:500])
-
-    def close(self) -> None:
-        self.file.close()
