@@ -89,6 +89,23 @@ def test_probe_then_upgrade_moves_the_session_to_websocket():
     assert engine.state is EngineState.WEBSOCKET and not engine.poll_requested()
 
 
+def test_every_poll_during_an_upgrade_is_answered_at_once():
+    """The NOOP queued with the probe's answer may end a poll the client sent before it
+    saw that answer (the two travel on different connections); the poll it sends next,
+    which it then waits for before upgrading, must not wait for packets (CI saw three
+    socket.io 2.x sessions hang 45 s so, until their ping timeout)."""
+    engine = session(3)
+    engine.take_outgoing()
+    assert not engine.poll_answered_at_once()  # on polling, a poll waits for packets
+    engine.probe_opened()
+    engine.receive(Packet(PING, "probe"), 0.1, OVER_PROBE)
+    assert engine.poll_requested() and engine.poll_answered() == [Packet(NOOP)]  # the probe's NOOP
+    assert engine.poll_answered_at_once() and engine.poll_requested()
+    assert engine.poll_answered() == [Packet(NOOP)]  # the next poll too, though nothing was queued
+    engine.receive(Packet(UPGRADE), 0.2, OVER_PROBE)
+    assert engine.state is EngineState.WEBSOCKET
+
+
 def test_a_second_websocket_is_refused_while_a_probe_is_open_and_after_the_upgrade():
     engine = session(4)
     assert engine.probe_opened() and not engine.probe_opened()

@@ -204,6 +204,16 @@ class EngineIOSession:
         self.poll_open = True
         return True
 
+    def poll_answered_at_once(self) -> bool:
+        """Whether a poll that arrives now is answered at once rather than waiting: when
+        packets are queued, the session is closed, or an upgrade is under way. During the
+        upgrade the client pauses polling once its probe is answered, and waits for its
+        last poll to end; the NOOP queued with the probe's answer may already have ended
+        an earlier poll (the polling answer and the websocket's travel apart), so every
+        poll until the upgrade ends gets a NOOP at least (engine.io's server sends one to
+        a waiting poll every 100 ms for the same reason)."""
+        return self.closed or self.has_outgoing() or self.state is EngineState.UPGRADING
+
     def poll_answered(self) -> list[Packet]:
         """The packets that end the open poll: the oldest MAX_POLL_PACKETS of those queued
         (all of them once the session is closed: no poll follows), NOOP if none is."""

@@ -23,7 +23,7 @@ class LongPolls:
         engine = session.engine
         if not engine.poll_requested():
             return None
-        if engine.has_outgoing() or engine.closed:
+        if engine.poll_answered_at_once():
             return engine.poll_answered()
         session.poll = asyncio.get_running_loop().create_future()
         return await session.poll
