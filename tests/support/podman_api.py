@@ -74,15 +74,14 @@ def docker_api(engine: Engine) -> Iterator[DockerAPI]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    subnet = random.randrange(1, 250)
-    network = f"kernels-test-{os.getpid()}-{subnet}"
+    network = f"kernels-test-{os.getpid()}"
     try:
         deadline = time.monotonic() + 30
         while not socket.exists():
             assert service.poll() is None, "podman system service exited"
             assert time.monotonic() < deadline, "podman's API socket never appeared"
             time.sleep(0.05)
-        engine("network", "create", "--subnet", f"10.231.{subnet}.0/24", network)
+        create_network(engine, network)
         inspected = json.loads(engine("network", "inspect", network).stdout)[0]
         gateway = inspected["subnets"][0]["gateway"]
         yield DockerAPI(engine, f"unix://{socket}", network, gateway)
@@ -96,3 +95,14 @@ def docker_api(engine: Engine) -> Iterator[DockerAPI]:
         except subprocess.TimeoutExpired:
             os.killpg(service.pid, signal.SIGKILL)
             service.wait(10)
+
+
+def create_network(engine: Engine, name: str, tries: int = 20) -> None:
+    """A bridge network `name` on a random 10.231.x.0/24 subnet: another taken already (a
+    test's network while a benchmark inside it makes its own) makes podman refuse it, so a
+    refused subnet is tried again with another, a few times."""
+    for _ in range(tries):
+        made = engine("network", "create", "--subnet", f"10.231.{random.randrange(1, 250)}.0/24", name, check=False)
+        if made.returncode == 0:
+            return
+    raise AssertionError(f"podman made no network in {tries} tries: {made.stderr}")
