@@ -101,10 +101,28 @@ async def running_kernel(registry: KernelRegistry):
     return record
 
 
+def waits_on_something_pending(task: asyncio.Task) -> bool:
+    """Whether a task is done, or waits on a future nobody has resolved yet.
+
+    `_fut_waiter` is asyncio's own record of what a task waits for (pure-Python and C
+    tasks both have it); a task whose future is done is about to run again."""
+    if task.done():
+        return True
+    waiter = task._fut_waiter  # noqa: SLF001 - the one place a task says what it waits on
+    return waiter is not None and not waiter.done()
+
+
 async def settle() -> None:
-    """Let every task run until it waits on a gate (a bounded number of loop turns)."""
-    for _ in range(20):
+    """Return once every other task waits on a gate or is done: nothing left can run.
+
+    A condition, not a count of loop turns; bounded so that a task that never waits
+    (a busy loop) fails the test instead of hanging it."""
+    for _ in range(1000):
         await asyncio.sleep(0)
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if all(waits_on_something_pending(task) for task in others):
+            return
+    raise AssertionError("tasks were still runnable after 1000 loop turns")
 
 
 def run(test):
