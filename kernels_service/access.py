@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import secrets
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ class AccessPolicy:
 
     token: str
     allow_origin: str = ""
+    remote_access: bool = True  # any Host header; False: local ones only (see host_allowed)
+    local_hostnames: tuple[str, ...] = ("localhost",)
 
     def token_accepted(self, request: HTTPServerRequest) -> bool:
         """True if the request carries the token (header or `?token=`), or none is needed."""
@@ -56,6 +59,13 @@ class AccessPolicy:
         if not self.token:
             return True
         return supplied is not None and hmac.compare_digest(supplied.encode(), self.token.encode())
+
+    def host_allowed(self, request: HTTPServerRequest) -> bool:
+        """Whether the request's `Host` may be served: any, with remote access; else only a
+        loopback address or one of `local_hostnames`. A web page the user visits can point
+        a name of its own at 127.0.0.1 (DNS rebinding) and so reach a local service as
+        "same origin"; its requests still carry that name in `Host`."""
+        return self.remote_access or is_local_host(request.host, self.local_hostnames)
 
     def origin_allowed(self, request: HTTPServerRequest) -> bool:
         """Non-browser clients (no Origin) pass; browsers must be same-origin or allowed."""
@@ -84,6 +94,32 @@ class AccessPolicy:
         if self.allow_origin == "*" or origin == self.allow_origin:
             return origin
         return None
+
+
+def is_local_host(host: str, local_hostnames: tuple[str, ...]) -> bool:
+    """Whether a `Host` header (`name[:port]`, `[v6][:port]`) names this machine's loopback:
+    a loopback address, or one of `local_hostnames` (case-insensitive)."""
+    name = host.strip()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name.lower().rstrip(".") in {hostname.lower() for hostname in local_hostnames}
+
+
+def remote_access_default(token: str, ip: str) -> bool:
+    """Whether any `Host` is served when the operator did not say: yes where a token is
+    required and the service listens beyond the loopback (as Jupyter Server does); no
+    where it listens on the loopback only, or without a token (a page could then run code)."""
+    if not token:
+        return False
+    try:
+        return not ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return ip.lower() != "localhost"  # "" (every address) or a name
 
 
 def token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

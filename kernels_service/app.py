@@ -46,6 +46,7 @@ ENVIRONMENT = {
     "token": "KERNELS_SERVICE_TOKEN",
     "token_file": "KERNELS_SERVICE_TOKEN_FILE",
     "allow_origin": "ALLOW_ORIGIN",
+    "allow_remote_access": "ALLOW_REMOTE_ACCESS",
     "pool_size": "KERNELS_POOL_SIZE",
     "keep_kernels": "KERNELS_KEEP_KERNELS",
 }
@@ -134,6 +135,21 @@ class KernelsService(Application):
         DEFAULTS.allow_origin,
         config=True,
         help="Origin allowed for cross-origin browsers, or * for any (env ALLOW_ORIGIN). Empty: same origin only.",
+    )
+    allow_remote_access = Bool(
+        DEFAULTS.allow_remote_access,
+        allow_none=True,
+        config=True,
+        help="Serve requests whatever their Host header names. Unset: only where a token is required and "
+        "--ip is not a loopback address; otherwise only a Host that is a loopback address or one of "
+        "--local-hostnames is served (others get 403), so that a web page cannot reach the service by "
+        "pointing a name of its own at 127.0.0.1 (DNS rebinding). Env ALLOW_REMOTE_ACCESS.",
+    )
+    local_hostnames = List(
+        Unicode(),
+        list(DEFAULTS.local_hostnames),
+        config=True,
+        help="Host names served without --allow-remote-access, besides loopback addresses.",
     )
     allowed_kernel_env = List(
         Unicode(), config=True, help="Variables a client may set in a new kernel's env, besides KERNEL_*."
@@ -240,6 +256,7 @@ class KernelsService(Application):
         "cull-idle-timeout": "KernelsService.cull_idle_timeout",
         "cull-interval": "KernelsService.cull_interval",
         "allow-origin": "KernelsService.allow_origin",
+        "local-hostnames": "KernelsService.local_hostnames",
         "kernel-env-inherit": "KernelsService.kernel_env_inherit",
         "max-http-buffer-size": "KernelsService.max_http_buffer_size",
         "max-socketio-sessions": "KernelsService.max_socketio_sessions",
@@ -259,6 +276,10 @@ class KernelsService(Application):
         "cull-connected": ({"KernelsService": {"cull_connected": True}}, "Cull idle kernels with clients too."),
         "cull-busy": ({"KernelsService": {"cull_busy": True}}, "Cull busy kernels too."),
         "metrics-no-auth": ({"KernelsService": {"metrics_no_auth": True}}, "Serve <base>metrics without the token."),
+        "allow-remote-access": (
+            {"KernelsService": {"allow_remote_access": True}},
+            "Serve requests whatever their Host header names (behind a proxy, or by name).",
+        ),
         "keep-kernels": (
             {"KernelsService": {"keep_kernels": True}},
             "Local kernels outlive the service's SIGTERM or crash and are taken up at the next start.",
@@ -318,6 +339,7 @@ class KernelsService(Application):
         values["pool_kernelspecs"] = tuple(self.pool_kernelspecs)
         values["allowed_kernel_env"] = tuple(self.allowed_kernel_env)
         values["kernel_env_inherit"] = tuple(self.kernel_env_inherit)
+        values["local_hostnames"] = tuple(self.local_hostnames)
         return ServiceConfig(**values, jupyter_config=self.config)
 
 

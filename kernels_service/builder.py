@@ -31,7 +31,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application
 from traitlets.config import Config
 
-from kernels_service.access import AccessPolicy, resolve_token
+from kernels_service.access import AccessPolicy, remote_access_default, resolve_token
 from kernels_service.config import ServiceConfig
 from kernels_service.kernels import KernelRegistry
 from kernels_service.kernels.culler import Culler, CullPolicy
@@ -152,7 +152,7 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     services = Services(
         registry,
         hub,
-        AccessPolicy(token, config.allow_origin),
+        access_policy(config, token),
         normalise_base_path(config.base_path),
         client_queue_limit=config.client_queue_limit,
         ping_interval=config.websocket_ping_interval,
@@ -171,6 +171,16 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     return KernelsServer(
         config, services, socketio, web_app, Culler(registry, cull_policy), multi.context, store, directories
     )
+
+
+def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
+    """Who may talk to the service: the token, origins, and which `Host` headers are served."""
+    remote = config.allow_remote_access
+    if remote is None:
+        remote = remote_access_default(token, config.ip)
+    if not remote:
+        log.info("Serving only requests to a local Host (%s, loopback addresses)", ", ".join(config.local_hostnames))
+    return AccessPolicy(token, config.allow_origin, remote_access=remote, local_hostnames=config.local_hostnames)
 
 
 def build_multi_kernel_manager(config: ServiceConfig, runtime: str, sockets: PrivateDir | None) -> Any:

@@ -41,6 +41,8 @@ class ServiceConfig:
     replay_limit: int = 16 * MIB
     metrics_no_auth: bool = False
     allow_origin: str = ""
+    allow_remote_access: bool | None = None  # any Host header; None: where a token is needed and ip is not loopback
+    local_hostnames: tuple[str, ...] = ("localhost",)  # Host names served without remote access
     allowed_kernel_env: tuple[str, ...] = ()
     # names or patterns of the service's env kernels inherit, besides INHERITED
     kernel_env_inherit: tuple[str, ...] = ()

@@ -35,6 +35,7 @@ class EngineRequest:
     sid: str | None
     upgrade: bool = False  # an `Upgrade: websocket` header
     origin_allowed: bool = True
+    host_allowed: bool = True  # its Host header may be served (access.AccessPolicy.host_allowed)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def admit(
     posting_over_websocket = request.method == "POST" and request.transport != "polling"
     if request.transport not in ("polling", "websocket") or posting_over_websocket:
         return Refuse(UNKNOWN_TRANSPORT)
+    if not request.host_allowed:
+        return Refuse(FORBIDDEN, 403, "Forbidden: this Host is not served (--allow-remote-access)")
     if not request.origin_allowed:
         return Refuse(FORBIDDEN, 403)
     session = None

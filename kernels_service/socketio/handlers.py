@@ -56,6 +56,7 @@ class EngineIOHandler(websocket.WebSocketHandler):
             sid=self.get_query_argument("sid", None),
             upgrade=self.request.headers.get("Upgrade", "").lower() == "websocket",
             origin_allowed=self.server.access.origin_allowed(self.request),
+            host_allowed=self.server.access.host_allowed(self.request),
         )
         decision = self.server.admit(request)
         if isinstance(decision, admission.Refuse):

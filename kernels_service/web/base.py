@@ -100,14 +100,20 @@ class JSONHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
 
     def prepare(self) -> None:
+        if not self.services.policy.host_allowed(self.request):
+            raise web.HTTPError(403, foreign_host_refusal(self.request.host))
         for name, value in self.services.policy.cors_headers(self.request).items():
             self.set_header(name, value)
-        if self.request.method == "OPTIONS":
+        if self.request.method == "OPTIONS" or not self.needs_token():
             return
         if self.services.policy.token_missing(self.request):
             raise web.HTTPError(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
             raise web.HTTPError(403, "Forbidden: bad token")
+
+    def needs_token(self) -> bool:
+        """Whether this request must carry the token (every one, unless a handler says)."""
+        return True
 
     def options(self, *args: str, **kwargs: str) -> None:
         """CORS preflight: what the allowed origins may send (path parameters are ignored)."""
@@ -142,6 +148,16 @@ class JSONHandler(web.RequestHandler):
             log.info("%s %s -> %s", self.request.method, redact(self.request.uri or ""), value)
         else:
             super().log_exception(typ, value, tb)
+
+
+def foreign_host_refusal(host: str) -> str:
+    """The message of a request refused for its `Host` (access.AccessPolicy.host_allowed)."""
+    shown = host.encode("ascii", "backslashreplace").decode()[:100]
+    return (
+        f"Forbidden: Host {shown!r} is not a local address, and this service serves only local ones "
+        "(a web page can point its own name at 127.0.0.1); name it with --local-hostnames, or serve "
+        "every Host with --allow-remote-access"
+    )
 
 
 def allowed_methods(handler: web.RequestHandler) -> list[str]:

@@ -31,7 +31,7 @@ from kernels_service.protocol.ws_frames import WireFrame, wire_frame
 from kernels_service.relay import SERVICE_RESTARTING, KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
-from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer
+from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer, foreign_host_refusal
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 from kernels_service.websocket_writer import HIGH_WATER, FrameWriter, open_stream
 
@@ -89,6 +89,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
+        if not self.services.policy.host_allowed(self.request):
+            return self._refuse(403, foreign_host_refusal(self.request.host))
         if self.services.policy.token_missing(self.request):
             self.set_header("WWW-Authenticate", TOKEN_CHALLENGE)
             return self._refuse(401, "Unauthorized: a token is required")

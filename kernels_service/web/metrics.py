@@ -14,10 +14,8 @@ class MetricsHandler(JSONHandler):
 
     tracks_activity = False
 
-    def prepare(self) -> None:
-        if self.services.metrics_no_auth and self.request.method in ("GET", "HEAD"):
-            return
-        super().prepare()
+    def needs_token(self) -> bool:
+        return not (self.services.metrics_no_auth and self.request.method in ("GET", "HEAD"))
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

@@ -35,7 +35,8 @@ class StatusHandler(JSONHandler):
 
 
 class HealthHandler(JSONHandler):
-    """`{"status": "ok"}` to anyone, without the token: a container's HEALTHCHECK has none.
+    """`{"status": "ok"}` to anyone, without the token and whatever its `Host`: a
+    container's HEALTHCHECK has no token, a cluster's probe names the pod by its address.
     It reveals nothing (no version, no counts), and asking is not activity."""
 
     tracks_activity = False
