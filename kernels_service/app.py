@@ -25,11 +25,13 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
-from kernels_service.config import SANDBOXES, TRANSPORTS, ServiceConfig
+from kernels_service.config import ISOLATIONS, SANDBOXES, TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
-from kernels_service.kernels import ConfigError, KernelsError
+from kernels_service.kernels import ConfigError, KernelsError, isolation
+from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
+from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
 from kernels_service.serving import serve
 
 log = logging.getLogger("kernels_service")
@@ -198,6 +200,22 @@ class KernelsService(Application):
         "only its own connection file and sockets, its own processes and a private /tmp. Empty: kernels share "
         "the service's view of the machine.",
     )
+    kernel_isolation = Enum(
+        ISOLATIONS,
+        DEFAULTS.kernel_isolation,
+        config=True,
+        help="Keep local kernels apart from the service and from each other. auto: wherever the service can "
+        "(a uid of its own for each kernel where the service runs as root or holds CAP_SETUID and CAP_SETGID; "
+        "the sandbox or container where chosen), and the start says which kernelspecs are not; required: "
+        "refuse to start unless every kernelspec's kernels are kept apart; none: local kernels run as the "
+        "service's uid.",
+    )
+    kernel_uids = Unicode(
+        DEFAULTS.kernel_uids,
+        config=True,
+        help="The uids local kernels get, one each, LOW-HIGH; a uid of an account, or one a process runs as, "
+        "is never given.",
+    )
     max_message_size = Integer(
         DEFAULTS.max_message_size, config=True, help="Largest websocket message accepted, in bytes."
     )
@@ -244,6 +262,8 @@ class KernelsService(Application):
         "token-file": "KernelsService.token_file",
         "kernel-transport": "KernelsService.kernel_transport",
         "kernel-sandbox": "KernelsService.kernel_sandbox",
+        "kernel-isolation": "KernelsService.kernel_isolation",
+        "kernel-uids": "KernelsService.kernel_uids",
         "kernel-port-range": "KernelsService.kernel_port_range",
         "kernel-store": "KernelsService.kernel_store",
         "kernel-name": "KernelsService.kernel_name",
@@ -324,13 +344,34 @@ class KernelsService(Application):
         """--show-config(-json), which traitlets runs instead of start(): every option's
         effective value and its source (not only the config's, as traitlets would); no token."""
         configuration = effective_configuration(self, self.environment_sources)
-        default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else "local-provisioner"
         specs = KernelSpecManager(config=self.config).get_all_specs()
+        plan, uids = self.isolation_plan(specs)
+        if self.kernel_sandbox == "bubblewrap":
+            default_provisioner = PROVISIONER_NAME
+        else:
+            default_provisioner = OWN_UID_PROVISIONER if uids is not None else "local-provisioner"
         configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
+        for entry in plan:
+            configuration[f"kernelspec.{entry.kernelspec}.isolation"] = {"value": str(entry), "source": "start"}
         if self.show_config_json:
             print(json.dumps(configuration, indent=1, sort_keys=True))
         else:
             print(f"{self.name} {self.version}: effective configuration\n{format_configuration(configuration)}")
+
+    def isolation_plan(self, specs: dict) -> tuple[list[isolation.KernelspecIsolation], KernelUids | None]:
+        """What the start would say of each kernelspec's isolation (nothing made on disk)."""
+        uids, why_not = isolation.kernel_uids(
+            self.kernel_isolation, self.kernel_sandbox, self.kernel_uids, prepare=False
+        )
+        plan = isolation.plan_isolation(
+            specs,
+            policy=self.kernel_isolation,
+            sandbox=self.kernel_sandbox,
+            transport=self.kernel_transport,
+            uids=uids,
+            why_no_uids=why_not,
+        )
+        return plan, uids
 
     def service_config(self) -> ServiceConfig:
         """The options as the composition root takes them."""

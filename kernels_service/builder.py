@@ -33,16 +33,18 @@ from traitlets.config import Config
 
 from kernels_service.access import AccessPolicy, remote_access_default, resolve_token
 from kernels_service.config import ServiceConfig
-from kernels_service.kernels import KernelRegistry
+from kernels_service.kernels import KernelRegistry, isolation
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.directories import PrivateDir, connection_dir
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
 from kernels_service.kernels.ipc import socket_dir
 from kernels_service.kernels.keeper import KernelKeeper
+from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.manager import ServiceMultiKernelManager
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, check_bubblewrap
+from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
 from kernels_service.kernels.shutdown import stop_all
 from kernels_service.kernels.store import KernelStore, SqliteKernelStore
 from kernels_service.logs import jupyter_client_log
@@ -144,7 +146,9 @@ def build(config: ServiceConfig) -> KernelsServer:
 
 def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets: PrivateDir | None) -> KernelsServer:
     """`build`, once the token and the kernels' directories are known."""
-    multi = build_multi_kernel_manager(config, runtime.path, sockets)
+    uids, why_no_uids = isolation.kernel_uids(config.kernel_isolation, config.kernel_sandbox, config.kernel_uids)
+    multi = build_multi_kernel_manager(config, runtime.path, sockets, uids)
+    isolation.report(isolation_plan(config, multi.kernel_spec_manager, uids, why_no_uids), config.kernel_isolation)
     store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
     registry = build_registry(config, multi, store)
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
@@ -183,9 +187,26 @@ def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
     return AccessPolicy(token, config.allow_origin, remote_access=remote, local_hostnames=config.local_hostnames)
 
 
-def build_multi_kernel_manager(config: ServiceConfig, runtime: str, sockets: PrivateDir | None) -> Any:
+def isolation_plan(
+    config: ServiceConfig, specs: KernelSpecManager, uids: KernelUids | None, why_no_uids: str
+) -> list[isolation.KernelspecIsolation]:
+    """How each kernelspec's kernels will be kept apart (kernels.isolation)."""
+    return isolation.plan_isolation(
+        specs.get_all_specs(),
+        policy=config.kernel_isolation,
+        sandbox=config.kernel_sandbox,
+        transport=config.kernel_transport,
+        uids=uids,
+        why_no_uids=why_no_uids,
+    )
+
+
+def build_multi_kernel_manager(
+    config: ServiceConfig, runtime: str, sockets: PrivateDir | None, uids: KernelUids | None = None
+) -> Any:
     """jupyter_client's manager of kernel managers, ours: kernels' connection files in
-    `runtime`, their transport (ipc sockets in `sockets`), their ports and provisioners."""
+    `runtime`, their transport (ipc sockets in `sockets`), their ports, their uids and
+    provisioners."""
     multi = ServiceMultiKernelManager(
         log=jupyter_client_log(),
         config=kernel_manager_config(config, sockets),
@@ -193,14 +214,18 @@ def build_multi_kernel_manager(config: ServiceConfig, runtime: str, sockets: Pri
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
         connection_dir=runtime,
     )
-    picker = port_picker(config)
-    if picker is not None:
+    parts = {"port_picker": port_picker(config), "kernel_uids": uids}
+    given = {name: part for name, part in parts.items() if part is not None}
+    if given:
         make_manager = multi.kernel_manager_factory  # jupyter_client's (it shares the ZeroMQ context)
-        multi.kernel_manager_factory = lambda *args, **kwargs: make_manager(*args, port_picker=picker, **kwargs)
+        multi.kernel_manager_factory = lambda *args, **kwargs: make_manager(*args, **given, **kwargs)
+    # jupyter_client's provisioner factory is a process-wide singleton, configured by
+    # whoever makes it first (a kernelspec look-up, with no config): set it here
+    factory = KernelProvisionerFactory.instance(parent=multi)
     if config.kernel_sandbox == "bubblewrap":
-        # jupyter_client's provisioner factory is a process-wide singleton, configured by
-        # whoever makes it first (a kernelspec look-up, with no config): set it here
-        KernelProvisionerFactory.instance(parent=multi).default_provisioner_name = PROVISIONER_NAME
+        factory.default_provisioner_name = PROVISIONER_NAME
+    elif uids is not None:
+        factory.default_provisioner_name = OWN_UID_PROVISIONER
     return multi
 
 

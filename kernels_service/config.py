@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernels_service.kernels.errors import ConfigError
+from kernels_service.kernels.isolation import POLICIES as ISOLATIONS
+from kernels_service.kernels.kernel_uids import parse_uid_range
 from kernels_service.kernels.ports import parse_port_range
 from kernels_service.kernels.transport import POLICIES as TRANSPORTS
 
@@ -48,6 +50,8 @@ class ServiceConfig:
     kernel_env_inherit: tuple[str, ...] = ()
     kernel_transport: str = "auto"  # how local kernels and the service talk, one of TRANSPORTS
     kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
+    kernel_isolation: str = "auto"  # one of ISOLATIONS: keep kernels apart where the service can, must, or not
+    kernel_uids: str = "60000-61183"  # the uids local kernels get, one each, where the service may give them
     kernel_port_range: str = ""  # "LOW-HIGH" for local TCP kernels; "": below the ephemeral range
     keep_kernels: bool = False  # local kernels outlive a SIGTERM (or a crash) and are taken up at the next start
     kernel_store: str = ""  # where they are kept; "": in Jupyter's data directory
@@ -71,6 +75,9 @@ class ServiceConfig:
             raise ConfigError(f"--kernel-transport must be one of {', '.join(TRANSPORTS)}")
         if self.kernel_port_range:
             parse_port_range(self.kernel_port_range)
+        if self.kernel_isolation not in ISOLATIONS:
+            raise ConfigError(f"--kernel-isolation must be one of {', '.join(ISOLATIONS)}")
+        parse_uid_range(self.kernel_uids)
         if self.kernel_sandbox not in SANDBOXES:
             raise ConfigError("--kernel-sandbox must be bubblewrap or empty")
         if self.keep_kernels and self.kernel_sandbox:

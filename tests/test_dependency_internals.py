@@ -9,6 +9,7 @@ stream behind `websocket_writer.open_stream`; traitlets' command-line loader hoo
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import inspect
 import os
@@ -30,6 +31,7 @@ from kernels_service.kernels.jupyter_client_internals import (
     PRIVATE_ATTRIBUTES,
     channel_url,
     mark_started,
+    own_connection_file,
     record_random_ports,
     register_kernel,
 )
@@ -105,6 +107,22 @@ def test_a_registered_kernel_is_known_to_the_multi_kernel_manager():
     assert multi.get_kernel("k1") is manager, "jupyter_client's MultiKernelManager._kernels changed"
     assert multi.list_kernel_ids() == ["k1"]
     assert multi.remove_kernel("k1") is manager
+
+
+def test_a_connection_file_not_owned_is_left_where_it_is(tmp_path):
+    """jupyter_client's `_connection_file_written` decides whether a manager's cleanup (and
+    its garbage collection) removes the kernel's connection file."""
+    manager = KernelManager(connection_file=str(tmp_path / "kernel-1.json"))
+    manager.write_connection_file()
+    own_connection_file(manager, False)
+    manager.cleanup_connection_file()
+    del manager
+    gc.collect()
+    assert (tmp_path / "kernel-1.json").exists(), "jupyter_client's _connection_file_written no longer decides"
+    taker = KernelManager(connection_file=str(tmp_path / "kernel-1.json"))
+    own_connection_file(taker, True)
+    taker.cleanup_connection_file()
+    assert not (tmp_path / "kernel-1.json").exists(), "jupyter_client's _connection_file_written changed meaning"
 
 
 def test_our_kernel_manager_hands_out_asyncio_sockets():

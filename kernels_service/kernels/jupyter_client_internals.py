@@ -20,7 +20,7 @@ from jupyter_client.multikernelmanager import MultiKernelManager
 
 #: The private attributes used here, by owner, for the test that checks them.
 PRIVATE_ATTRIBUTES = {
-    "jupyter_client.connect.ConnectionFileMixin": ("_random_port_names", "_make_url"),
+    "jupyter_client.connect.ConnectionFileMixin": ("_random_port_names", "_make_url", "_connection_file_written"),
     "jupyter_client.manager.KernelManager": ("_launch_args", "_attempted_start"),
     "jupyter_client.multikernelmanager.MultiKernelManager": ("_kernels",),
 }
@@ -53,3 +53,11 @@ def register_kernel(multi: MultiKernelManager, kernel_id: str, manager: KernelMa
     """Count `manager` among `multi`'s kernels as if it had started it (`_kernels`), so
     that `get_kernel`, `list_kernel_ids` and `remove_kernel` know it."""
     multi._kernels[kernel_id] = manager
+
+
+def own_connection_file(manager: KernelManager, owned: bool) -> None:
+    """Whether the manager removes its kernel's connection file when it cleans up (or is
+    garbage-collected: jupyter_client's `_connection_file_written`). A kept kernel's
+    manager lets go of it (the kernel still runs, and the next service's manager owns it);
+    that manager takes it up (the file is there, and goes with the kernel's end)."""
+    manager._connection_file_written = owned

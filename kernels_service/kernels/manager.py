@@ -44,11 +44,14 @@ from kernels_service.kernels.errors import KernelNotStarted
 from kernels_service.kernels.jupyter_client_internals import (
     channel_url,
     mark_started,
+    own_connection_file,
     record_random_ports,
     register_kernel,
 )
+from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.launcher_output import LauncherOutput
 from kernels_service.kernels.ports import PortPicker
+from kernels_service.kernels.programs import with_service_python
 from kernels_service.kernels.provisioners.kept import (
     LOCAL_PROVISIONER,
     KeptKernelProvisioner,
@@ -70,6 +73,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
     transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
     port_picker = Instance(PortPicker, allow_none=True, help="Where local TCP kernels get their ports.")
+    kernel_uids = Instance(KernelUids, allow_none=True, help="Where local kernels get a uid of their own.")
     keep = Bool(False, config=True, help="Launch kernels that outlive the service (--keep-kernels).")
 
     def __init__(self, **kwargs: Any):
@@ -163,7 +167,8 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         else:
             factory = KernelProvisionerFactory.instance(parent=self.parent)
             provisioner = factory.create_provisioner_instance(self.kernel_id, self.kernel_spec, parent=self)
-        await provisioner.load_provisioner_info(provisioner_info)
+        await provisioner.load_provisioner_info(provisioner_info)  # may say where its connection file is
+        own_connection_file(self, os.path.exists(self.connection_file))  # it goes with the kernel's end
         if await provisioner.poll() is not None:
             raise KernelNotStarted(f"kernel {self.kernel_id} is no longer running")
         self.provisioner = provisioner
@@ -181,18 +186,6 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
         process = getattr(self.provisioner, "process", None)  # a local kernel's Popen
         if process is not None and process.stderr is not None:
             StderrCopy(process.stderr, sys.stderr.buffer).start()
-
-
-#: What jupyter_client's `format_kernel_cmd` takes for "the service's Python" in a local
-#: kernelspec's argv, and replaces by `sys.executable`.
-BARE_PYTHONS = ("python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2]))
-
-
-def with_service_python(argv: list[str]) -> list[str]:
-    """A launcher's `argv` with a bare `python` replaced by the service's interpreter, as
-    jupyter_client does for local kernels (provisioners such as gateway_provisioners' run
-    the kernelspec's argv as it is, and `python` would be whatever comes first on PATH)."""
-    return [sys.executable, *argv[1:]] if argv and argv[0] in BARE_PYTHONS else list(argv)
 
 
 class ServiceMultiKernelManager(AsyncMultiKernelManager):

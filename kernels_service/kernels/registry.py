@@ -37,6 +37,7 @@ from kernels_service.kernels.errors import (
     Stopping,
     start_failure,
 )
+from kernels_service.kernels.jupyter_client_internals import own_connection_file
 from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
@@ -237,6 +238,7 @@ class KernelRegistry:
         it was let go of, and its clients are told the service is restarting."""
         assert self._keeper is not None
         record.manager.stop_restarter()
+        own_connection_file(record.manager, False)  # not removed when jupyter_client collects the manager
         await self._keeper.keep(record, left=utcnow())
         record.going = True
         await self._observers.stopping(record, "service restarting")  # relay.SERVICE_RESTARTING

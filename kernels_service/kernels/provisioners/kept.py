@@ -15,9 +15,9 @@ import os
 import signal
 from typing import Any
 
-from jupyter_client.provisioning import LocalProvisioner
-
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as SANDBOX_PROVISIONER
+from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
+from kernels_service.kernels.provisioners.own_uid import OwnUidProvisioner
 
 LOCAL_PROVISIONER = "local-provisioner"  # jupyter_client's default
 
@@ -30,8 +30,9 @@ def provisioner_name(kernel_spec: Any) -> str:
 
 def runs_locally(kernel_spec: Any) -> bool:
     """Whether a kernelspec's kernel is a local process of the service's (jupyter_client's
-    local provisioner, or our sandbox's), rather than one a launcher asks an engine for."""
-    return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER)
+    local provisioner, our sandbox's or our own uid's), rather than one a launcher asks an
+    engine for."""
+    return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER, OWN_UID_PROVISIONER)
 
 
 def process_start(pid: int) -> int | None:
@@ -80,9 +81,10 @@ class ForeignProcess:
         self.send_signal(signal.SIGTERM)
 
 
-class KeptKernelProvisioner(LocalProvisioner):  # type: ignore[misc]
+class KeptKernelProvisioner(OwnUidProvisioner):
     """jupyter_client's local provisioner, for a kernel it did not launch: it is given the
-    process back from the provisioner info (`pid`, and `process_start`)."""
+    process back from the provisioner info (`pid`, and `process_start`), and its own uid
+    if it had one (a restart launches it as that uid again; its end gives the uid back)."""
 
     async def load_provisioner_info(self, provisioner_info: dict) -> None:
         await super().load_provisioner_info(provisioner_info)

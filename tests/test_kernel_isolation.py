@@ -1,0 +1,215 @@
+"""Kernels apart by default: code in one kernel attacks the service and another kernel,
+from inside a real kernel of a real service (`--kernel-isolation`).
+
+The service runs as root here (as in CI, and as the image may), so each local kernel gets
+a uid of its own (`kernels/kernel_uids.py`); the kernels run the system's Python with our
+ipykernel where every uid may read it (`tests/support/shared_python.py`). Every attempt
+must fail, and afterwards the service and the other kernel must still answer. The same
+attack against kernels that share the service's uid (`--kernel-isolation=none`, what
+every earlier version did) reaches the other kernel: the attack can succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernels_service.kernels.isolation import SHARED_UID_CAN
+from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import descendants, running_service, tracebacks
+from tests.support.attacks import MY_ADDRESSES, knock_on_each, run_in_kernel
+from tests.support.channels import interrupted_reply
+from tests.support.paths import ROOT
+from tests.support.shared_python import write_shared_kernelspec
+
+REQUIRED = "--kernel-isolation=required"
+
+WHO_AM_I = r"""
+import json, os, ipykernel.connect
+print(json.dumps({"connection_file": ipykernel.connect.get_connection_file(), "pid": os.getpid(),
+                  "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "home": os.environ["HOME"],
+                  "tmp": os.environ.get("TMPDIR", "/tmp"), "cwd": os.getcwd(), "umask": os.umask(0o077)}))
+"""
+
+#: From one kernel, against `other` (WHO_AM_I's JSON of another kernel) and the service:
+#: each attempt's outcome, "done" or the error's name. With `harmless`, no signal and no
+#: ptrace (they would stop the other kernel or the service where they succeed).
+ATTACK = r"""
+import ctypes, json, os, signal
+other, service, harmless = json.loads(%(other)r), %(service)d, %(harmless)r
+found = {}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "done"
+    except OSError as error:
+        found[name] = type(error).__name__
+if not harmless:
+    for target, pid in (("service", service), ("other", other["pid"])):
+        for name in ("SIGSTOP", "SIGTERM", "SIGKILL"):
+            attempt(f"{name} the {target}", lambda pid=pid, name=name: os.kill(pid, getattr(signal, name)))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    if libc.ptrace(16, other["pid"], None, None) == 0:  # PTRACE_ATTACH
+        found["ptrace the other"] = "done"
+        libc.ptrace(17, other["pid"], None, None)  # PTRACE_DETACH
+    else:
+        found["ptrace the other"] = os.strerror(ctypes.get_errno())
+attempt("read its connection file", lambda: open(other["connection_file"]).read())
+for name in ("environ", "mem", "maps"):
+    attempt(f"read its /proc {name}", lambda name=name: open(f"/proc/{other['pid']}/{name}", "rb").read(64))
+attempt("list its /proc fd", lambda: os.listdir(f"/proc/{other['pid']}/fd"))
+for place in ("home", "tmp"):
+    attempt(f"list its {place}", lambda place=place: os.listdir(other[place]))
+    attempt(f"write in its {place}", lambda place=place: open(os.path.join(other[place], "planted"), "w").close())
+print(json.dumps(found))
+"""
+
+
+@pytest.fixture
+def shared_python(tmp_path: Path) -> dict[str, str]:
+    """The environment of a service whose `python3` kernelspec any uid may run."""
+    write_shared_kernelspec(tmp_path / "jupyter")
+    return {"JUPYTER_PATH": str(tmp_path / "jupyter")}
+
+
+def attack(other: dict, service_pid: int, harmless: bool) -> str:
+    return ATTACK % {"other": json.dumps(other), "service": service_pid, "harmless": harmless}
+
+
+def who(client: ChannelsClient) -> dict:
+    return run_in_kernel(client, WHO_AM_I)
+
+
+def test_one_kernel_reaches_neither_the_service_nor_another_kernel(shared_python):
+    with running_service("--initial-kernels=2", "--pool-size=0", REQUIRED, env=shared_python) as service:
+        first, second = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        attacker, victim = ChannelsClient(service, first), ChannelsClient(service, second)
+        victim.execute("x = 'what the victim set'")
+        victim.execute("import os; open(os.path.join(os.environ['HOME'], 'notes'), 'w').write('mine')")
+        other, mine = who(victim), who(attacker)
+        found = run_in_kernel(attacker, attack(other, service.pid, harmless=False))
+        assert found == {**{name: "PermissionError" for name in found}, "ptrace the other": "Operation not permitted"}
+        assert len(found) == 6 + 1 + 1 + 3 + 1 + 4, found
+        channels = {**run_in_kernel(victim, MY_ADDRESSES)}
+        assert run_in_kernel(attacker, knock_on_each(channels)) == ["CURVE: closed"] * 5
+        # each kernel as a uid of its own, with no groups, its own private home and TMPDIR
+        assert mine["uid"] != other["uid"] and mine["uid"] != 0 and other["uid"] != 0
+        assert mine["gid"] == mine["uid"] and mine["groups"] == [] and mine["umask"] == 0o077
+        assert mine["home"] == mine["cwd"] and mine["home"].startswith(DEFAULT_ROOT)
+        for path in (other["home"], other["tmp"], os.path.dirname(other["connection_file"])):
+            assert os.stat(path).st_mode & 0o777 == 0o700 and os.stat(path).st_uid == other["uid"], path
+        assert os.stat(other["connection_file"]).st_mode & 0o777 == 0o600
+        # afterwards the service and the victim answer, with what the victim had
+        assert service.request("GET", "api/kernels")[0] == 200
+        assert stream_text(victim.execute("print(x)")[1]) == "what the victim set\n"
+        notes = "print(open(os.path.join(os.environ['HOME'], 'notes')).read())"
+        assert stream_text(victim.execute(notes)[1]) == "mine\n"
+        assert "planted" not in stream_text(victim.execute("print(os.listdir(os.environ['TMPDIR']))")[1])
+        attacker.close()
+        victim.close()
+        assert "Kernel isolation: python3: own uid (from 60000-61183)" in service.output()
+        assert not tracebacks(service.output())
+
+
+def test_the_same_attack_reaches_kernels_that_share_the_services_uid(shared_python):
+    """What `--kernel-isolation=none` (every earlier version) lets a kernel do: the attack
+    above is not toothless. Harmless attempts only: signals and ptrace would work too."""
+    options = ("--initial-kernels=2", "--pool-size=0", "--kernel-isolation=none")
+    with running_service(*options, env=shared_python) as service:
+        first, second = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        attacker, victim = ChannelsClient(service, first), ChannelsClient(service, second)
+        other = who(victim)
+        found = run_in_kernel(attacker, attack(other, service.pid, harmless=True))
+        for reached in ("read its connection file", "read its /proc environ", "read its /proc maps", "list its home"):
+            assert found[reached] == "done", found
+        assert SHARED_UID_CAN in service.output(), "the start says what such kernels can do"
+        attacker.close()
+        victim.close()
+
+
+@pytest.mark.parametrize("transport", ["auto", "ipc"])
+def test_a_kernel_of_its_own_uid_is_interrupted_restarted_and_stopped_without_a_trace(shared_python, transport):
+    options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, f"--kernel-transport={transport}")
+    with running_service(*options, env=shared_python) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        client.execute("x = 41")
+        before = who(client)
+        interrupt = lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0]  # noqa: E731
+        reply = interrupted_reply(interrupt, client, service.output)
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        assert stream_text(client.execute("print(x + 1)")[1]) == "42\n", "the interrupt killed the kernel"
+        if transport == "ipc":
+            sockets = run_in_kernel(client, MY_ADDRESSES)
+            assert os.path.dirname(sockets["ip"]) == os.path.dirname(before["connection_file"])
+        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        assert stream_text(client.execute("print('x' in dir())", timeout=60)[1]) == "False\n"
+        after = who(client)
+        assert after["uid"] == before["uid"] and after["pid"] != before["pid"], "a restart keeps the kernel's uid"
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+        assert not os.path.exists(os.path.dirname(before["connection_file"])), "the kernel's directory outlived it"
+        assert before["uid"] not in uids_in_use()
+        assert not descendants(service.pid)
+
+
+def test_a_kept_kernel_keeps_its_uid_across_service_restarts(shared_python, tmp_path):
+    options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, "--keep-kernels", f"--kernel-store={tmp_path / 's'}")
+    with running_service(*options, env=shared_python) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        client.execute("y = 'kept'")
+        before = who(client)
+        client.close()
+        port = service.port
+        assert service.stop(signal.SIGTERM) == 0
+    with running_service(*options, env=shared_python, port=port) as service:
+        assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
+        client = ChannelsClient(service, kernel)
+        assert stream_text(client.execute("print(y)")[1]) == "kept\n"
+        assert who(client)["uid"] == before["uid"]
+        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        assert who(client)["uid"] == before["uid"], "a taken-up kernel restarts as its own uid"
+        client.close()
+        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+        assert not os.path.exists(os.path.dirname(before["connection_file"]))
+
+
+def test_without_the_capabilities_required_isolation_refuses_to_start():
+    """A service without CAP_SETUID/CAP_SETGID (root with its capabilities dropped, as a
+    non-root user is) cannot give kernels uids: `required` says why and exits 1."""
+    command = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", sys.executable, str(ROOT / "kernels.py"),
+               "--port=0", REQUIRED]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Cannot start: --kernel-isolation=required, but kernels are not kept apart" in output
+    assert "lacks CAP_SETUID and CAP_SETGID" in output and "Traceback" not in output
+
+
+def test_a_kernelspec_no_other_uid_can_run_is_said_and_refused_when_required(tmp_path):
+    """The tests' own Python (under a private directory) cannot run as another uid: the
+    start says so of that kernelspec; `required` refuses."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "python").symlink_to(sys.executable)
+    from tests.support.kernelspecs import write_kernelspec
+
+    write_kernelspec(tmp_path / "jupyter", "closed", [str(private / "python"), "-m", "ipykernel_launcher", "-f",
+                                                      "{connection_file}"])  # fmt: skip
+    env = {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter")}
+    command = [sys.executable, str(ROOT / "kernels.py"), "--port=0", REQUIRED, "--kernel-name=closed"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "closed: service's uid (its program" in output, output
+    shown = subprocess.run([*command[:2], "--show-config-json"], capture_output=True, text=True, timeout=60, env=env)
+    isolation = json.loads(shown.stdout)["kernelspec.closed.isolation"]["value"]
+    assert isolation.startswith("closed: service's uid (its program") and "cannot be run by another uid" in isolation
