@@ -31,7 +31,7 @@ from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import ConfigError, KernelsError, isolation
 from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
-from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
+from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.serving import serve
 
 log = logging.getLogger("kernels_service")
@@ -216,6 +216,22 @@ class KernelsService(Application):
         help="The uids local kernels get, one each, LOW-HIGH; a uid of an account, or one a process runs as, "
         "is never given.",
     )
+    kernel_memory_limit = Unicode(
+        DEFAULTS.kernel_memory_limit,
+        config=True,
+        help="Memory one local kernel may allocate (its heap: RLIMIT_DATA), in bytes or with a unit (512M, 4G); "
+        "past it the kernel gets a MemoryError. auto: half of what the service may use (the machine's memory, "
+        "or its container's limit); 0: no bound.",
+    )
+    kernel_process_limit = Integer(
+        DEFAULTS.kernel_process_limit,
+        config=True,
+        help="Processes and threads one local kernel of its own uid may have (RLIMIT_NPROC); past it a fork "
+        "fails in the kernel. Not set on kernels that share the service's uid (Linux counts per uid). 0: none.",
+    )
+    kernel_open_files = Integer(
+        DEFAULTS.kernel_open_files, config=True, help="Files one local kernel may have open (RLIMIT_NOFILE); 0: none."
+    )
     max_message_size = Integer(
         DEFAULTS.max_message_size, config=True, help="Largest websocket message accepted, in bytes."
     )
@@ -264,6 +280,9 @@ class KernelsService(Application):
         "kernel-sandbox": "KernelsService.kernel_sandbox",
         "kernel-isolation": "KernelsService.kernel_isolation",
         "kernel-uids": "KernelsService.kernel_uids",
+        "kernel-memory-limit": "KernelsService.kernel_memory_limit",
+        "kernel-process-limit": "KernelsService.kernel_process_limit",
+        "kernel-open-files": "KernelsService.kernel_open_files",
         "kernel-port-range": "KernelsService.kernel_port_range",
         "kernel-store": "KernelsService.kernel_store",
         "kernel-name": "KernelsService.kernel_name",
@@ -346,10 +365,7 @@ class KernelsService(Application):
         configuration = effective_configuration(self, self.environment_sources)
         specs = KernelSpecManager(config=self.config).get_all_specs()
         plan, uids = self.isolation_plan(specs)
-        if self.kernel_sandbox == "bubblewrap":
-            default_provisioner = PROVISIONER_NAME
-        else:
-            default_provisioner = OWN_UID_PROVISIONER if uids is not None else "local-provisioner"
+        default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else CONFINED_PROVISIONER
         configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
         for entry in plan:
             configuration[f"kernelspec.{entry.kernelspec}.isolation"] = {"value": str(entry), "source": "start"}

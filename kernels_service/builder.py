@@ -40,11 +40,12 @@ from kernels_service.kernels.environment import KernelEnvironment, inherited_env
 from kernels_service.kernels.ipc import socket_dir
 from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.kernel_uids import KernelUids
+from kernels_service.kernels.limits import kernel_limits
 from kernels_service.kernels.manager import ServiceMultiKernelManager
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, check_bubblewrap
-from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
+from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.kernels.shutdown import stop_all
 from kernels_service.kernels.store import KernelStore, SqliteKernelStore
 from kernels_service.logs import jupyter_client_log
@@ -214,7 +215,9 @@ def build_multi_kernel_manager(
         kernel_spec_manager=KernelSpecManager(config=config.jupyter_config),
         connection_dir=runtime,
     )
-    parts = {"port_picker": port_picker(config), "kernel_uids": uids}
+    limits = kernel_limits(config.kernel_memory_limit, config.kernel_process_limit, config.kernel_open_files)
+    log.info("Each local kernel may take: %s", limits.describe())
+    parts = {"port_picker": port_picker(config), "kernel_uids": uids, "kernel_limits": limits}
     given = {name: part for name, part in parts.items() if part is not None}
     if given:
         make_manager = multi.kernel_manager_factory  # jupyter_client's (it shares the ZeroMQ context)
@@ -224,8 +227,8 @@ def build_multi_kernel_manager(
     factory = KernelProvisionerFactory.instance(parent=multi)
     if config.kernel_sandbox == "bubblewrap":
         factory.default_provisioner_name = PROVISIONER_NAME
-    elif uids is not None:
-        factory.default_provisioner_name = OWN_UID_PROVISIONER
+    else:
+        factory.default_provisioner_name = CONFINED_PROVISIONER
     return multi
 
 

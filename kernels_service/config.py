@@ -14,6 +14,7 @@ from typing import Any
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.isolation import POLICIES as ISOLATIONS
 from kernels_service.kernels.kernel_uids import parse_uid_range
+from kernels_service.kernels.limits import DEFAULT_OPEN_FILES, DEFAULT_PROCESSES, parse_size
 from kernels_service.kernels.ports import parse_port_range
 from kernels_service.kernels.transport import POLICIES as TRANSPORTS
 
@@ -52,6 +53,9 @@ class ServiceConfig:
     kernel_sandbox: str = ""  # "bubblewrap": each local kernel in a sandbox of its own
     kernel_isolation: str = "auto"  # one of ISOLATIONS: keep kernels apart where the service can, must, or not
     kernel_uids: str = "60000-61183"  # the uids local kernels get, one each, where the service may give them
+    kernel_memory_limit: str = "auto"  # bytes (512M, 4G) one local kernel may allocate; auto: half of the memory
+    kernel_process_limit: int = DEFAULT_PROCESSES  # processes and threads of one kernel of its own uid; 0: none
+    kernel_open_files: int = DEFAULT_OPEN_FILES  # files one local kernel may have open; 0: none
     kernel_port_range: str = ""  # "LOW-HIGH" for local TCP kernels; "": below the ephemeral range
     keep_kernels: bool = False  # local kernels outlive a SIGTERM (or a crash) and are taken up at the next start
     kernel_store: str = ""  # where they are kept; "": in Jupyter's data directory
@@ -78,6 +82,10 @@ class ServiceConfig:
         if self.kernel_isolation not in ISOLATIONS:
             raise ConfigError(f"--kernel-isolation must be one of {', '.join(ISOLATIONS)}")
         parse_uid_range(self.kernel_uids)
+        if self.kernel_memory_limit.strip().lower() != "auto":
+            parse_size(self.kernel_memory_limit, "--kernel-memory-limit")
+        if self.kernel_process_limit < 0 or self.kernel_open_files < 0:
+            raise ConfigError("--kernel-process-limit and --kernel-open-files must not be negative (0: none)")
         if self.kernel_sandbox not in SANDBOXES:
             raise ConfigError("--kernel-sandbox must be bubblewrap or empty")
         if self.keep_kernels and self.kernel_sandbox:

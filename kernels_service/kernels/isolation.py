@@ -34,7 +34,7 @@ from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as 
 log = logging.getLogger("kernels_service.kernels")
 
 POLICIES = ("auto", "required", "none")
-LOCAL_PROVISIONERS = ("local-provisioner", SANDBOX_PROVISIONER, "own-uid-provisioner")
+LOCAL_PROVISIONERS = ("local-provisioner", SANDBOX_PROVISIONER, "confined-provisioner")
 
 #: What code in a kernel that shares the service's uid can do.
 SHARED_UID_CAN = (

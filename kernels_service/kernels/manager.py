@@ -50,6 +50,7 @@ from kernels_service.kernels.jupyter_client_internals import (
 )
 from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.launcher_output import LauncherOutput
+from kernels_service.kernels.limits import KernelLimits
 from kernels_service.kernels.ports import PortPicker
 from kernels_service.kernels.programs import with_service_python
 from kernels_service.kernels.provisioners.kept import (
@@ -74,6 +75,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
     port_picker = Instance(PortPicker, allow_none=True, help="Where local TCP kernels get their ports.")
     kernel_uids = Instance(KernelUids, allow_none=True, help="Where local kernels get a uid of their own.")
+    kernel_limits = Instance(KernelLimits, allow_none=True, help="What one local kernel may take of the machine.")
     keep = Bool(False, config=True, help="Launch kernels that outlive the service (--keep-kernels).")
 
     def __init__(self, **kwargs: Any):

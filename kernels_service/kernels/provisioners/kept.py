@@ -16,8 +16,8 @@ import signal
 from typing import Any
 
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as SANDBOX_PROVISIONER
-from kernels_service.kernels.provisioners.own_uid import PROVISIONER_NAME as OWN_UID_PROVISIONER
-from kernels_service.kernels.provisioners.own_uid import OwnUidProvisioner
+from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
+from kernels_service.kernels.provisioners.confined import ConfinedProvisioner
 
 LOCAL_PROVISIONER = "local-provisioner"  # jupyter_client's default
 
@@ -30,9 +30,9 @@ def provisioner_name(kernel_spec: Any) -> str:
 
 def runs_locally(kernel_spec: Any) -> bool:
     """Whether a kernelspec's kernel is a local process of the service's (jupyter_client's
-    local provisioner, our sandbox's or our own uid's), rather than one a launcher asks an
+    local provisioner, our sandbox's or the confined one), rather than one a launcher asks an
     engine for."""
-    return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER, OWN_UID_PROVISIONER)
+    return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER, CONFINED_PROVISIONER)
 
 
 def process_start(pid: int) -> int | None:
@@ -81,7 +81,7 @@ class ForeignProcess:
         self.send_signal(signal.SIGTERM)
 
 
-class KeptKernelProvisioner(OwnUidProvisioner):
+class KeptKernelProvisioner(ConfinedProvisioner):
     """jupyter_client's local provisioner, for a kernel it did not launch: it is given the
     process back from the provisioner info (`pid`, and `process_start`), and its own uid
     if it had one (a restart launches it as that uid again; its end gives the uid back)."""

@@ -1,4 +1,5 @@
-"""Local kernels, each launched as a uid of its own (`kernels.kernel_uids`).
+"""Local kernels, confined: each launched as a uid of its own where the service gives
+one (`kernels.kernel_uids`), and bounded (`kernels.limits`).
 
 A jupyter_client `LocalProvisioner` whose launch takes a uid for its kernel (where the
 service's isolation plan says this kernelspec gets one: `KernelUids.runs`), writes the
@@ -7,6 +8,9 @@ kernel as that uid: no supplementary groups, umask 077, its home and `TMPDIR` in
 directory, and its working directory there. A restart keeps the uid (jupyter_client
 launches again with the same arguments); the kernel's end gives it back. A kernelspec
 the plan does not cover launches as jupyter_client's would.
+
+The kernel runs under its bounds (memory, open files, and processes where it has a uid
+of its own), and is the out-of-memory killer's first choice.
 
 The service keeps what it needs to signal and reach the kernel: it runs as root (or
 with CAP_KILL, CAP_SETUID, CAP_SETGID and CAP_DAC_OVERRIDE), so jupyter_client's
@@ -18,16 +22,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import LocalProvisioner
 
 from kernels_service.kernels.kernel_uids import KernelAccount, KernelUids
+from kernels_service.kernels.limits import KernelLimits
 
-PROVISIONER_NAME = "own-uid-provisioner"
+PROVISIONER_NAME = "confined-provisioner"
 ACCOUNT_INFO = "own_uid"  # the provisioner info's key: a kept kernel's uid and directory
 
 
-class OwnUidProvisioner(LocalProvisioner):  # type: ignore[misc]
-    """A local kernel, launched as a uid of its own where the service gives one."""
+class ConfinedProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """A local kernel, launched as a uid of its own where the service gives one, bounded."""
 
     account: KernelAccount | None = None
 
@@ -47,6 +53,15 @@ class OwnUidProvisioner(LocalProvisioner):  # type: ignore[misc]
         launch["env"] = {**launch.get("env", {}), "HOME": account.home, "TMPDIR": account.tmp}
         launch.update(user=account.uid, group=account.uid, extra_groups=[], umask=0o077, cwd=account.home)
         return launch
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        limits: KernelLimits | None = getattr(self.parent, "kernel_limits", None)
+        if limits is not None:
+            cmd = limits.command(cmd, own_uid=self.account is not None)
+        info = await super().launch_kernel(cmd, **kwargs)
+        if limits is not None and self.process is not None:
+            limits.first_to_go(self.process.pid)
+        return info
 
     async def cleanup(self, restart: bool = False) -> None:
         await super().cleanup(restart)

@@ -1,0 +1,132 @@
+"""What keeping kernels apart costs: kernel start and the `pass` round trip, with each
+kernel as a uid of its own and with every kernel as the service's uid, against
+jupyter_client straight on a kernel (the floor), in one run.
+
+    python benchmarks/bench_isolation.py [--rounds 5] [--round-trips 200] [--quick]
+
+Run as root (or with CAP_SETUID and CAP_SETGID): the `own uid` service is started with
+`--kernel-isolation=required`, and refuses to start otherwise. Every path runs the same
+kernelspec, the system's Python with our ipykernel where any uid may read it
+(tests/support/shared_python.py), so that only the isolation differs:
+- `direct`: jupyter_client's AsyncKernelManager and AsyncKernelClient, no service;
+- `shared uid`: the service with `--kernel-isolation=none`;
+- `own uid`: the service with each kernel as a uid of its own.
+Start: from the request (POST api/kernels; for direct, `start_kernel`) to the first
+`kernel_info_reply`. Round trip: execute_request `pass` until its reply and `idle`,
+over the v1 websocket (direct: ZeroMQ). The paths take turns in each round, in a
+rotated order; figures are medians over every start and every round trip, ratios are to
+direct. --quick: one round of 20 round trips (a smoke run). Progress on stderr, figures
+on stdout; both services run on free loopback ports and are stopped by PID, and their
+kernels are checked gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.bench_relay import DirectPath, WebsocketPath, in_turn  # noqa: E402
+from kernels_service.kernels.transport import Transport  # noqa: E402
+from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from tests.support.shared_python import write_shared_kernelspec  # noqa: E402
+
+PATHS = ("direct", "shared uid", "own uid")
+ISOLATION = {"shared uid": "--kernel-isolation=none", "own uid": "--kernel-isolation=required"}
+
+
+def progress(line: str) -> None:
+    print(f"[bench_isolation] {line}", file=sys.stderr, flush=True)
+
+
+async def direct_start() -> tuple[float, DirectPath]:
+    started = time.perf_counter()
+    path = await DirectPath.start()
+    return time.perf_counter() - started, path
+
+
+async def service_start(service: Service) -> tuple[float, WebsocketPath, str]:
+    started = time.perf_counter()
+    status, _, model = service.request("POST", "api/kernels", {})
+    assert status == 201, model
+    client = await WebsocketPath.connect(service, model["id"], "v1")
+    await client.execute("pass", kernel_info=True)
+    return time.perf_counter() - started, client, model["id"]
+
+
+async def round_trips(path: DirectPath | WebsocketPath, count: int) -> list[float]:
+    return [(await path.execute("pass")).seconds for _ in range(count)]
+
+
+async def one_round(name: str, services: dict[str, Service], count: int) -> tuple[float, list[float]]:
+    """One start of a kernel on this path, its round trips, and its end."""
+    if name == "direct":
+        seconds, path = await direct_start()
+        try:
+            return seconds, await round_trips(path, count)
+        finally:
+            await path.close()
+    service = services[name]
+    seconds, client, kernel_id = await service_start(service)
+    try:
+        return seconds, await round_trips(client, count)
+    finally:
+        client.close()
+        service.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--round-trips", type=int, default=200)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rounds, count = (1, 20) if args.quick else (args.rounds, args.round_trips)
+    jupyter_path = tempfile.mkdtemp(prefix="bench-isolation-")
+    write_shared_kernelspec(Path(jupyter_path))
+    os.environ["JUPYTER_PATH"] = jupyter_path  # the direct path's kernelspec too
+    DirectPath.transport = Transport("tcp", "required")  # as the services' kernels: CurveZMQ
+    options = ("--initial-kernels=0", "--pool-size=0")
+    services = {name: Service(*options, flag, env={"JUPYTER_PATH": jupyter_path}) for name, flag in ISOLATION.items()}
+    starts: dict[str, list[float]] = {name: [] for name in PATHS}
+    trips: dict[str, list[float]] = {name: [] for name in PATHS}
+    try:
+        for number in range(rounds):
+            for name in in_turn(list(PATHS), number):
+                progress(f"round {number + 1}/{rounds}: {name}")
+                seconds, times = await one_round(name, services, count)
+                starts[name].append(seconds)
+                trips[name].extend(times)
+    finally:
+        children = {pid for service in services.values() for pid in descendants(service.pid)}
+        for service in services.values():
+            service.stop()
+    report(starts, trips)
+    leaked = [pid for pid in children if alive(pid)]
+    if leaked:
+        sys.exit(f"kernel processes outlived the services: {leaked}")
+
+
+def report(starts: dict[str, list[float]], trips: dict[str, list[float]]) -> None:
+    start_floor, trip_floor = statistics.median(starts["direct"]), statistics.median(trips["direct"])
+    for name in PATHS:
+        start, trip = statistics.median(starts[name]), statistics.median(trips[name])
+        print(
+            f"{name:10} start median {start * 1000:7.1f} ms ({start / start_floor:.2f}x direct, "
+            f"{len(starts[name])} starts)  pass round trip median {trip * 1000:6.2f} ms "
+            f"({trip / trip_floor:.2f}x direct, {len(trips[name])} round trips)"
+        )
+    own, shared = statistics.median(starts["own uid"]), statistics.median(starts["shared uid"])
+    own_trip, shared_trip = statistics.median(trips["own uid"]), statistics.median(trips["shared uid"])
+    print(f"own uid / shared uid: start {own / shared:.2f}x, pass round trip {own_trip / shared_trip:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
