@@ -22,12 +22,15 @@ import pytest
 
 from kernels_service.kernels.isolation import SHARED_UID_CAN
 from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
+from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import descendants, running_service, tracebacks
+from kernels_service.testing.service import Service, descendants, running_service, tracebacks
 from tests.support.attacks import MY_ADDRESSES, knock_on_each, run_in_kernel
 from tests.support.channels import interrupted_reply
+from tests.support.node import run_node
 from tests.support.paths import ROOT
 from tests.support.shared_python import write_shared_kernelspec
+from tests.support.waiting import wait_until
 
 REQUIRED = "--kernel-isolation=required"
 
@@ -161,26 +164,39 @@ def test_a_kernel_of_its_own_uid_is_interrupted_restarted_and_stopped_without_a_
         assert not descendants(service.pid)
 
 
-def test_a_kept_kernel_keeps_its_uid_across_service_restarts(shared_python, tmp_path):
-    options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, "--keep-kernels", f"--kernel-store={tmp_path / 's'}")
-    with running_service(*options, env=shared_python) as service:
-        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
-        client = ChannelsClient(service, kernel)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_kept_kernel_keeps_its_uid_across_service_restarts(shared_python, tmp_path, signum):
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, "--keep-kernels", f"--kernel-store={store / 'k'}")
+    first = Service(*options, env=shared_python)
+    before: dict = {}
+    try:
+        (kernel,) = [k["id"] for k in first.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(first, kernel)
         client.execute("y = 'kept'")
-        before = who(client)
+        before.update(who(client))
         client.close()
-        port = service.port
-        assert service.stop(signal.SIGTERM) == 0
-    with running_service(*options, env=shared_python, port=port) as service:
-        assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
-        client = ChannelsClient(service, kernel)
-        assert stream_text(client.execute("print(y)")[1]) == "kept\n"
-        assert who(client)["uid"] == before["uid"]
-        assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
-        assert who(client)["uid"] == before["uid"], "a taken-up kernel restarts as its own uid"
-        client.close()
-        assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
-        assert not os.path.exists(os.path.dirname(before["connection_file"]))
+        if signum == signal.SIGKILL:
+            first.process.kill()
+            first.process.wait(30)
+        else:
+            assert first.stop(signum) == 0, first.output()
+        with running_service(*options, env=shared_python, port=first.port) as service:
+            assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
+            client = ChannelsClient(service, kernel)
+            assert stream_text(client.execute("print(y)")[1]) == "kept\n"
+            assert who(client) == before, "the same process, uid and directory"
+            assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+            assert who(client)["uid"] == before["uid"], "a taken-up kernel restarts as its own uid"
+            client.close()
+            assert service.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+            assert not os.path.exists(os.path.dirname(before["connection_file"]))
+    finally:
+        if first.process.poll() is None:
+            first.stop(signal.SIGINT)
+        if before and process_start(before["pid"]) is not None:  # a failure left it running
+            os.kill(before["pid"], signal.SIGKILL)
 
 
 def test_without_the_capabilities_required_isolation_refuses_to_start():
@@ -213,3 +229,32 @@ def test_a_kernelspec_no_other_uid_can_run_is_said_and_refused_when_required(tmp
     shown = subprocess.run([*command[:2], "--show-config-json"], capture_output=True, text=True, timeout=60, env=env)
     isolation = json.loads(shown.stdout)["kernelspec.closed.isolation"]["value"]
     assert isolation.startswith("closed: service's uid (its program") and "cannot be run by another uid" in isolation
+
+
+@pytest.mark.parametrize("protocol", ["v1", "legacy"])
+def test_jupyterlab_restarts_a_kernel_of_its_own_uid_20_times(shared_python, protocol):
+    with running_service("--initial-kernels=1", "--pool-size=0", REQUIRED, env=shared_python) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        result = run_node("jupyterlab_restarts.js", protocol, service.http_url(""), service.token, kernel, "20",
+                          timeout=620)  # fmt: skip
+        assert result["restarts"] == 20
+        client = ChannelsClient(service, kernel)
+        assert who(client)["uid"] != 0
+        client.close()
+        assert not tracebacks(service.output())
+
+
+def test_pooled_and_culled_kernels_have_their_own_uids_and_leave_nothing(shared_python):
+    options = ("--initial-kernels=0", "--pool-size=1", REQUIRED, "--cull-idle-timeout=2", "--cull-interval=1")
+    with running_service(*options, env=shared_python) as service:
+        wait_until(lambda: service.request("GET", "api/status")[2]["pool"] == 1, 60, "a pooled kernel")
+        status, _, model = service.request("POST", "api/kernels", {})
+        assert status == 201, model
+        client = ChannelsClient(service, model["id"])
+        handed = who(client)
+        client.close()
+        assert handed["uid"] != 0 and handed["home"].startswith(DEFAULT_ROOT)
+        wait_until(lambda: model["id"] not in [k["id"] for k in service.request("GET", "api/kernels")[2]], 60,
+                   "the idle kernel culled")  # fmt: skip
+        wait_until(lambda: not os.path.exists(handed["home"]), 30, "the culled kernel's directory removed")
+        assert handed["uid"] not in uids_in_use()
