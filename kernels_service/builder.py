@@ -33,6 +33,7 @@ from traitlets.config import Config
 
 from kernels_service.access import AccessPolicy, remote_access_default, resolve_token
 from kernels_service.config import ServiceConfig
+from kernels_service.hardening import KEPT_CAPABILITIES, keep_only_capabilities
 from kernels_service.kernels import KernelRegistry, isolation
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.directories import PrivateDir, connection_dir
@@ -148,6 +149,8 @@ def build(config: ServiceConfig) -> KernelsServer:
 def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets: PrivateDir | None) -> KernelsServer:
     """`build`, once the token and the kernels' directories are known."""
     uids, why_no_uids = isolation.kernel_uids(config.kernel_isolation, config.kernel_sandbox, config.kernel_uids)
+    if uids is not None and os.geteuid() == 0:
+        drop_root_powers()
     multi = build_multi_kernel_manager(config, runtime.path, sockets, uids)
     isolation.report(isolation_plan(config, multi.kernel_spec_manager, uids, why_no_uids), config.kernel_isolation)
     store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
@@ -186,6 +189,15 @@ def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
     if not remote:
         log.info("Serving only requests to a local Host (%s, loopback addresses)", ", ".join(config.local_hostnames))
     return AccessPolicy(token, config.allow_origin, remote_access=remote, local_hostnames=config.local_hostnames)
+
+
+def drop_root_powers() -> None:
+    """A root service that gives kernels uids keeps only what that takes (hardening)."""
+    why_not = keep_only_capabilities()
+    if why_not is None:
+        log.info("The service keeps only the capabilities it needs: %s; no_new_privs", ", ".join(KEPT_CAPABILITIES))
+    else:
+        log.warning("The service keeps every capability of root: %s", why_not)
 
 
 def isolation_plan(

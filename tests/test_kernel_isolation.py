@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from kernels_service.hardening import KEPT_CAPABILITIES
 from kernels_service.kernels.isolation import SHARED_UID_CAN
 from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
 from kernels_service.kernels.provisioners.kept import process_start
@@ -258,3 +259,34 @@ def test_pooled_and_culled_kernels_have_their_own_uids_and_leave_nothing(shared_
                    "the idle kernel culled")  # fmt: skip
         wait_until(lambda: not os.path.exists(handed["home"]), 30, "the culled kernel's directory removed")
         assert handed["uid"] not in uids_in_use()
+
+
+PRIVILEGES = r"""
+import json, os
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+try:
+    os.setuid(0)
+    became_root = True
+except PermissionError:
+    became_root = False
+print(json.dumps({"CapEff": status["CapEff"], "CapPrm": status["CapPrm"], "NoNewPrivs": status["NoNewPrivs"],
+                  "became_root": became_root}))
+"""
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as status:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in status if ":\t" in line)
+
+
+def test_the_root_service_keeps_only_what_it_needs_and_its_kernels_gain_nothing(shared_python):
+    with running_service("--initial-kernels=1", "--pool-size=0", REQUIRED, env=shared_python) as service:
+        kept = f"{sum(1 << number for number in KEPT_CAPABILITIES.values()):016x}"
+        status = proc_status(service.pid)
+        assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == kept, status
+        assert status["CapInh"] == status["CapAmb"] == "0" * 16 and status["NoNewPrivs"] == "1", status
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        found = run_in_kernel(client, PRIVILEGES)
+        client.close()
+        assert found == {"CapEff": "0" * 16, "CapPrm": "0" * 16, "NoNewPrivs": "1", "became_root": False}
