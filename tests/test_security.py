@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from tests.support.attacks import (
     run_in_kernel,
 )
 from tests.support.paths import ROOT
+from tests.support.shared_python import write_shared_kernelspec
 from tests.support.waiting import wait_until
 
 WITHOUT_PRIVILEGES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
@@ -39,13 +41,16 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # one `nobody` may run (the tests' own may s
 
 
 def test_a_kernel_reads_nothing_of_the_service_and_finds_the_token_nowhere():
-    secret = "db-password-9876543210"
+    """The token is this service's own: the tests' usual token may be on the command line
+    of a client of another test run on the machine (a node script's argument), which the
+    kernel would rightly find."""
+    secret, token = "db-password-9876543210", f"token-of-this-test-{uuid.uuid4().hex}"
     with running_service(
-        "--initial-kernels=1", launcher=(*WITHOUT_PRIVILEGES, *LAUNCHER), env={"DB_PASSWORD": secret}
+        "--initial-kernels=1", launcher=(*WITHOUT_PRIVILEGES, *LAUNCHER), env={"DB_PASSWORD": secret}, token=token
     ) as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         client = ChannelsClient(service, kernel)
-        found = run_in_kernel(client, read_the_service(TOKEN, secret))
+        found = run_in_kernel(client, read_the_service(token, secret))
         client.close()
     assert found["service"] == service.pid
     assert found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
@@ -92,18 +97,25 @@ def opens_a_dependency(call: str) -> bool:
     return any(f"/{name}" in call for name in DEPENDENCIES)
 
 
-def test_no_process_the_service_starts_inherits_its_secrets(tmp_path: Path):
+@pytest.mark.parametrize("confinement", ["sandbox", "own uid"])
+def test_no_process_the_service_starts_inherits_its_secrets(tmp_path: Path, confinement: str):
     """Every program the service runs (kernels, their sandbox, the sandbox's probe at start,
-    what a kernel runs in turn) gets an environment chosen for it, never the service's:
-    strace records the environment of every execve but the service's own, and none holds
-    the token or the operator's secret."""
+    the probe of whether a kernel's uid may run its program, the bounds' prlimit, what a
+    kernel runs in turn) gets an environment chosen for it, never the service's: strace
+    records the environment of every execve but the service's own, and none holds the
+    token or the operator's secret."""
     assert shutil.which("strace"), "strace is missing (.ci/run installs Debian's strace)"
     secret, trace = "db-password-5432109876", tmp_path / "trace"
     tracing = ("strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=execve", "-v", "-s", "100000", "-o", str(trace))
-    service = Service(
-        "--initial-kernels=1", "--pool-size=1", "--kernel-sandbox=bubblewrap",
-        launcher=(*tracing, *LAUNCHER), env={"DB_PASSWORD": secret},
-    )  # fmt: skip
+    if confinement == "sandbox":
+        options, env = ("--kernel-sandbox=bubblewrap",), {"DB_PASSWORD": secret}
+    else:
+        write_shared_kernelspec(tmp_path / "jupyter")
+        options, env = (
+            ("--kernel-isolation=required",),
+            {"DB_PASSWORD": secret, "JUPYTER_PATH": str(tmp_path / "jupyter")},
+        )
+    service = Service("--initial-kernels=1", "--pool-size=1", *options, launcher=(*tracing, *LAUNCHER), env=env)
     try:
         kernel = service.start_kernel()
         client = ChannelsClient(service, kernel)
