@@ -42,6 +42,12 @@ COPY docker/entrypoint.py /usr/local/bin/kernels-entrypoint
 COPY docker/healthcheck.py /usr/local/bin/kernels-healthcheck
 
 WORKDIR /home/kernels
+# The service starts as root, only to give each kernel a uid of its own (60000-61183, no
+# capability: docs/security.md, Kernels kept apart); it keeps only the capabilities that
+# takes and sets no_new_privs. Run with `--user 1000` (or any uid), it has no privilege,
+# and its kernels share its uid.
+# hadolint ignore=DL3002
+USER 0
 # Bind every interface inside the container; the token comes from KERNELS_SERVICE_TOKEN
 # (unset: a random token is generated and printed in the log).
 ENV IP=0.0.0.0 \

@@ -13,8 +13,18 @@ from dataclasses import dataclass
 
 import pytest
 
+from kernels_service.hardening import KEPT_CAPABILITIES
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from tests.support.attacks import MY_ADDRESSES, MY_LISTENING_PORTS, SERVICE_FILES, knock_on_each, read_the_service
+from tests.support.attacks import (
+    MY_ADDRESSES,
+    MY_LISTENING_PORTS,
+    SERVICE_FILES,
+    attack,
+    knock_on_each,
+    read_the_service,
+    run_in_kernel,
+    who,
+)
 from tests.support.container import FIGURES, WANTED, Container, Engine, generated_token, image_script
 
 needs_image = pytest.mark.skipif(not WANTED, reason="the image is built and run with CI set or KERNELS_TEST_IMAGE=1")
@@ -95,14 +105,23 @@ def test_a_token_is_generated_and_printed_when_none_is_given(start):
     assert container.request("GET", "api/kernels", token="wrong")[0] == 403
 
 
-def test_pid_1_is_tini_no_process_is_root_and_no_kernel_restarts(start):
+def test_pid_1_is_tini_kernels_have_uids_of_their_own_and_none_restarts(start):
+    """Run as `docker run IMAGE`: the service is root with only the capabilities it needs
+    to keep kernels apart, each kernel a uid of its own with none."""
     container = start(token=TOKEN)
-    assert run_code(container, "import os; print(os.getuid())") == "1000\n"
+    assert int(run_code(container, "import os; print(os.getuid())")) in range(60000, 61184)
     processes = container.processes()
     assert [os.path.basename(p["args"][0]) for p in processes if p["pid"] == 1] == ["tini"], processes
-    assert all(p["uid"] != 0 and p["euid"] != 0 for p in processes), processes
     kernels = {p["pid"] for p in processes if "ipykernel_launcher" in p["args"]}
     assert len(kernels) == 2, processes  # the initial kernel and the pooled one
+    (service,) = [p for p in processes if p["ppid"] == 1]
+    kept = f"{sum(1 << number for number in KEPT_CAPABILITIES.values()):016x}"
+    assert (service["uid"], service["capabilities"], service["no_new_privs"]) == (0, kept, "1"), service
+    for process in processes:
+        if process["pid"] in kernels:
+            assert process["uid"] >= 60000 and process["capabilities"] == "0" * 16, process
+    assert len({p["uid"] for p in processes if p["pid"] in kernels}) == 2, "each kernel a uid of its own"
+    assert "Kernel isolation: python3: own uid (from 60000-61183)" in container.logs()
     time.sleep(5)  # a restart loop shows within seconds: kernels that die and come back
     later = {p["pid"] for p in container.processes() if "ipykernel_launcher" in p["args"]}
     assert later == kernels, container.logs()
@@ -132,9 +151,15 @@ def test_stop_exits_0_within_10_s_with_every_kernel_shut_down(start):
     ids=["any-uid", "read-only", "any-uid-read-only"],
 )
 def test_an_arbitrary_uid_and_a_read_only_root_run_kernels(start, options):
+    """Under `--user`, the service has no privilege and its kernels share its uid (the
+    start says so); as root on a read-only root, kernels get their uids all the same."""
     container = start(token=TOKEN, options=options)
-    uid = "12345" if "--user" in options else "1000"
-    assert run_code(container, "import os; print(os.getuid())") == f"{uid}\n"
+    uid = int(run_code(container, "import os; print(os.getuid())"))
+    if "--user" in options:
+        assert uid == 12345
+        assert "Kernels of python3 are not kept apart" in container.logs()
+    else:
+        assert uid in range(60000, 61184), container.logs()
     assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
     exit_code, _ = container.stop(timeout=10)
     assert exit_code == 0, container.logs()
@@ -169,9 +194,9 @@ def test_the_derived_bash_image_runs_a_bash_kernel(start, built):
 
 @pytest.mark.parametrize("token_from", ["environment", "file"])
 def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without_a_key(start, tmp_path, token_from):
-    """tests/test_security.py's attacks, inside the container: the kernel runs as the
-    service's uid (no root, no capabilities), as an operator runs it. PID 1 (tini) holds
-    no environment: the entry point handed it past (docker/entrypoint.py)."""
+    """tests/test_security.py's attacks, inside the container run as an operator runs it:
+    the kernel runs as a uid of its own, the service as root. PID 1 (tini) holds no
+    environment: the entry point handed it past (docker/entrypoint.py)."""
     if token_from == "file":
         secret = tmp_path / "token"
         secret.write_text(TOKEN)
@@ -182,7 +207,7 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without
     else:
         container = start(token=TOKEN, options=("-e", f"DB_PASSWORD={SECRET}"))
     found = json.loads(run_code(container, read_the_service(TOKEN, SECRET)))
-    assert found["uid"] == 1000 and found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
+    assert found["uid"] >= 60000 and found["tried"] == dict.fromkeys(SERVICE_FILES, "denied"), found
     assert found["holding_a_secret"] == [], found
     addresses = json.loads(run_code(container, MY_ADDRESSES))
     assert addresses["transport"] == "tcp" and addresses["ip"] == "127.0.0.1", addresses  # CurveZMQ by default
@@ -190,6 +215,24 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without
     listening = json.loads(run_code(container, MY_LISTENING_PORTS))
     assert listening == sorted([*addresses["ports"], addresses["pipe_port"]]), (listening, addresses)
     assert "may be read" not in container.logs() and TOKEN not in container.logs()
+
+
+def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(start):
+    """tests/test_kernel_isolation.py's attack, in the image run with the engine's defaults."""
+    container = start(token=TOKEN)
+    (first,) = [k["id"] for k in container.request("GET", "api/kernels")[2]]
+    status, _, second = container.request("POST", "api/kernels", {"name": "python3"})
+    assert status == 201, second
+    attacker, victim = ChannelsClient(container, first), ChannelsClient(container, second["id"])
+    victim.execute("x = 'what the victim set'")
+    found = run_in_kernel(attacker, attack(who(victim), 0, harmless=False))
+    assert found == {**{name: "PermissionError" for name in found}, "ptrace the other": "Operation not permitted"}
+    assert len(found) == 15, found
+    assert stream_text(victim.execute("print(x)")[1]) == "what the victim set\n"
+    attacker.close()
+    victim.close()
+    assert container.request("GET", "api/kernels")[0] == 200
+    assert "Traceback" not in container.logs(), container.logs()
 
 
 def test_the_kernel_sandbox_is_refused_in_the_container_with_a_reason(built):

@@ -26,7 +26,7 @@ from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, running_service, tracebacks
-from tests.support.attacks import MY_ADDRESSES, knock_on_each, run_in_kernel
+from tests.support.attacks import MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
 from tests.support.channels import interrupted_reply
 from tests.support.node import run_node
 from tests.support.paths import ROOT
@@ -35,61 +35,12 @@ from tests.support.waiting import wait_until
 
 REQUIRED = "--kernel-isolation=required"
 
-WHO_AM_I = r"""
-import json, os, ipykernel.connect
-print(json.dumps({"connection_file": ipykernel.connect.get_connection_file(), "pid": os.getpid(),
-                  "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "home": os.environ["HOME"],
-                  "tmp": os.environ.get("TMPDIR", "/tmp"), "cwd": os.getcwd(), "umask": os.umask(0o077)}))
-"""
-
-#: From one kernel, against `other` (WHO_AM_I's JSON of another kernel) and the service:
-#: each attempt's outcome, "done" or the error's name. With `harmless`, no signal and no
-#: ptrace (they would stop the other kernel or the service where they succeed).
-ATTACK = r"""
-import ctypes, json, os, signal
-other, service, harmless = json.loads(%(other)r), %(service)d, %(harmless)r
-found = {}
-def attempt(name, action):
-    try:
-        action()
-        found[name] = "done"
-    except OSError as error:
-        found[name] = type(error).__name__
-if not harmless:
-    for target, pid in (("service", service), ("other", other["pid"])):
-        for name in ("SIGSTOP", "SIGTERM", "SIGKILL"):
-            attempt(f"{name} the {target}", lambda pid=pid, name=name: os.kill(pid, getattr(signal, name)))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-    if libc.ptrace(16, other["pid"], None, None) == 0:  # PTRACE_ATTACH
-        found["ptrace the other"] = "done"
-        libc.ptrace(17, other["pid"], None, None)  # PTRACE_DETACH
-    else:
-        found["ptrace the other"] = os.strerror(ctypes.get_errno())
-attempt("read its connection file", lambda: open(other["connection_file"]).read())
-for name in ("environ", "mem", "maps"):
-    attempt(f"read its /proc {name}", lambda name=name: open(f"/proc/{other['pid']}/{name}", "rb").read(64))
-attempt("list its /proc fd", lambda: os.listdir(f"/proc/{other['pid']}/fd"))
-for place in ("home", "tmp"):
-    attempt(f"list its {place}", lambda place=place: os.listdir(other[place]))
-    attempt(f"write in its {place}", lambda place=place: open(os.path.join(other[place], "planted"), "w").close())
-print(json.dumps(found))
-"""
-
 
 @pytest.fixture
 def shared_python(tmp_path: Path) -> dict[str, str]:
     """The environment of a service whose `python3` kernelspec any uid may run."""
     write_shared_kernelspec(tmp_path / "jupyter")
     return {"JUPYTER_PATH": str(tmp_path / "jupyter")}
-
-
-def attack(other: dict, service_pid: int, harmless: bool) -> str:
-    return ATTACK % {"other": json.dumps(other), "service": service_pid, "harmless": harmless}
-
-
-def who(client: ChannelsClient) -> dict:
-    return run_in_kernel(client, WHO_AM_I)
 
 
 def test_one_kernel_reaches_neither_the_service_nor_another_kernel(shared_python):

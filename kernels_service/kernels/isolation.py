@@ -22,7 +22,7 @@ from typing import Any
 
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.kernel_uids import (
-    DEFAULT_ROOT,
+    DEFAULT_ROOTS,
     KernelUids,
     effective_capabilities,
     parse_uid_range,
@@ -121,24 +121,28 @@ def check_required(plan: list[KernelspecIsolation]) -> None:
 
 
 def kernel_uids(
-    policy: str, sandbox: str, uid_range: str, root: str = DEFAULT_ROOT, *, prepare: bool = True
+    policy: str, sandbox: str, uid_range: str, roots: tuple[str, ...] = DEFAULT_ROOTS, *, prepare: bool = True
 ) -> tuple[KernelUids | None, str]:
-    """The kernel uids the service hands out (their root directory made, unless not to
-    `prepare` it: --show-config), or None and why not. None without a reason where they
-    are not wanted (`none`, or a sandbox instead)."""
+    """The kernel uids the service hands out, their root directory the first of `roots`
+    that can be made (unless not to `prepare` it: --show-config), or None and why not.
+    None without a reason where they are not wanted (`none`, or a sandbox instead)."""
     if policy == "none" or sandbox:
         return None, ""
     first_last = parse_uid_range(uid_range)
     why = why_no_uids(effective_capabilities(), read_uid_map(), first_last)
     if why is not None:
         return None, why
-    uids = KernelUids(first_last, root)
-    try:
-        if prepare:
+    if not prepare:
+        return KernelUids(first_last, roots[0]), ""
+    failures = []
+    for root in roots:
+        uids = KernelUids(first_last, root)
+        try:
             uids.prepare()
-    except ConfigError as error:
-        return None, str(error)
-    return uids, ""
+            return uids, ""
+        except ConfigError as error:
+            failures.append(str(error))
+    return None, "; ".join(failures)
 
 
 def report(plan: list[KernelspecIsolation], policy: str) -> None:

@@ -26,6 +26,7 @@ import pwd
 import random
 import shutil
 import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ log = logging.getLogger("kernels_service.kernels")
 #: container maps.
 DEFAULT_RANGE = (60000, 61183)
 DEFAULT_ROOT = "/run/kernels-service"
+#: Where the kernels' directories go: /run, else (a read-only root with a writable /tmp)
+#: the temporary directory; a directory there that is not the service's is refused.
+DEFAULT_ROOTS = (DEFAULT_ROOT, os.path.join(tempfile.gettempdir(), "kernels-service"))
 CAP_SETGID, CAP_SETUID = 6, 7
 STALE_AFTER = 60.0  # seconds: a directory younger than this may be another service's kernel being launched
 

@@ -179,3 +179,54 @@ if sock.poll(%(wait)d * 1000):
 sock.close()
 print(json.dumps({"reply": status}))
 """
+
+
+#: Who a kernel is: its connection file, pid, uid, gid, groups, home, TMPDIR, cwd, umask.
+WHO_AM_I = r"""
+import json, os, ipykernel.connect
+print(json.dumps({"connection_file": ipykernel.connect.get_connection_file(), "pid": os.getpid(),
+                  "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "home": os.environ["HOME"],
+                  "tmp": os.environ.get("TMPDIR", "/tmp"), "cwd": os.getcwd(), "umask": os.umask(0o077)}))
+"""
+
+#: From one kernel, against `other` (WHO_AM_I's JSON of another kernel) and the service:
+#: each attempt's outcome, "done" or the error's name. With `harmless`, no signal and no
+#: ptrace (they would stop the other kernel or the service where they succeed).
+ATTACK = r"""
+import ctypes, json, os, signal
+other, service, harmless = json.loads(%(other)r), %(service)d or os.getppid(), %(harmless)r
+found = {}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "done"
+    except OSError as error:
+        found[name] = type(error).__name__
+if not harmless:
+    for target, pid in (("service", service), ("other", other["pid"])):
+        for name in ("SIGSTOP", "SIGTERM", "SIGKILL"):
+            attempt(f"{name} the {target}", lambda pid=pid, name=name: os.kill(pid, getattr(signal, name)))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    if libc.ptrace(16, other["pid"], None, None) == 0:  # PTRACE_ATTACH
+        found["ptrace the other"] = "done"
+        libc.ptrace(17, other["pid"], None, None)  # PTRACE_DETACH
+    else:
+        found["ptrace the other"] = os.strerror(ctypes.get_errno())
+attempt("read its connection file", lambda: open(other["connection_file"]).read())
+for name in ("environ", "mem", "maps"):
+    attempt(f"read its /proc {name}", lambda name=name: open(f"/proc/{other['pid']}/{name}", "rb").read(64))
+attempt("list its /proc fd", lambda: os.listdir(f"/proc/{other['pid']}/fd"))
+for place in ("home", "tmp"):
+    attempt(f"list its {place}", lambda place=place: os.listdir(other[place]))
+    attempt(f"write in its {place}", lambda place=place: open(os.path.join(other[place], "planted"), "w").close())
+print(json.dumps(found))
+"""
+
+
+def attack(other: dict, service_pid: int, harmless: bool) -> str:
+    return ATTACK % {"other": json.dumps(other), "service": service_pid, "harmless": harmless}
+
+
+def who(client: ChannelsClient) -> dict:
+    return run_in_kernel(client, WHO_AM_I)

@@ -137,7 +137,8 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
         continue
     uids = status["Uid"].split()
     print(json.dumps({"pid": int(pid), "ppid": int(status["PPid"]), "uid": int(uids[0]), "euid": int(uids[1]),
-                      "state": status["State"].split()[0], "args": [a.decode() for a in command if a]}))
+                      "state": status["State"].split()[0], "args": [a.decode() for a in command if a],
+                      "capabilities": status["CapEff"].strip(), "no_new_privs": status["NoNewPrivs"].strip()}))
 """
 
 
