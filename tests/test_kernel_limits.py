@@ -143,11 +143,7 @@ def test_sizes_and_the_memory_the_service_may_use():
     assert memory_available(meminfo, ["2147483648\n"]) == 2**31, "a container's limit is what the service may use"
     bounds = KernelLimits(2**30, 0, 300, "/usr/bin/prlimit")
     assert bounds.describe() == "memory 1024 MiB, processes unbounded, 300 open files"
-    assert bounds.command(["k"], own_uid=True) == [
-        "/usr/bin/prlimit",
-        "--data=1073741824:1073741824",
-        "--nofile=300:300",
-        "--",
-        "k",
-    ]
-    assert KernelLimits(1, 2, 3, "").command(["k"], own_uid=True) == ["k"], "no prlimit: no bound"
+    command = bounds.command(["true"], own_uid=True)
+    assert command == ["/usr/bin/prlimit", "--data=1073741824:1073741824", "--nofile=300:300", "--", "true"]
+    assert KernelLimits(1, 2, 3, "").command(["true"], own_uid=True) == ["true"], "no prlimit: no bound"
+    assert bounds.command(["/no/such/kernel"], own_uid=True) == ["/no/such/kernel"], "its launch fails as before"

@@ -92,13 +92,15 @@ class KernelLimits:
         ]
         return ", ".join(parts)
 
-    def command(self, command: list[str], own_uid: bool) -> list[str]:
+    def command(self, command: list[str], own_uid: bool, path: str | None = None) -> list[str]:
         """The kernel's command, run under its bounds (processes only if `own_uid`):
         `prlimit` sets them on itself, soft and hard, and executes the kernel in its place
-        (the same process: signals reach the kernel as before)."""
+        (the same process: signals reach the kernel as before). A program not found on
+        `path` (the kernel's PATH) is left to fail its launch as it would unbounded (a 503
+        with the reason), not once prlimit runs (a kernel that dies)."""
         bounds = [("data", self.memory), ("nofile", self.open_files), ("nproc", self.processes if own_uid else 0)]
         options = [f"--{name}={value}:{value}" for name, value in bounds if value]
-        if not options or not self.prlimit:
+        if not options or not self.prlimit or not command or shutil.which(command[0], path=path) is None:
             return command
         return [self.prlimit, *options, "--", *command]
 

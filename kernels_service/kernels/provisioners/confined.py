@@ -57,7 +57,7 @@ class ConfinedProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         limits: KernelLimits | None = getattr(self.parent, "kernel_limits", None)
         if limits is not None:
-            cmd = limits.command(cmd, own_uid=self.account is not None)
+            cmd = limits.command(cmd, own_uid=self.account is not None, path=kwargs.get("env", {}).get("PATH"))
         info = await super().launch_kernel(cmd, **kwargs)
         if limits is not None and self.process is not None:
             limits.first_to_go(self.process.pid)
