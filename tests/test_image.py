@@ -16,6 +16,8 @@ import pytest
 from kernels_service.hardening import KEPT_CAPABILITIES
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from tests.support.attacks import (
+    FORK_BOMB,
+    MEMORY_BOMB,
     MY_ADDRESSES,
     MY_LISTENING_PORTS,
     SERVICE_FILES,
@@ -235,6 +237,21 @@ def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(
     victim.close()
     assert container.request("GET", "api/kernels")[0] == 200
     assert "Traceback" not in container.logs(), container.logs()
+
+
+def test_in_the_image_a_memory_bomb_and_a_fork_bomb_fail_in_their_kernel(start):
+    container = start("--kernel-memory-limit=512M", "--kernel-process-limit=100", token=TOKEN)
+    (kernel,) = [k["id"] for k in container.request("GET", "api/kernels")[2]]
+    client = ChannelsClient(container, kernel)
+    client.execute("kept = 'still here'")
+    memory = run_in_kernel(client, MEMORY_BOMB)
+    assert memory["error"] == "MemoryError" and memory["taken_mib"] < 512, memory
+    forks = run_in_kernel(client, FORK_BOMB)
+    assert forks["error"] == "BlockingIOError" and forks["forked"] < 100, forks
+    assert stream_text(client.execute("print(kept)")[1]) == "still here\n"
+    client.close()
+    assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
+    assert "Each local kernel may take: memory 512 MiB, 100 processes" in container.logs()
 
 
 def test_the_kernel_sandbox_is_refused_in_the_container_with_a_reason(built):

@@ -15,41 +15,10 @@ from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.limits import KernelLimits, memory_available, parse_size
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import LAUNCHER, running_service, tracebacks
-from tests.support.attacks import run_in_kernel
+from tests.support.attacks import FORK_BOMB, MEMORY_BOMB, run_in_kernel
 from tests.support.shared_python import write_shared_kernelspec
 
 WITHOUT_PRIVILEGES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--")
-
-MEMORY_BOMB = r"""
-import json
-chunks, error = [], None
-try:
-    while len(chunks) < 64:  # 4 GiB at most: past any bound these tests set
-        chunks.append(bytearray(64 * 2**20))
-except MemoryError as raised:
-    error = type(raised).__name__
-taken = len(chunks) * 64
-chunks = None
-print(json.dumps({"error": error, "taken_mib": taken}))
-"""
-
-FORK_BOMB = r"""
-import json, os, time
-children, error = [], None
-try:
-    while len(children) < 2000:
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(60)
-            os._exit(0)
-        children.append(pid)
-except OSError as raised:
-    error = type(raised).__name__
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-print(json.dumps({"error": error, "forked": len(children)}))
-"""
 
 FILE_BOMB = r"""
 import json

@@ -230,3 +230,36 @@ def attack(other: dict, service_pid: int, harmless: bool) -> str:
 
 def who(client: ChannelsClient) -> dict:
     return run_in_kernel(client, WHO_AM_I)
+
+
+#: Bombs: what one kernel tries to take from the others (kernels/limits.py bounds it).
+MEMORY_BOMB = r"""
+import json
+chunks, error = [], None
+try:
+    while len(chunks) < 64:  # 4 GiB at most: past any bound these tests set
+        chunks.append(bytearray(64 * 2**20))
+except MemoryError as raised:
+    error = type(raised).__name__
+taken = len(chunks) * 64
+chunks = None
+print(json.dumps({"error": error, "taken_mib": taken}))
+"""
+
+FORK_BOMB = r"""
+import json, os, time
+children, error = [], None
+try:
+    while len(children) < 2000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+except OSError as raised:
+    error = type(raised).__name__
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print(json.dumps({"error": error, "forked": len(children)}))
+"""
