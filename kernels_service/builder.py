@@ -78,6 +78,7 @@ class KernelsServer:
     context: zmq.Context  # jupyter_client's ZeroMQ context, every kernel socket's
     store: KernelStore | None = None  # the kept kernels' store (--keep-kernels)
     directories: tuple[PrivateDir, ...] = ()  # the kernels' connection-file and ipc directories
+    kernel_uids: KernelUids | None = None  # where local kernels get uids of their own
     http: HTTPServer | None = None
     port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
     _background: tuple[asyncio.Task[None], ...] = ()
@@ -149,8 +150,6 @@ def build(config: ServiceConfig) -> KernelsServer:
 def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets: PrivateDir | None) -> KernelsServer:
     """`build`, once the token and the kernels' directories are known."""
     uids, why_no_uids = isolation.kernel_uids(config.kernel_isolation, config.kernel_sandbox, config.kernel_uids)
-    if uids is not None and os.geteuid() == 0:
-        drop_root_powers()
     multi = build_multi_kernel_manager(config, runtime.path, sockets, uids)
     isolation.report(isolation_plan(config, multi.kernel_spec_manager, uids, why_no_uids), config.kernel_isolation)
     store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
@@ -177,7 +176,7 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     cull_policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
     directories = (runtime,) if sockets is None else (runtime, sockets)
     return KernelsServer(
-        config, services, socketio, web_app, Culler(registry, cull_policy), multi.context, store, directories
+        config, services, socketio, web_app, Culler(registry, cull_policy), multi.context, store, directories, uids
     )
 
 
@@ -191,8 +190,11 @@ def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
     return AccessPolicy(token, config.allow_origin, remote_access=remote, local_hostnames=config.local_hostnames)
 
 
-def drop_root_powers() -> None:
-    """A root service that gives kernels uids keeps only what that takes (hardening)."""
+def drop_root_powers(server: KernelsServer) -> None:
+    """A root service that gives kernels uids keeps only what that takes (hardening). For
+    the service's own process (`serving.serve`), never a process that builds one to test it."""
+    if server.kernel_uids is None or os.geteuid() != 0:
+        return
     why_not = keep_only_capabilities()
     if why_not is None:
         log.info("The service keeps only the capabilities it needs: %s; no_new_privs", ", ".join(KEPT_CAPABILITIES))

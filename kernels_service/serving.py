@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import Iterable
 
-from kernels_service.builder import build
+from kernels_service.builder import build, drop_root_powers
 from kernels_service.config import ServiceConfig
 from kernels_service.hardening import make_undumpable
 
@@ -24,6 +24,7 @@ async def serve(config: ServiceConfig, signals: Iterable[int] = (signal.SIGINT, 
     if not make_undumpable():
         log.warning("The service is dumpable: processes of its uid, its kernels among them, can read its memory")
     service = build(config)
+    drop_root_powers(service)  # before any kernel starts, while the process has one thread
     stop = asyncio.Event()
     received: list[int] = []
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ every earlier version did) reaches the other kernel: the attack can succeed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from kernels_service.builder import build
+from kernels_service.config import ServiceConfig
 from kernels_service.hardening import KEPT_CAPABILITIES
 from kernels_service.kernels.isolation import SHARED_UID_CAN
 from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
@@ -246,3 +249,16 @@ def test_the_root_service_keeps_only_what_it_needs_and_its_kernels_gain_nothing(
         found = run_in_kernel(client, PRIVILEGES)
         client.close()
         assert found == {"CapEff": "0" * 16, "CapPrm": "0" * 16, "NoNewPrivs": "1", "became_root": False}
+
+
+def test_building_a_service_leaves_the_capabilities_of_the_process_that_builds_it():
+    """Only the service's own process (serving.serve) drops root's powers: a test or a
+    tool that builds a service in its own process keeps its capabilities."""
+    before = proc_status(os.getpid())
+    server = build(ServiceConfig(port=0, initial_kernels=0, pool_size=0, token="t"))
+    try:
+        after = proc_status(os.getpid())
+        assert (after["CapEff"], after["CapBnd"], after["NoNewPrivs"]) == (
+            before["CapEff"], before["CapBnd"], before["NoNewPrivs"])  # fmt: skip
+    finally:
+        asyncio.run(server.stop(keep=False))
