@@ -152,7 +152,7 @@ def test_a_container_kernel_is_interrupted_and_restarted_in_place(containers):
         client = ChannelsClient(service, kernel)
         client.execute("x = 41", timeout=90)
         interrupt = lambda: service.request("POST", f"api/kernels/{kernel}/interrupt")[0]  # noqa: E731
-        reply = interrupted_reply(interrupt, client, service.output)
+        reply = interrupted_reply(interrupt, client, lambda: service.output() + containers.api.kernel_logs())
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         assert stream_text(client.execute("print(x + 1)")[1]) == "42\n", "the interrupt cost the kernel"
         assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200

@@ -58,6 +58,11 @@ class DockerAPI:
         listed = self.engine("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").stdout
         return [name for name in listed.split() if name]
 
+    def kernel_logs(self) -> str:
+        """What the kernels' containers printed (a kernel's own stderr is not the service's)."""
+        logs = (self.engine("logs", name, check=False) for name in self.containers())
+        return "".join(result.stdout + result.stderr for result in logs)
+
 
 @contextmanager
 def docker_api(engine: Engine) -> Iterator[DockerAPI]:
