@@ -118,10 +118,11 @@ def report(starts: dict[str, list[float]], trips: dict[str, list[float]]) -> Non
     start_floor, trip_floor = statistics.median(starts["direct"]), statistics.median(trips["direct"])
     for name in PATHS:
         start, trip = statistics.median(starts[name]), statistics.median(trips[name])
+        low, high = min(starts[name]), max(starts[name])
         print(
             f"{name:10} start median {start * 1000:7.1f} ms ({start / start_floor:.2f}x direct, "
-            f"{len(starts[name])} starts)  pass round trip median {trip * 1000:6.2f} ms "
-            f"({trip / trip_floor:.2f}x direct, {len(trips[name])} round trips)"
+            f"{len(starts[name])} starts, {low * 1000:.0f}-{high * 1000:.0f} ms)  pass round trip median "
+            f"{trip * 1000:6.2f} ms ({trip / trip_floor:.2f}x direct, {len(trips[name])} round trips)"
         )
     own, shared = statistics.median(starts["own uid"]), statistics.median(starts["shared uid"])
     own_trip, shared_trip = statistics.median(trips["own uid"]), statistics.median(trips["shared uid"])
