@@ -26,6 +26,7 @@ import pwd
 import random
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -239,8 +240,6 @@ def can_run_as(program: str, uid: int) -> str | None:
     """Why a process of `uid` (no groups) could not run `program` (None: it could): every
     directory on the way must let it pass, and the file let it execute. Asked of a shell
     run as that uid, so that the kernel's own view decides, ACLs and all."""
-    import subprocess
-
     path = shutil.which(program) or program
     try:
         result = subprocess.run(
