@@ -29,7 +29,6 @@ from kernels_service.config import ISOLATIONS, SANDBOXES, TRANSPORTS, ServiceCon
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
 from kernels_service.kernels import ConfigError, KernelsError, isolation
-from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.serving import serve
@@ -364,7 +363,7 @@ class KernelsService(Application):
         effective value and its source (not only the config's, as traitlets would); no token."""
         configuration = effective_configuration(self, self.environment_sources)
         specs = KernelSpecManager(config=self.config).get_all_specs()
-        plan, uids = self.isolation_plan(specs)
+        plan = self.isolation_plan(specs)
         default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else CONFINED_PROVISIONER
         configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
         for entry in plan:
@@ -374,7 +373,7 @@ class KernelsService(Application):
         else:
             print(f"{self.name} {self.version}: effective configuration\n{format_configuration(configuration)}")
 
-    def isolation_plan(self, specs: dict) -> tuple[list[isolation.KernelspecIsolation], KernelUids | None]:
+    def isolation_plan(self, specs: dict) -> list[isolation.KernelspecIsolation]:
         """What the start would say of each kernelspec's isolation (nothing made on disk)."""
         uids, why_not = isolation.kernel_uids(
             self.kernel_isolation, self.kernel_sandbox, self.kernel_uids, prepare=False
@@ -387,7 +386,7 @@ class KernelsService(Application):
             uids=uids,
             why_no_uids=why_not,
         )
-        return plan, uids
+        return plan
 
     def service_config(self) -> ServiceConfig:
         """The options as the composition root takes them."""

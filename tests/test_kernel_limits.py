@@ -68,11 +68,20 @@ def two_clients(service) -> tuple[ChannelsClient, ChannelsClient]:
     return bomb, other
 
 
-def test_a_memory_bomb_gets_a_memory_error_in_its_kernel(service_options):
-    with bounded_service(service_options, "--kernel-memory-limit=1G") as service:
+#: Each bomb: its bound, its code, the error it must get, and what it took (key, low, high).
+BOMBS = {
+    "memory": ("--kernel-memory-limit=1G", MEMORY_BOMB, "MemoryError", "taken_mib", -1, 1024),
+    "files": ("--kernel-open-files=300", FILE_BOMB, "Too many open files", "opened", 200, 300),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_a_bomb_gets_its_error_in_its_kernel(service_options, kind):
+    bound, code, error, taken, low, high = BOMBS[kind]
+    with bounded_service(service_options, bound) as service:
         bomb, other = two_clients(service)
-        found = run_in_kernel(bomb, MEMORY_BOMB)
-        assert found["error"] == "MemoryError" and found["taken_mib"] < 1024, found
+        found = run_in_kernel(bomb, code)
+        assert found["error"] == error and low < found[taken] < high, found
         survivors_answer(service, bomb, other)
         bomb.close()
         other.close()
@@ -86,16 +95,6 @@ def test_a_fork_bomb_fails_in_its_kernel_where_it_has_a_uid_of_its_own(tmp_path)
         found = run_in_kernel(bomb, FORK_BOMB)
         # the kernel's own threads count too: it could fork fewer than 100 processes
         assert found["error"] == "BlockingIOError" and 50 < found["forked"] < 100, found
-        survivors_answer(service, bomb, other)
-        bomb.close()
-        other.close()
-
-
-def test_a_file_bomb_runs_out_of_files_in_its_kernel(service_options):
-    with bounded_service(service_options, "--kernel-open-files=300") as service:
-        bomb, other = two_clients(service)
-        found = run_in_kernel(bomb, FILE_BOMB)
-        assert found["error"] == "Too many open files" and 200 < found["opened"] < 300, found
         survivors_answer(service, bomb, other)
         bomb.close()
         other.close()
