@@ -25,6 +25,7 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
+from kernels_service.builder import isolation_plan
 from kernels_service.config import ISOLATIONS, SANDBOXES, TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
@@ -363,7 +364,11 @@ class KernelsService(Application):
         effective value and its source (not only the config's, as traitlets would); no token."""
         configuration = effective_configuration(self, self.environment_sources)
         specs = KernelSpecManager(config=self.config).get_all_specs()
-        plan = self.isolation_plan(specs)
+        config = self.service_config()
+        uids, why_not = isolation.kernel_uids(
+            config.kernel_isolation, config.kernel_sandbox, config.kernel_uids, prepare=False
+        )  # nothing made on disk
+        plan = isolation_plan(config, specs, uids, why_not)
         default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else CONFINED_PROVISIONER
         configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
         for entry in plan:
@@ -372,21 +377,6 @@ class KernelsService(Application):
             print(json.dumps(configuration, indent=1, sort_keys=True))
         else:
             print(f"{self.name} {self.version}: effective configuration\n{format_configuration(configuration)}")
-
-    def isolation_plan(self, specs: dict) -> list[isolation.KernelspecIsolation]:
-        """What the start would say of each kernelspec's isolation (nothing made on disk)."""
-        uids, why_not = isolation.kernel_uids(
-            self.kernel_isolation, self.kernel_sandbox, self.kernel_uids, prepare=False
-        )
-        plan = isolation.plan_isolation(
-            specs,
-            policy=self.kernel_isolation,
-            sandbox=self.kernel_sandbox,
-            transport=self.kernel_transport,
-            uids=uids,
-            why_no_uids=why_not,
-        )
-        return plan
 
     def service_config(self) -> ServiceConfig:
         """The options as the composition root takes them."""

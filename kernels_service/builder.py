@@ -151,7 +151,8 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     """`build`, once the token and the kernels' directories are known."""
     uids, why_no_uids = isolation.kernel_uids(config.kernel_isolation, config.kernel_sandbox, config.kernel_uids)
     multi = build_multi_kernel_manager(config, runtime.path, sockets, uids)
-    isolation.report(isolation_plan(config, multi.kernel_spec_manager, uids, why_no_uids), config.kernel_isolation)
+    plan = isolation_plan(config, multi.kernel_spec_manager.get_all_specs(), uids, why_no_uids)
+    isolation.report(plan, config.kernel_isolation)
     store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
     registry = build_registry(config, multi, store)
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
@@ -203,11 +204,12 @@ def drop_root_powers(server: KernelsServer) -> None:
 
 
 def isolation_plan(
-    config: ServiceConfig, specs: KernelSpecManager, uids: KernelUids | None, why_no_uids: str
+    config: ServiceConfig, specs: dict[str, Any], uids: KernelUids | None, why_no_uids: str
 ) -> list[isolation.KernelspecIsolation]:
-    """How each kernelspec's kernels will be kept apart (kernels.isolation)."""
+    """How each kernelspec's kernels will be kept apart (kernels.isolation); `specs`:
+    jupyter_client's `get_all_specs()`. The start logs it, --show-config shows it."""
     return isolation.plan_isolation(
-        specs.get_all_specs(),
+        specs,
         policy=config.kernel_isolation,
         sandbox=config.kernel_sandbox,
         transport=config.kernel_transport,
