@@ -25,11 +25,11 @@ from traitlets.config import Application
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from kernels_service import __version__
-from kernels_service.builder import isolation_plan
+from kernels_service.builder import isolation_plan, kernel_separation
 from kernels_service.config import ISOLATIONS, SANDBOXES, TRANSPORTS, ServiceConfig
 from kernels_service.effective_config import effective_configuration, format_configuration, provisioner_settings
 from kernels_service.hardening import token_on_command_line
-from kernels_service.kernels import ConfigError, KernelsError, isolation
+from kernels_service.kernels import ConfigError, KernelsError
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.serving import serve
@@ -365,10 +365,8 @@ class KernelsService(Application):
         configuration = effective_configuration(self, self.environment_sources)
         specs = KernelSpecManager(config=self.config).get_all_specs()
         config = self.service_config()
-        uids, why_not = isolation.kernel_uids(
-            config.kernel_isolation, config.kernel_sandbox, config.kernel_uids, prepare=False
-        )  # nothing made on disk
-        plan = isolation_plan(config, specs, uids, why_not)
+        separation, why_not = kernel_separation(config, None, None, prepare=False)  # nothing made on disk
+        plan = isolation_plan(config, specs, separation, why_not)
         default_provisioner = PROVISIONER_NAME if self.kernel_sandbox == "bubblewrap" else CONFINED_PROVISIONER
         configuration.update(provisioner_settings(specs, os.environ, default_provisioner))
         for entry in plan:

@@ -25,7 +25,7 @@ from typing import Any
 import zmq
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
-from jupyter_core.paths import jupyter_data_dir
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
@@ -47,6 +47,7 @@ from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.ports import PortPicker, default_port_range, ephemeral_range, parse_port_range
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, check_bubblewrap
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
+from kernels_service.kernels.separation import Separation
 from kernels_service.kernels.shutdown import stop_all
 from kernels_service.kernels.store import KernelStore, SqliteKernelStore
 from kernels_service.logs import jupyter_client_log
@@ -78,7 +79,7 @@ class KernelsServer:
     context: zmq.Context  # jupyter_client's ZeroMQ context, every kernel socket's
     store: KernelStore | None = None  # the kept kernels' store (--keep-kernels)
     directories: tuple[PrivateDir, ...] = ()  # the kernels' connection-file and ipc directories
-    kernel_uids: KernelUids | None = None  # where local kernels get uids of their own
+    separation: Separation | None = None  # how local kernels are kept apart (uids of their own, Landlock)
     http: HTTPServer | None = None
     port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
     _background: tuple[asyncio.Task[None], ...] = ()
@@ -149,9 +150,9 @@ def build(config: ServiceConfig) -> KernelsServer:
 
 def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets: PrivateDir | None) -> KernelsServer:
     """`build`, once the token and the kernels' directories are known."""
-    uids, why_no_uids = isolation.kernel_uids(config.kernel_isolation, config.kernel_sandbox, config.kernel_uids)
-    multi = build_multi_kernel_manager(config, runtime.path, sockets, uids)
-    plan = isolation_plan(config, multi.kernel_spec_manager.get_all_specs(), uids, why_no_uids)
+    separation, why_not_apart = kernel_separation(config, runtime, sockets)
+    multi = build_multi_kernel_manager(config, runtime.path, sockets, separation)
+    plan = isolation_plan(config, multi.kernel_spec_manager.get_all_specs(), separation, why_not_apart)
     isolation.report(plan, config.kernel_isolation)
     store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
     registry = build_registry(config, multi, store)
@@ -177,8 +178,29 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     cull_policy = CullPolicy(config.cull_idle_timeout, config.cull_interval, config.cull_connected, config.cull_busy)
     directories = (runtime,) if sockets is None else (runtime, sockets)
     return KernelsServer(
-        config, services, socketio, web_app, Culler(registry, cull_policy), multi.context, store, directories, uids
+        config,
+        services,
+        socketio,
+        web_app,
+        Culler(registry, cull_policy),
+        multi.context,
+        store,
+        directories,
+        separation,
     )
+
+
+def kernel_separation(
+    config: ServiceConfig, runtime: PrivateDir | None, sockets: PrivateDir | None, *, prepare: bool = True
+) -> tuple[Separation | None, str]:
+    """How local kernels are kept apart (kernels.isolation), hiding from Landlock-confined
+    kernels the service's runtime and ipc directories, Jupyter's runtime directory and the
+    kept kernels' store."""
+    store = os.path.dirname(os.path.abspath(config.kernel_store or default_kernel_store()))
+    hidden = [directory.path for directory in (runtime, sockets) if directory is not None]
+    hidden += [jupyter_runtime_dir(), store]
+    policy, sandbox = config.kernel_isolation, config.kernel_sandbox
+    return isolation.kernel_separation(policy, sandbox, config.kernel_uids, tuple(hidden), prepare=prepare)
 
 
 def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
@@ -194,7 +216,7 @@ def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:
 def drop_root_powers(server: KernelsServer) -> None:
     """A root service that gives kernels uids keeps only what that takes (hardening). For
     the service's own process (`serving.serve`), never a process that builds one to test it."""
-    if server.kernel_uids is None or os.geteuid() != 0:
+    if not isinstance(server.separation, KernelUids) or os.geteuid() != 0:
         return
     why_not = keep_only_capabilities()
     if why_not is None:
@@ -204,7 +226,7 @@ def drop_root_powers(server: KernelsServer) -> None:
 
 
 def isolation_plan(
-    config: ServiceConfig, specs: dict[str, Any], uids: KernelUids | None, why_no_uids: str
+    config: ServiceConfig, specs: dict[str, Any], separation: Separation | None, why_not_apart: str
 ) -> list[isolation.KernelspecIsolation]:
     """How each kernelspec's kernels will be kept apart (kernels.isolation); `specs`:
     jupyter_client's `get_all_specs()`. The start logs it, --show-config shows it."""
@@ -213,17 +235,17 @@ def isolation_plan(
         policy=config.kernel_isolation,
         sandbox=config.kernel_sandbox,
         transport=config.kernel_transport,
-        uids=uids,
-        why_no_uids=why_no_uids,
+        separation=separation,
+        why_not_apart=why_not_apart,
     )
 
 
 def build_multi_kernel_manager(
-    config: ServiceConfig, runtime: str, sockets: PrivateDir | None, uids: KernelUids | None = None
+    config: ServiceConfig, runtime: str, sockets: PrivateDir | None, separation: Separation | None = None
 ) -> Any:
     """jupyter_client's manager of kernel managers, ours: kernels' connection files in
-    `runtime`, their transport (ipc sockets in `sockets`), their ports, their uids and
-    provisioners."""
+    `runtime`, their transport (ipc sockets in `sockets`), their ports, how they are kept
+    apart, and provisioners."""
     multi = ServiceMultiKernelManager(
         log=jupyter_client_log(),
         config=kernel_manager_config(config, sockets),
@@ -233,7 +255,7 @@ def build_multi_kernel_manager(
     )
     limits = kernel_limits(config.kernel_memory_limit, config.kernel_process_limit, config.kernel_open_files)
     log.info("Each local kernel may take: %s", limits.describe())
-    parts = {"port_picker": port_picker(config), "kernel_uids": uids, "kernel_limits": limits}
+    parts = {"port_picker": port_picker(config), "kernel_separation": separation, "kernel_limits": limits}
     given = {name: part for name, part in parts.items() if part is not None}
     if given:
         make_manager = multi.kernel_manager_factory  # jupyter_client's (it shares the ZeroMQ context)

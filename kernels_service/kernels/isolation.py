@@ -7,6 +7,9 @@ the strongest of what the service can give:
 - a bubblewrap sandbox (`--kernel-sandbox=bubblewrap`);
 - a uid of their own (`kernel_uids`), where the service holds CAP_SETUID and CAP_SETGID
   and a process of another uid may run the kernel's program;
+- a Landlock room of their own (`confinement`), where the service runs unprivileged on a
+  Linux with Landlock: kept apart with its signal scoping (ABI 6, Linux 6.12); on an
+  earlier ABI a kernel can still do what `LANDLOCK_WITHOUT_SCOPES_CAN` says;
 - nothing: the service's own uid, and then a kernel can do to the service and to every
   other kernel what `SHARED_UID_CAN` says.
 `--kernel-isolation=required` refuses to start unless every kernelspec's kernels are
@@ -20,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernels_service.kernels.confinement.landlock import SIGNAL_SCOPING_ABI
+from kernels_service.kernels.confinement.rooms import LandlockRooms, landlock_rooms
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.kernel_uids import (
     DEFAULT_ROOTS,
@@ -30,6 +35,7 @@ from kernels_service.kernels.kernel_uids import (
     why_no_uids,
 )
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as SANDBOX_PROVISIONER
+from kernels_service.kernels.separation import Separation
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -41,6 +47,10 @@ SHARED_UID_CAN = (
     "kill or stop the service and every other kernel, read every kernel's connection file (its keys) and "
     "its /proc files, and with the keys run code in other kernels"
 )
+#: What code in a kernel confined by Landlock without its scopes (ABI < 6) can still do.
+LANDLOCK_WITHOUT_SCOPES_CAN = (
+    "kill or stop the service and every other kernel (Landlock's signal scoping needs Linux 6.12)"
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +58,10 @@ class KernelspecIsolation:
     """How one kernelspec's kernels are kept apart; `apart` False: they are not (`why`)."""
 
     kernelspec: str
-    mechanism: str  # "own container", "sandbox", "own uid", or "service's uid"
+    mechanism: str  # "own container", "sandbox", "own uid", "landlock", or "service's uid"
     apart: bool
     why: str = ""
+    exposure: str = SHARED_UID_CAN  # what one of its kernels can do where they are not apart
 
     def __str__(self) -> str:
         return f"{self.kernelspec}: {self.mechanism}" + (f" ({self.why})" if self.why else "")
@@ -62,8 +73,8 @@ def plan_isolation(
     policy: str,
     sandbox: str,
     transport: str,
-    uids: KernelUids | None,
-    why_no_uids: str | None,
+    separation: Separation | None,
+    why_not_apart: str | None,
 ) -> list[KernelspecIsolation]:
     """Each kernelspec's isolation (`kernelspecs`: jupyter_client's `get_all_specs()`)."""
     plan = []
@@ -78,20 +89,32 @@ def plan_isolation(
             plan.append(KernelspecIsolation(name, "sandbox", True, "bubblewrap"))
         elif policy == "none":
             plan.append(KernelspecIsolation(name, "service's uid", False, "--kernel-isolation=none"))
-        elif uids is None:
-            plan.append(KernelspecIsolation(name, "service's uid", False, why_no_uids or "no kernel uids"))
+        elif separation is None:
+            plan.append(KernelspecIsolation(name, "service's uid", False, why_not_apart or "no kernel uids"))
+        elif isinstance(separation, LandlockRooms):
+            plan.append(landlock_isolation(name, separation, transport))
         else:
-            plan.append(own_uid_isolation(name, spec.get("argv", []), uids, transport))
+            plan.append(own_uid_isolation(name, spec.get("argv", []), separation, transport))
     return plan
 
 
-def own_uid_isolation(name: str, argv: list[str], uids: KernelUids, transport: str) -> KernelspecIsolation:
+def landlock_isolation(name: str, rooms: LandlockRooms, transport: str) -> KernelspecIsolation:
+    if rooms.abi < SIGNAL_SCOPING_ABI:
+        why = f"Landlock ABI {rooms.abi}, without signal scoping"
+        return KernelspecIsolation(name, "landlock", False, why, LANDLOCK_WITHOUT_SCOPES_CAN)
+    if transport == "tcp":
+        why = "but --kernel-transport=tcp: any process of the machine can read its output"
+        return KernelspecIsolation(name, "landlock", False, why, "read every other kernel's output")
+    return KernelspecIsolation(name, "landlock", True, f"ABI {rooms.abi}")
+
+
+def own_uid_isolation(name: str, argv: list[str], uids: Separation, transport: str) -> KernelspecIsolation:
     why_not = uids.why_not_run(argv)
     if why_not is not None:
         return KernelspecIsolation(name, "service's uid", False, why_not)
     if transport == "tcp":
         why = "but --kernel-transport=tcp: any process of the machine can read its output"
-        return KernelspecIsolation(name, "own uid", False, why)
+        return KernelspecIsolation(name, "own uid", False, why, "read every other kernel's output")
     return KernelspecIsolation(name, "own uid", True, f"from {uids.first}-{uids.last}")
 
 
@@ -102,10 +125,15 @@ def describe(plan: list[KernelspecIsolation]) -> str:
 
 def exposure(plan: list[KernelspecIsolation]) -> str | None:
     """What kernels not kept apart can do, naming their kernelspecs (None: all are apart)."""
-    shared = [entry.kernelspec for entry in plan if not entry.apart]
-    if not shared:
+    exposures: dict[str, list[str]] = {}
+    for entry in plan:
+        if not entry.apart:
+            exposures.setdefault(entry.exposure, []).append(entry.kernelspec)
+    if not exposures:
         return None
-    return f"Kernels of {', '.join(shared)} are not kept apart: code in one can {SHARED_UID_CAN}"
+    return "; ".join(
+        f"Kernels of {', '.join(names)} are not kept apart: code in one can {can}" for can, names in exposures.items()
+    )
 
 
 def check_required(plan: list[KernelspecIsolation]) -> None:
@@ -116,7 +144,8 @@ def check_required(plan: list[KernelspecIsolation]) -> None:
             "--kernel-isolation=required, but kernels are not kept apart: "
             + "; ".join(str(entry) for entry in shared)
             + ". Run the service as root (or with CAP_SETUID and CAP_SETGID), with the kernels' programs where "
-            "any uid may run them, or use --kernel-sandbox=bubblewrap or container kernels"
+            "any uid may run them, or unprivileged on Linux 6.12 or later (Landlock), or use "
+            "--kernel-sandbox=bubblewrap or container kernels"
         )
 
 
@@ -143,6 +172,21 @@ def kernel_uids(
         except ConfigError as error:
             failures.append(str(error))
     return None, "; ".join(failures)
+
+
+def kernel_separation(
+    policy: str, sandbox: str, uid_range: str, hidden: tuple[str, ...] = (), *, prepare: bool = True
+) -> tuple[Separation | None, str]:
+    """How local kernels are kept apart: uids of their own where the service may hand
+    them out, else Landlock rooms (`hidden`: the service's paths no kernel may read), or
+    None and why neither. None without a reason where neither is wanted."""
+    uids, why_no_uids = kernel_uids(policy, sandbox, uid_range, prepare=prepare)
+    if uids is not None or not why_no_uids:
+        return uids, why_no_uids
+    rooms, why_no_rooms = landlock_rooms(hidden, prepare=prepare)
+    if rooms is not None:
+        return rooms, ""
+    return None, f"{why_no_uids}, and {why_no_rooms}"
 
 
 def report(plan: list[KernelspecIsolation], policy: str) -> None:

@@ -160,6 +160,9 @@ def has_account(uid: int) -> bool:
 class KernelUids:
     """Hands out uids of a range, each with its kernel's directory under `root`."""
 
+    mechanism = "own uid"
+    sets_oom_score = False  # the service does (kernels.limits)
+
     def __init__(self, uid_range: tuple[int, int] = DEFAULT_RANGE, root: str = DEFAULT_ROOT,
                  in_use: Callable[[], Iterable[int]] = uids_in_use):  # fmt: skip
         self.first, self.last = uid_range
@@ -225,7 +228,7 @@ class KernelUids:
     @staticmethod
     def give_back(account: KernelAccount) -> None:
         """Remove the kernel's directory (its uid is free again once its processes are gone)."""
-        shutil.rmtree(account.directory, ignore_errors=True)
+        remove_account(account)
 
     @staticmethod
     def hand_over(path: str, account: KernelAccount) -> None:
@@ -234,6 +237,35 @@ class KernelUids:
         info = os.lstat(path)
         if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
             os.chown(path, account.uid, account.uid, follow_symlinks=False)
+
+    @staticmethod
+    def launch_options(account: KernelAccount) -> dict[str, object]:
+        """How the kernel's process is started (`subprocess.Popen`'s): as its uid, no
+        groups, umask 077, in its home."""
+        return {"user": account.uid, "group": account.uid, "extra_groups": [], "umask": 0o077, "cwd": account.home}
+
+    @staticmethod
+    def ipc_prefix(account: KernelAccount) -> str:
+        """The prefix of the kernel's ipc socket paths: in its directory, closed to others."""
+        return os.path.join(account.directory, "ipc")
+
+    @staticmethod
+    def command(command: list[str], account: KernelAccount, env: dict[str, str], resources: str) -> list[str]:
+        """The kernel's command as it is: its uid is what keeps it apart."""
+        return command
+
+    @staticmethod
+    def launched(account: KernelAccount, pid: int) -> None:
+        """Nothing to record: a uid is in use while a process runs as it."""
+
+
+def remove_account(account: KernelAccount) -> None:
+    """Remove a kernel's directory, and the record of its process beside it, if any."""
+    shutil.rmtree(account.directory, ignore_errors=True)
+    try:
+        os.remove(account.directory + ".pid")
+    except OSError:
+        pass
 
 
 def can_run_as(program: str, uid: int) -> str | None:

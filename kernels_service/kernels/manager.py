@@ -38,6 +38,7 @@ from jupyter_client.localinterfaces import is_local_ip
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.multikernelmanager import AsyncMultiKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
+from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Instance, Unicode
 
 from kernels_service.kernels.errors import KernelNotStarted
@@ -48,7 +49,6 @@ from kernels_service.kernels.jupyter_client_internals import (
     record_random_ports,
     register_kernel,
 )
-from kernels_service.kernels.kernel_uids import KernelUids
 from kernels_service.kernels.launcher_output import LauncherOutput
 from kernels_service.kernels.limits import KernelLimits
 from kernels_service.kernels.ports import PortPicker
@@ -74,7 +74,7 @@ class ServiceKernelManager(AsyncIOLoopKernelManager):
     ipc_dir = Unicode("", config=True, help="Directory of ipc sockets ('': beside the connection file).")
     transport_policy = Enum(POLICIES, "auto", config=True, help="How each kernel's transport is chosen.")
     port_picker = Instance(PortPicker, allow_none=True, help="Where local TCP kernels get their ports.")
-    kernel_uids = Instance(KernelUids, allow_none=True, help="Where local kernels get a uid of their own.")
+    kernel_separation = AnyTrait(None, allow_none=True, help="How local kernels are kept apart (kernels.separation).")
     kernel_limits = Instance(KernelLimits, allow_none=True, help="What one local kernel may take of the machine.")
     keep = Bool(False, config=True, help="Launch kernels that outlive the service (--keep-kernels).")
 

@@ -106,8 +106,8 @@ def receive(sock, size):
         data += chunk
     return data
 def knock(port):
-    if info["transport"] == "ipc":
-        sock, address = socket.socket(socket.AF_UNIX), f"{info['ip']}-{port}"
+    if info["transport"] == "ipc":  # a path, or (`@`) an abstract socket's name
+        sock, address = socket.socket(socket.AF_UNIX), f"{info['ip']}-{port}".replace("@", "\0", 1)
     else:
         sock, address = socket.socket(), (info["ip"], port)
     sock.settimeout(10)
@@ -190,10 +190,11 @@ print(json.dumps({"connection_file": ipykernel.connect.get_connection_file(), "p
 """
 
 #: From one kernel, against `other` (WHO_AM_I's JSON of another kernel) and the service:
-#: each attempt's outcome, "done" or the error's name. With `harmless`, no signal and no
-#: ptrace (they would stop the other kernel or the service where they succeed).
+#: each attempt's outcome, "done" or the error's name. With `harmless`, no signal, no
+#: ptrace and nothing done to the service's limits or scheduling (they would stop or
+#: starve the other kernel or the service where they succeed).
 ATTACK = r"""
-import ctypes, json, os, signal
+import ctypes, json, os, resource, signal
 other, service, harmless = json.loads(%(other)r), %(service)d or os.getppid(), %(harmless)r
 found = {}
 def attempt(name, action):
@@ -206,6 +207,10 @@ if not harmless:
     for target, pid in (("service", service), ("other", other["pid"])):
         for name in ("SIGSTOP", "SIGTERM", "SIGKILL"):
             attempt(f"{name} the {target}", lambda pid=pid, name=name: os.kill(pid, getattr(signal, name)))
+    attempt("limit the service's CPU time", lambda: resource.prlimit(service, resource.RLIMIT_CPU, (1, 1)))
+    attempt("make the service idle", lambda: os.sched_setscheduler(service, os.SCHED_IDLE, os.sched_param(0)))
+    attempt("renice the service", lambda: os.setpriority(os.PRIO_PROCESS, service, 19))
+    attempt("pin the service to one CPU", lambda: os.sched_setaffinity(service, {0}))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
     if libc.ptrace(16, other["pid"], None, None) == 0:  # PTRACE_ATTACH
@@ -216,7 +221,8 @@ if not harmless:
 attempt("read its connection file", lambda: open(other["connection_file"]).read())
 for name in ("environ", "mem", "maps"):
     attempt(f"read its /proc {name}", lambda name=name: open(f"/proc/{other['pid']}/{name}", "rb").read(64))
-attempt("list its /proc fd", lambda: os.listdir(f"/proc/{other['pid']}/fd"))
+attempt("read its /proc fd", lambda: [os.readlink(f"/proc/{other['pid']}/fd/{fd}")
+                                     for fd in os.listdir(f"/proc/{other['pid']}/fd")])
 for place in ("home", "tmp"):
     attempt(f"list its {place}", lambda place=place: os.listdir(other[place]))
     attempt(f"write in its {place}", lambda place=place: open(os.path.join(other[place], "planted"), "w").close())

@@ -1,0 +1,195 @@
+"""A room for each local kernel of an unprivileged service, confined by Landlock.
+
+Where the service cannot give kernels uids of their own (it runs as an ordinary user, or
+the image runs with `--user`), every kernel shares the service's uid, and only Landlock
+keeps them apart (`landlock`, `seccomp`, applied by `launch` before the kernel's program
+runs). Each kernel gets a room: a directory of its own under the service's root (0700),
+holding its connection file, its home and its temporary directory. The kernel may write
+in its room only, and may not read, list or execute anything under the paths the service
+hides from every kernel: the root of all rooms, the service's runtime directory, its
+kernel store, and its user's home (all but the Python installations and the kernelspec
+the kernel runs from, which it reads again).
+
+Over ipc, a kernel's sockets are abstract unix sockets named after its room: with
+Landlock's scoping (ABI 6) no other kernel may connect to them, where a socket file
+would be reachable by anyone who learns its path (`/proc/net/unix` lists them all).
+
+A room is known to be in use by the record beside it (`<room>.pid`: the kernel's pid and
+start time), which the kernel cannot write; a service that starts removes the rooms
+whose kernel is gone, and keeps those of kernels it kept (`--keep-kernels`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import site
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+
+from kernels_service.kernels.confinement import landlock
+from kernels_service.kernels.errors import ConfigError
+from kernels_service.kernels.kernel_uids import STALE_AFTER, KernelAccount, remove_account
+from kernels_service.kernels.provisioners.kept import process_start
+
+log = logging.getLogger("kernels_service.kernels")
+
+LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
+
+
+def default_roots() -> tuple[str, ...]:
+    """Where the rooms go: the user's runtime directory (`XDG_RUNTIME_DIR`: few entries,
+    so few rules), else a directory of the uid's in the temporary directory."""
+    roots = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime):
+        roots.append(os.path.join(runtime, "kernels-service"))
+    roots.append(os.path.join(tempfile.gettempdir(), f"kernels-service-{os.getuid()}"))
+    return tuple(roots)
+
+
+def python_installations() -> list[str]:
+    """What the service's own Python needs to read (where its kernels' Python usually is)."""
+    found = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else ""
+    found += [user_site] if user_site and os.path.isdir(user_site) else []
+    return list(dict.fromkeys(os.path.realpath(path) for path in found))
+
+
+def program_installation(program: str, path: str | None) -> str | None:
+    """The installation a kernel's program belongs to: `<prefix>` of `<prefix>/bin/<program>`."""
+    found = shutil.which(program, path=path)
+    if found is None:
+        return None
+    return os.path.dirname(os.path.dirname(os.path.realpath(found)))
+
+
+class LandlockRooms:
+    """Rooms for kernels of the service's uid, each kernel confined to its own."""
+
+    mechanism = "landlock"
+    sets_oom_score = True  # `launch` makes the kernel the out-of-memory killer's first choice
+
+    def __init__(self, root: str, abi: int, hidden: Iterable[str], readable: Iterable[str] = ()):
+        self.root = root
+        self.abi = abi
+        self.hidden = tuple(dict.fromkeys([root, *hidden]))
+        self.readable = tuple(readable)
+
+    def why_not_run(self, argv: list[str]) -> str | None:
+        return None  # the kernel runs as the service's uid: whatever the service may run
+
+    def runs(self, argv: list[str]) -> bool:
+        return True
+
+    def prepare(self) -> None:
+        """Make the root (0700, the service's) and remove the rooms of kernels that are gone.
+        ConfigError if the root cannot be made."""
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            info = os.lstat(self.root)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                raise ConfigError(f"{self.root} is not a directory of the service's uid")
+            os.chmod(self.root, 0o700)
+        except OSError as error:
+            raise ConfigError(f"cannot make the kernels' directory {self.root}: {error}") from None
+        for name in os.listdir(self.root):
+            room = os.path.join(self.root, name)
+            if os.path.isdir(room) and not self._in_use(room):
+                log.info("Removing %s: its kernel is gone", room)
+                self.give_back(KernelAccount(os.getuid(), room))
+
+    def _in_use(self, room: str) -> bool:
+        try:
+            with open(room + ".pid") as record:
+                pid, start = (int(field) for field in record.read().split())
+        except (OSError, ValueError):
+            return time.time() - os.lstat(room).st_mtime <= STALE_AFTER  # being launched, maybe
+        return process_start(pid) == start
+
+    def take(self) -> KernelAccount:
+        """A new room, with its home and temporary directory."""
+        account = KernelAccount(os.getuid(), tempfile.mkdtemp(dir=self.root))
+        for own in (account.home, account.tmp):
+            os.mkdir(own, 0o700)
+        return account
+
+    @staticmethod
+    def give_back(account: KernelAccount) -> None:
+        remove_account(account)
+
+    @staticmethod
+    def hand_over(path: str, account: KernelAccount) -> None:
+        """Nothing to give: the kernel has the service's uid."""
+
+    @staticmethod
+    def launch_options(account: KernelAccount) -> dict[str, object]:
+        return {"umask": 0o077, "cwd": account.home}
+
+    @staticmethod
+    def ipc_prefix(account: KernelAccount) -> str:
+        """The prefix of the kernel's ipc socket names: abstract (`@`), named after its room."""
+        return "@" + os.path.join(account.directory, "ipc")
+
+    def command(self, command: list[str], account: KernelAccount, env: dict[str, str], resources: str) -> list[str]:
+        """The kernel's command, started by `launch` with the kernel's plan: the hidden
+        paths, what it reads again (Python installations, its program's, its PYTHONPATH,
+        its kernelspec's `resources`), its room. A program not found is left to fail its
+        launch as it would unconfined."""
+        if not command or shutil.which(command[0], path=env.get("PATH")) is None:
+            return command
+        readable = [*self.readable, *python_installations(), resources]
+        readable.append(program_installation(command[0], env.get("PATH")) or "")
+        readable += [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(entry)]
+        plan = {"abi": self.abi, "hidden": list(self.hidden), "own": account.directory,
+                "readable": [path for path in dict.fromkeys(readable) if path]}  # fmt: skip
+        return [sys.executable, "-I", "-S", LAUNCH, json.dumps(plan), *command]
+
+    def launched(self, account: KernelAccount, pid: int) -> None:
+        """Record which process the room is for (beside it: the kernel cannot write there)."""
+        start = process_start(pid)
+        if start is not None:
+            with open(account.directory + ".pid", "w") as record:
+                record.write(f"{pid} {start}\n")
+
+
+def why_no_landlock(abi: int, euid: int, seccomp_supported: bool) -> str | None:
+    """Why Landlock cannot confine this service's kernels (None: it can, maybe partly)."""
+    if euid == 0:
+        return "Landlock does not keep root's kernels from reading each other's /proc files"
+    if abi < 1:
+        return "this Linux has no Landlock (5.13+, enabled at boot)"
+    if not seccomp_supported:
+        return "no seccomp filter for this machine's architecture"
+    return None
+
+
+def landlock_rooms(hidden: Iterable[str], roots: Iterable[str] | None = None, *,
+                   prepare: bool = True) -> tuple[LandlockRooms | None, str]:  # fmt: skip
+    """Rooms under the first of `roots` that can be made (not made: --show-config), or
+    None and why not."""
+    from kernels_service.kernels.confinement import seccomp
+
+    abi = landlock.abi_version()
+    why = why_no_landlock(abi, os.geteuid(), seccomp.supported())
+    if why is not None:
+        return None, why
+    candidates = tuple(roots or default_roots())
+    home = os.path.expanduser("~")
+    hidden = [*hidden, *([home] if home not in ("/", "") else [])]
+    failures = []
+    for root in candidates:
+        rooms = LandlockRooms(root, abi, hidden)
+        if not prepare:
+            return rooms, ""
+        try:
+            rooms.prepare()
+            return rooms, ""
+        except ConfigError as error:
+            failures.append(str(error))
+    return None, "; ".join(failures)
