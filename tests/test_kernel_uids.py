@@ -164,7 +164,7 @@ def test_the_plan_names_each_kernelspecs_isolation():
     }
     uids = Runnable({"/usr/bin/python3": None, "/root/venv/bin/python": "its program is closed"})
     plan = {entry.kernelspec: entry for entry in plan_isolation(
-        specs, policy="auto", sandbox="", transport="auto", uids=uids, why_no_uids="")}  # fmt: skip
+        specs, policy="auto", sandbox="", transport="auto", separation=uids, why_not_apart="")}  # fmt: skip
     assert (plan["python3"].mechanism, plan["python3"].apart) == ("own uid", True)
     assert (plan["closed"].mechanism, plan["closed"].apart, plan["closed"].why) == (
         "service's uid", False, "its program is closed")  # fmt: skip
@@ -179,16 +179,19 @@ def test_the_plan_names_each_kernelspecs_isolation():
 
 def test_without_uids_or_over_plain_tcp_kernels_are_not_apart():
     specs = {"python3": spec(["/usr/bin/python3"])}
+    why = "the service lacks CAP_SETUID"
     (unprivileged,) = plan_isolation(
-        specs, policy="auto", sandbox="", transport="auto", uids=None, why_no_uids="the service lacks CAP_SETUID"
+        specs, policy="auto", sandbox="", transport="auto", separation=None, why_not_apart=why
     )
     assert (unprivileged.apart, unprivileged.why) == (False, "the service lacks CAP_SETUID")
     uids = Runnable({"/usr/bin/python3": None})
-    (tcp,) = plan_isolation(specs, policy="auto", sandbox="", transport="tcp", uids=uids, why_no_uids="")
+    (tcp,) = plan_isolation(specs, policy="auto", sandbox="", transport="tcp", separation=uids, why_not_apart="")
     assert tcp.mechanism == "own uid" and not tcp.apart and "any process of the machine" in tcp.why
-    (boxed,) = plan_isolation(specs, policy="auto", sandbox="bubblewrap", transport="auto", uids=None, why_no_uids="")
+    (boxed,) = plan_isolation(
+        specs, policy="auto", sandbox="bubblewrap", transport="auto", separation=None, why_not_apart=""
+    )
     assert boxed.apart and boxed.mechanism == "sandbox"
-    (none,) = plan_isolation(specs, policy="none", sandbox="", transport="auto", uids=uids, why_no_uids="")
+    (none,) = plan_isolation(specs, policy="none", sandbox="", transport="auto", separation=uids, why_not_apart="")
     assert not none.apart and none.why == "--kernel-isolation=none"
     check_required([boxed])  # nothing to refuse
 
