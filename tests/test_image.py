@@ -155,13 +155,14 @@ def test_stop_exits_0_within_10_s_with_every_kernel_shut_down(start):
     ids=["any-uid", "read-only", "any-uid-read-only"],
 )
 def test_an_arbitrary_uid_and_a_read_only_root_run_kernels(start, options):
-    """Under `--user`, the service has no privilege and its kernels share its uid (the
-    start says so); as root on a read-only root, kernels get their uids all the same."""
+    """Under `--user`, the service has no privilege and its kernels share its uid, each
+    confined to a Landlock room of its own (the start says so); as root on a read-only
+    root, kernels get their uids all the same."""
     container = start(token=TOKEN, options=options)
     uid = int(run_code(container, "import os; print(os.getuid())"))
     if "--user" in options:
         assert uid == 12345
-        assert "Kernels of python3 are not kept apart" in container.logs()
+        assert "Kernel isolation: python3: landlock (ABI" in container.logs(), container.logs()
     else:
         assert uid in range(60000, 61184), container.logs()
     assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
@@ -221,9 +222,12 @@ def test_code_in_a_kernel_reads_nothing_of_the_service_and_no_port_talks_without
     assert "may be read" not in container.logs() and TOKEN not in container.logs()
 
 
-def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(start):
-    """tests/test_kernel_isolation.py's attack, in the image run with the engine's defaults."""
-    container = start(token=TOKEN)
+@pytest.mark.parametrize("options", [(), ("--user", "12345:0")], ids=["root", "any-uid"])
+def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(start, options):
+    """tests/test_kernel_isolation.py's attack, in the image run with the engine's defaults
+    (kernels of their own uids), and tests/test_landlock.py's, run with `--user` (kernels of
+    the service's uid, in Landlock rooms)."""
+    container = start(token=TOKEN, options=options)
     (first,) = [k["id"] for k in container.request("GET", "api/kernels")[2]]
     status, _, second = container.request("POST", "api/kernels", {"name": "python3"})
     assert status == 201, second
@@ -231,7 +235,7 @@ def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(
     victim.execute("x = 'what the victim set'")
     found = run_in_kernel(attacker, attack(who(victim), 0, harmless=False))
     assert found == {**{name: "PermissionError" for name in found}, "ptrace the other": "Operation not permitted"}
-    assert len(found) == 16, found
+    assert len(found) == 20, found
     assert stream_text(victim.execute("print(x)")[1]) == "what the victim set\n"
     attacker.close()
     victim.close()
