@@ -1,6 +1,7 @@
 """What keeping kernels apart costs: kernel start and the `pass` round trip, with each
-kernel as a uid of its own and with every kernel as the service's uid, against
-jupyter_client straight on a kernel (the floor), in one run.
+kernel as a uid of its own, with each in a Landlock room of an unprivileged service, and
+with every kernel as the service's uid, against jupyter_client straight on a kernel
+(the floor), in one run.
 
     python benchmarks/bench_isolation.py [--rounds 5] [--round-trips 200] [--quick]
 
@@ -10,7 +11,11 @@ kernelspec, the system's Python with our ipykernel where any uid may read it
 (tests/support/shared_python.py), so that only the isolation differs:
 - `direct`: jupyter_client's AsyncKernelManager and AsyncKernelClient, no service;
 - `shared uid`: the service with `--kernel-isolation=none`;
-- `own uid`: the service with each kernel as a uid of its own.
+- `own uid`: the service with each kernel as a uid of its own;
+- `landlock`: the service run as another uid with no capability (`setpriv`, the system's
+  Python with the service's dependencies where any uid may read them:
+  tests/support/unprivileged.py), each kernel confined to a Landlock room of its own
+  (`--kernel-isolation=required`: it refuses to start on a Linux without ABI 6).
 Start: from the request (POST api/kernels; for direct, `start_kernel`) to the first
 `kernel_info_reply`. Round trip: execute_request `pass` until its reply and `idle`,
 over the v1 websocket (direct: ZeroMQ). The paths take turns in each round, in a
@@ -25,9 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +42,15 @@ from benchmarks.bench_relay import DirectPath, WebsocketPath, in_turn  # noqa: E
 from kernels_service.kernels.transport import Transport  # noqa: E402
 from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
 from tests.support.shared_python import write_shared_kernelspec  # noqa: E402
+from tests.support.unprivileged import (  # noqa: E402
+    SERVICE_UID,
+    copy_of_the_service,
+    owned_directory,
+    public_directory,
+    unprivileged_options,
+)
 
-PATHS = ("direct", "shared uid", "own uid")
+PATHS = ("direct", "shared uid", "own uid", "landlock")
 ISOLATION = {"shared uid": "--kernel-isolation=none", "own uid": "--kernel-isolation=required"}
 
 
@@ -89,12 +101,17 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rounds, count = (1, 20) if args.quick else (args.rounds, args.round_trips)
-    jupyter_path = tempfile.mkdtemp(prefix="bench-isolation-")
-    write_shared_kernelspec(Path(jupyter_path))
-    os.environ["JUPYTER_PATH"] = jupyter_path  # the direct path's kernelspec too
+    jupyter_path = public_directory("bench-isolation-")  # the unprivileged service reads it too
+    write_shared_kernelspec(jupyter_path)
+    os.environ["JUPYTER_PATH"] = str(jupyter_path)  # the direct path's kernelspec too
     DirectPath.transport = Transport("tcp", "required")  # as the services' kernels: CurveZMQ
     options = ("--initial-kernels=0", "--pool-size=0")
-    services = {name: Service(*options, flag, env={"JUPYTER_PATH": jupyter_path}) for name, flag in ISOLATION.items()}
+    services = {name: Service(*options, flag, env={"JUPYTER_PATH": str(jupyter_path)})
+                for name, flag in ISOLATION.items()}  # fmt: skip
+    home = owned_directory(SERVICE_UID, "bench-isolation-home-")
+    code = copy_of_the_service(public_directory("bench-code-"))
+    unprivileged = unprivileged_options(code, jupyter_path, home)
+    services["landlock"] = Service(*options, "--kernel-isolation=required", **unprivileged)
     starts: dict[str, list[float]] = {name: [] for name in PATHS}
     trips: dict[str, list[float]] = {name: [] for name in PATHS}
     try:
@@ -108,6 +125,8 @@ async def main() -> None:
         children = {pid for service in services.values() for pid in descendants(service.pid)}
         for service in services.values():
             service.stop()
+        for directory in (jupyter_path, home, code):
+            shutil.rmtree(directory, ignore_errors=True)
     report(starts, trips)
     leaked = [pid for pid in children if alive(pid)]
     if leaked:
@@ -124,9 +143,10 @@ def report(starts: dict[str, list[float]], trips: dict[str, list[float]]) -> Non
             f"{len(starts[name])} starts, {low * 1000:.0f}-{high * 1000:.0f} ms)  pass round trip median "
             f"{trip * 1000:6.2f} ms ({trip / trip_floor:.2f}x direct, {len(trips[name])} round trips)"
         )
-    own, shared = statistics.median(starts["own uid"]), statistics.median(starts["shared uid"])
-    own_trip, shared_trip = statistics.median(trips["own uid"]), statistics.median(trips["shared uid"])
-    print(f"own uid / shared uid: start {own / shared:.2f}x, pass round trip {own_trip / shared_trip:.2f}x")
+    shared, shared_trip = statistics.median(starts["shared uid"]), statistics.median(trips["shared uid"])
+    for name in ("own uid", "landlock"):
+        start, trip = statistics.median(starts[name]), statistics.median(trips[name])
+        print(f"{name} / shared uid: start {start / shared:.2f}x, pass round trip {trip / shared_trip:.2f}x")
 
 
 if __name__ == "__main__":

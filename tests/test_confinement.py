@@ -54,7 +54,8 @@ def test_the_rules_grant_everything_but_what_is_hidden(files, data):
     tree = fake_tree(files)
     paths = sorted(path for path in tree if path != "/")
     hidden = data.draw(st.lists(st.sampled_from(paths), max_size=3)) if paths else []
-    granted = landlock.readable_around(hidden, listdir=lambda d: tree[d], realpath=lambda p: p)
+    listdir = lambda directory: [(os.path.join(directory, name), False) for name in tree[directory]]  # noqa: E731
+    granted = landlock.readable_around(hidden, listdir=listdir, realpath=lambda path: path)
     for path in granted:  # no rule reaches a hidden path, nor sits above one
         assert not any(related(path, secret) for secret in hidden), (path, hidden)
     for path in tree:  # everything else is under a rule
@@ -68,8 +69,13 @@ def test_a_link_into_a_hidden_directory_is_not_granted():
     tree = {"/": ["tmp", "usr", "lib"], "/tmp": ["rooms", "link", "other"], "/tmp/rooms": [], "/tmp/other": [],
             "/usr": ["lib"], "/usr/lib": []}  # fmt: skip
     links = {"/tmp/link": "/tmp/rooms/kernel", "/lib": "/usr/lib"}
-    granted = landlock.readable_around(["/tmp/rooms"], listdir=lambda d: tree[d], realpath=lambda p: links.get(p, p))
-    assert granted == ["/usr/lib", "/tmp/other", "/usr"]
+    listdir = lambda directory: [(os.path.join(directory, name), os.path.join(directory, name) in links)  # noqa: E731
+                                 for name in tree[directory]]  # fmt: skip
+    resolve = lambda path: links.get(path, path)  # noqa: E731
+    granted = landlock.readable_around(["/tmp/rooms"], listdir=listdir, realpath=resolve)
+    assert sorted(granted) == ["/tmp/other", "/usr", "/usr/lib"]
+    hiding_a_link = landlock.readable_around(["/tmp/link"], listdir=listdir, realpath=resolve)
+    assert sorted(hiding_a_link) == ["/tmp/other", "/usr", "/usr/lib"], "where it leads is hidden, and it too"
 
 
 # --- what the kernel takes, byte for byte -----------------------------------------------

@@ -15,7 +15,9 @@ Linux that has it, and fail (never skip) on one that does not.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,28 +34,35 @@ from tests.support.unprivileged import (
     copy_of_the_service,
     owned_directory,
     public_directory,
-    unprivileged_environment,
-    unprivileged_launcher,
+    unprivileged_options,
 )
 from tests.support.waiting import wait_until
 
 REQUIRED = "--kernel-isolation=required"
-ROOMS = f"/tmp/kernels-service-{SERVICE_UID}"  # the unprivileged service's root of rooms (no XDG_RUNTIME_DIR)
+
+
+def rooms_of(unprivileged: dict) -> str:
+    """The unprivileged service's root of rooms: in its home (it has no XDG_RUNTIME_DIR)."""
+    return os.path.join(unprivileged["env"]["HOME"], ".local", "state", "kernels-service")
 
 
 @pytest.fixture(scope="module")
-def code() -> Path:
+def code() -> Iterator[Path]:
     assert landlock.abi_version() >= landlock.SIGNAL_SCOPING_ABI, "these tests need Linux 6.12 or later"
-    return copy_of_the_service(public_directory("code-"))
+    copy = copy_of_the_service(public_directory("code-"))
+    yield copy
+    shutil.rmtree(copy)
 
 
 @pytest.fixture
-def unprivileged(code: Path) -> dict:
+def unprivileged(code: Path) -> Iterator[dict]:
     """`Service` options for the unprivileged service: launcher and environment."""
     jupyter = public_directory("jupyter-")
     write_shared_kernelspec(jupyter)
     home = owned_directory(SERVICE_UID, "home-")
-    return {"launcher": unprivileged_launcher(), "env": unprivileged_environment(code, jupyter, home)}
+    yield unprivileged_options(code, jupyter, home)
+    for directory in (jupyter, home):
+        shutil.rmtree(directory)
 
 
 def room_of(kernel: dict) -> str:
@@ -82,7 +91,8 @@ def test_one_kernel_reaches_neither_the_service_nor_another_kernel(unprivileged,
         # both as the service's uid, each in a room of its own under the service's root
         assert mine["uid"] == other["uid"] == SERVICE_UID and mine["groups"] == [] and mine["umask"] == 0o077
         assert room_of(mine) != room_of(other) and mine["home"] == mine["cwd"] == room_of(mine) + "/home"
-        assert os.path.dirname(room_of(other)) == ROOMS and os.stat(ROOMS).st_mode & 0o777 == 0o700
+        rooms = rooms_of(unprivileged)
+        assert os.path.dirname(room_of(other)) == rooms and os.stat(rooms).st_mode & 0o777 == 0o700
         # afterwards the service and the victim answer, with what the victim had
         assert service.request("GET", "api/kernels")[0] == 200
         assert stream_text(victim.execute("print(x)")[1]) == "what the victim set\n"
@@ -171,7 +181,7 @@ def test_pooled_and_culled_kernels_have_rooms_and_leave_nothing(unprivileged):
         client = ChannelsClient(service, model["id"])
         handed = who(client)
         client.close()
-        assert os.path.dirname(room_of(handed)) == ROOMS
+        assert os.path.dirname(room_of(handed)) == rooms_of(unprivileged)
         wait_until(lambda: model["id"] not in [k["id"] for k in service.request("GET", "api/kernels")[2]], 60,
                    "the idle kernel culled")  # fmt: skip
         wait_until(lambda: not os.path.exists(room_of(handed)), 30, "the culled kernel's room removed")

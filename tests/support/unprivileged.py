@@ -57,11 +57,17 @@ def public_directory(prefix: str) -> Path:
 
 
 def copy_of_the_service(into: Path) -> Path:
-    """The package and `kernels.py`, copied into `into` (readable by all): the directory
-    to put on PYTHONPATH."""
+    """The package and `kernels.py`, copied into `into` (readable by all), with the
+    installed distribution's metadata (its entry points name our provisioners): the
+    directory to put on PYTHONPATH."""
     shutil.copytree(ROOT / "kernels_service", into / "kernels_service",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(ROOT / "kernels.py", into / "kernels.py")
+    installed = importlib.metadata.distribution("kernels-service")
+    metadata = into / f"kernels_service-{installed.version}.dist-info"
+    metadata.mkdir()
+    for name in ("METADATA", "entry_points.txt"):
+        (metadata / name).write_text(installed.read_text(name) or "")
     for directory, _, files in os.walk(into):
         os.chmod(directory, 0o755)
         for name in files:
@@ -70,8 +76,12 @@ def copy_of_the_service(into: Path) -> Path:
 
 
 def owned_directory(uid: int, prefix: str) -> Path:
-    """A fresh directory under /tmp that belongs to `uid` (0700): its home."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A fresh directory under /var/tmp that belongs to `uid` (0700): its home. Not under
+    /tmp, where a busy machine keeps thousands of entries, each of which would cost a
+    Landlock rule (the home, holding the rooms, is hidden from the kernels: every entry
+    beside it is granted one by one), as few homes do."""
+    SHARED_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=SHARED_ROOT))
     os.chown(path, uid, uid)
     return path
 
@@ -80,6 +90,13 @@ def unprivileged_launcher(uid: int = SERVICE_UID) -> tuple[str, ...]:
     """`Service(launcher=...)`: the system's Python, as `uid`, with no group and no capability."""
     return ("setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
             "--bounding-set=-all", SYSTEM_PYTHON, "-m", "kernels_service")  # fmt: skip
+
+
+def unprivileged_options(code: Path, jupyter: Path, home: Path) -> dict:
+    """`Service` options of the unprivileged service: its launcher, its environment (its
+    code and dependencies, the kernelspecs, its home), and its home as working directory
+    (never the checkout's, where its uid may or may not pass)."""
+    return {"launcher": unprivileged_launcher(), "env": unprivileged_environment(code, jupyter, home), "cwd": home}
 
 
 def unprivileged_environment(code: Path, jupyter: Path, home: Path) -> dict[str, str]:

@@ -95,32 +95,42 @@ def is_below(path: str, directory: str) -> bool:
     return path.startswith(directory.rstrip("/") + "/")
 
 
-def readable_around(hidden: Iterable[str], *, listdir: Callable[[str], list[str]] = os.listdir,
+def entries(directory: str) -> list[tuple[str, bool]]:
+    """Each entry of `directory`: its path, and whether it is a symbolic link."""
+    with os.scandir(directory) as found:
+        return sorted((entry.path, entry.is_symlink()) for entry in found)
+
+
+def readable_around(hidden: Iterable[str], *, listdir: Callable[[str], list[tuple[str, bool]]] = entries,
                     realpath: Callable[[str], str] = os.path.realpath) -> list[str]:  # fmt: skip
     """The fewest paths whose rules grant everything but the `hidden` paths and all below
     them: from `/`, a directory holding nothing hidden is granted whole; one above a hidden
     path is not (its rule would reach the hidden one), but each of its entries is looked at
-    in turn. An entry is taken where it really is: a link into a hidden directory is
-    left out. Entries made later under a directory above a hidden one are not granted."""
+    in turn (`listdir`: `entries`). A link is taken where it leads: one into a hidden
+    directory, or above one, is left out. Entries made later under a directory above a
+    hidden one are not granted."""
     hidden_paths = sorted({realpath(path) for path in hidden if path})
+
+    def touches(path: str) -> bool:
+        return any(path == secret or is_below(path, secret) or is_below(secret, path) for secret in hidden_paths)
+
     granted: list[str] = []
 
     def walk(directory: str) -> None:
-        if any(directory == path or is_below(directory, path) for path in hidden_paths):
-            return
-        if not any(is_below(path, directory) for path in hidden_paths):
+        if not touches(directory):
             granted.append(directory)
             return
+        if directory in hidden_paths or any(is_below(directory, secret) for secret in hidden_paths):
+            return
         try:
-            names = sorted(listdir(directory))
+            found = listdir(directory)
         except OSError:
             return
-        for name in names:
-            entry = realpath(os.path.join(directory, name))
-            if os.path.join(directory, name) == entry:
-                walk(entry)
-            elif not any(entry == path or is_below(entry, path) or is_below(path, entry) for path in hidden_paths):
-                granted.append(entry)  # a link to somewhere that holds nothing hidden
+        for path, is_link in found:
+            if not is_link:
+                walk(path)
+            elif not touches(target := realpath(path)):
+                granted.append(target)
 
     walk("/")
     return list(dict.fromkeys(granted))

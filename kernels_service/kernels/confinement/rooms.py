@@ -42,13 +42,23 @@ log = logging.getLogger("kernels_service.kernels")
 LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
 
 
+#: The longest root whose rooms' ipc socket names fit a unix socket address (107 bytes):
+#: `@<root>/tmpXXXXXXXX/ipc-<port>`, a port of up to 5 digits.
+LONGEST_ROOT = 107 - len("@/tmpXXXXXXXX/ipc-65535")
+
+
 def default_roots() -> tuple[str, ...]:
-    """Where the rooms go: the user's runtime directory (`XDG_RUNTIME_DIR`: few entries,
-    so few rules), else a directory of the uid's in the temporary directory."""
+    """Where the rooms may go, in turn: the user's runtime directory (`XDG_RUNTIME_DIR`),
+    the user's home (`~/.local/state`: hidden from kernels anyway, so it costs no rules),
+    a directory of the uid's in the temporary directory (whose every other entry then
+    needs a rule of its own)."""
     roots = []
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime):
         roots.append(os.path.join(runtime, "kernels-service"))
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and os.path.isabs(home):
+        roots.append(os.path.join(home, ".local", "state", "kernels-service"))
     roots.append(os.path.join(tempfile.gettempdir(), f"kernels-service-{os.getuid()}"))
     return tuple(roots)
 
@@ -184,6 +194,9 @@ def landlock_rooms(hidden: Iterable[str], roots: Iterable[str] | None = None, *,
     hidden = [*hidden, *([home] if home not in ("/", "") else [])]
     failures = []
     for root in candidates:
+        if len(os.path.abspath(root).encode()) > LONGEST_ROOT:
+            failures.append(f"{root} is too long for the kernels' socket names")
+            continue
         rooms = LandlockRooms(root, abi, hidden)
         if not prepare:
             return rooms, ""
