@@ -28,6 +28,7 @@ from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, running_service, tracebacks
 from tests.support.attacks import MEMORY_BOMB, MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
 from tests.support.channels import interrupted_reply
+from tests.support.node import run_node
 from tests.support.shared_python import write_shared_kernelspec
 from tests.support.unprivileged import (
     SERVICE_UID,
@@ -199,3 +200,19 @@ def test_a_memory_bomb_fails_in_its_kernel_and_the_others_keep_their_variables(u
         assert stream_text(bystander.execute("print(z)")[1]) == "still here\n"
         bomber.close()
         bystander.close()
+
+
+@pytest.mark.parametrize("protocol", ["v1", "legacy"])
+def test_jupyterlab_restarts_a_confined_kernel_20_times(unprivileged, protocol):
+    with running_service("--initial-kernels=1", "--pool-size=0", REQUIRED, **unprivileged) as service:
+        (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
+        client = ChannelsClient(service, kernel)
+        room = room_of(who(client))
+        client.close()
+        result = run_node("jupyterlab_restarts.js", protocol, service.http_url(""), service.token, kernel, "20",
+                          timeout=620)  # fmt: skip
+        assert result["restarts"] == 20
+        client = ChannelsClient(service, kernel)
+        assert room_of(who(client)) == room, "every restart in the kernel's room"
+        client.close()
+        assert not tracebacks(service.output())

@@ -1,19 +1,50 @@
-"""`<base>metrics`: Prometheus text, read back with prometheus_client's own parser."""
+"""`<base>metrics`: Prometheus text, read back with prometheus_client's own parser; with
+kernels of the service's uid, of their own uids, and in Landlock rooms."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 
+import pytest
 import websocket
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import running_service
 from tests.support.metrics import scrape, value
+from tests.support.shared_python import write_shared_kernelspec
+from tests.support.unprivileged import (
+    SERVICE_UID,
+    copy_of_the_service,
+    owned_directory,
+    public_directory,
+    unprivileged_options,
+)
 from tests.support.waiting import wait_until
 
 
-def test_metrics_count_what_the_service_does():
-    with running_service() as service:
+@pytest.fixture(params=["service's uid", "own uid", "landlock"])
+def isolated(request, tmp_path) -> Iterator[tuple[tuple[str, ...], dict]]:
+    """The service's options and arguments, with its kernels kept apart each way (the
+    tests' Python, which only root may run, gives the service's uid)."""
+    if request.param == "service's uid":
+        yield (), {}
+    elif request.param == "own uid":
+        write_shared_kernelspec(tmp_path / "jupyter")
+        yield ("--kernel-isolation=required",), {"env": {"JUPYTER_PATH": str(tmp_path / "jupyter")}}
+    else:
+        code, jupyter = copy_of_the_service(public_directory("code-")), public_directory("jupyter-")
+        write_shared_kernelspec(jupyter)
+        home = owned_directory(SERVICE_UID, "home-")
+        yield ("--kernel-isolation=required",), unprivileged_options(code, jupyter, home)
+        for directory in (code, jupyter, home):
+            shutil.rmtree(directory)
+
+
+def test_metrics_count_what_the_service_does(isolated):
+    arguments, options = isolated
+    with running_service(*arguments, **options) as service:
         assert service.request("GET", "metrics", token="wrong")[0] == 403
 
         def settled() -> bool:  # the pool is ready, and the initial kernel has spoken
