@@ -219,6 +219,13 @@ def test_a_confined_kernels_command_carries_its_plan(tmp_path):
     for readable in ("/opt/extra", "/kernelspecs/python3", "/srv/lib", os.path.realpath(sys.base_prefix)):
         assert readable in plan["readable"]
     assert "relative" not in plan["readable"]
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    linked = rooms.command([str(venv / "bin" / "python"), "-c", "pass"], account, env, "")
+    readable = json.loads(linked[4])["readable"]
+    assert str(venv) in readable, "the environment, which holds the packages"
+    assert os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))) in readable, "and the Python it leads to"
     missing = ["no-such-program-anywhere", "-f", "x"]
     assert rooms.command(missing, account, env, "") == missing, "left to fail its launch as it would unconfined"
     assert rooms.ipc_prefix(account) == "@" + account.directory + "/ipc"

@@ -66,8 +66,8 @@ def copy_of_the_service(into: Path) -> Path:
     installed = importlib.metadata.distribution("kernels-service")
     metadata = into / f"kernels_service-{installed.version}.dist-info"
     metadata.mkdir()
-    for name in ("METADATA", "entry_points.txt"):
-        (metadata / name).write_text(installed.read_text(name) or "")
+    (metadata / "METADATA").write_text(installed.read_text("METADATA") or installed.read_text("PKG-INFO") or "")
+    (metadata / "entry_points.txt").write_text(installed.read_text("entry_points.txt") or "")
     for directory, _, files in os.walk(into):
         os.chmod(directory, 0o755)
         for name in files:

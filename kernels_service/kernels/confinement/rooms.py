@@ -71,12 +71,15 @@ def python_installations() -> list[str]:
     return list(dict.fromkeys(os.path.realpath(path) for path in found))
 
 
-def program_installation(program: str, path: str | None) -> str | None:
-    """The installation a kernel's program belongs to: `<prefix>` of `<prefix>/bin/<program>`."""
+def program_installations(program: str, path: str | None) -> list[str]:
+    """The installations a kernel's program belongs to: `<prefix>` of `<prefix>/bin/<program>`,
+    as found and where its links lead (a virtual environment's `python` leads to the base
+    Python's; the environment holds the packages)."""
     found = shutil.which(program, path=path)
     if found is None:
-        return None
-    return os.path.dirname(os.path.dirname(os.path.realpath(found)))
+        return []
+    found = os.path.abspath(found)
+    return list(dict.fromkeys(os.path.dirname(os.path.dirname(place)) for place in (found, os.path.realpath(found))))
 
 
 class LandlockRooms:
@@ -154,7 +157,7 @@ class LandlockRooms:
         if not command or shutil.which(command[0], path=env.get("PATH")) is None:
             return command
         readable = [*self.readable, *python_installations(), resources]
-        readable.append(program_installation(command[0], env.get("PATH")) or "")
+        readable += program_installations(command[0], env.get("PATH"))
         readable += [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(entry)]
         plan = {"abi": self.abi, "hidden": list(self.hidden), "own": account.directory,
                 "readable": [path for path in dict.fromkeys(readable) if path]}  # fmt: skip
