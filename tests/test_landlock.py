@@ -14,9 +14,11 @@ Linux that has it, and fail (never skip) on one that does not.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +131,10 @@ def test_a_confined_kernel_is_interrupted_restarted_and_stopped_without_a_trace(
         reply = interrupted_reply(interrupt, client, service.output)
         assert reply["content"]["ename"] == "KeyboardInterrupt"
         assert stream_text(client.execute("print(x + 1)")[1]) == "42\n", "the interrupt killed the kernel"
+        msg_id = client.send("shell", "execute_request", {"code": "print('x' + input('? '))", "allow_stdin": True})
+        assert client.recv_until(lambda m: m["channel"] == "stdin")[-1]["content"]["prompt"] == "? "
+        client.send("stdin", "input_reply", {"value": "yz"})
+        assert stream_text(client.wait_for(msg_id)[1]) == "xyz\n", "stdin over the abstract sockets"
         assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
         assert stream_text(client.execute("print('x' in dir())", timeout=60)[1]) == "False\n"
         after = who(client)
@@ -216,3 +222,15 @@ def test_jupyterlab_restarts_a_confined_kernel_20_times(unprivileged, protocol):
         assert room_of(who(client)) == room, "every restart in the kernel's room"
         client.close()
         assert not tracebacks(service.output())
+
+
+def test_show_config_names_landlock_for_an_unprivileged_service(unprivileged):
+    """What --show-config says, from the service as it would run, making nothing on disk."""
+    command = [*unprivileged["launcher"], "--show-config-json"]
+    environment = {**os.environ, **unprivileged["env"]}
+    home = unprivileged["cwd"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60, env=environment, cwd=home)
+    assert shown.returncode == 0, shown.stderr
+    isolation = json.loads(shown.stdout)["kernelspec.python3.isolation"]["value"]
+    assert isolation == f"python3: landlock (ABI {landlock.abi_version()})"
+    assert not os.path.exists(rooms_of(unprivileged)), "--show-config makes nothing"
