@@ -2,13 +2,15 @@
 // missed must come first, once, in order, then the rest.
 //   node replay_flow.js <2|4> <endpoint with base path and trailing slash> <token> <kernel id>
 // The cell prints 0..999, sleeps 2 s, prints 1000..1999: the client leaves in the quiet
-// gap (so nothing is on its way to it as it goes) and comes back 3.5 s later. Handlers are
+// gap (so nothing is on its way to it as it goes) and comes back 3.5 s later. Every 500
+// lines it also pauses 0.2 s: a kernel's iopub drops what waits past 1000 messages for a
+// reader that got no CPU, and a burst of 1000 lines with its status came to 1002. Handlers are
 // set as each socket is made, as clients do, so nothing that arrives is missed.
 // Prints one JSON line: the cell's stream text as the client saw it, its execute_reply count.
 'use strict';
 const [version, endpoint, token, kernelId] = process.argv.slice(2);
 const io = require(`socket.io-client-${version}`);
-const CODE = 'import time\nfor i in range(2000):\n    print(i)\n    if i == 999: time.sleep(2)';
+const CODE = 'import time\nfor i in range(2000):\n    print(i)\n    if i == 999: time.sleep(2)\n    elif i % 500 == 499: time.sleep(0.2)';
 const request = {
   header: { msg_id: `replay-${process.pid}`, msg_type: 'execute_request', session: `s-${process.pid}`, username: 'node', version: '5.3' },
   parent_header: {}, metadata: {}, content: { code: CODE, silent: false, store_history: false }, buffers: [],
