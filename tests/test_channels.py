@@ -383,7 +383,7 @@ def test_clients_vanishing_during_a_flood_leave_no_unread_errors(service, kernel
     watcher = open_client(kernel, protocol)
     reply, outputs = watcher.execute("print('after the flood')", timeout=100)
     assert reply["content"]["status"] == "ok"
-    assert [m["content"]["text"] for m in outputs if m["header"]["msg_type"] == "stream"] == ["after the flood\n"]
+    assert stream_text(outputs) == "after the flood\n"
     assert_service_serves(service, kernel, open_client)
     assert "never retrieved" not in service.output()
 
