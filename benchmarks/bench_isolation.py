@@ -15,7 +15,10 @@ kernelspec, the system's Python with our ipykernel where any uid may read it
 - `landlock`: the service run as another uid with no capability (`setpriv`, the system's
   Python with the service's dependencies where any uid may read them:
   tests/support/unprivileged.py), each kernel confined to a Landlock room of its own
-  (`--kernel-isolation=required`: it refuses to start on a Linux without ABI 6).
+  (`--kernel-isolation=required`: it refuses to start on a Linux without ABI 6);
+- `unprivileged`: the same unprivileged service, from the same copy, with
+  `--kernel-isolation=none`: what `landlock` costs is its ratio to this one (the copy's
+  imports and the other uid are not Landlock's).
 Start: from the request (POST api/kernels; for direct, `start_kernel`) to the first
 `kernel_info_reply`. Round trip: execute_request `pass` until its reply and `idle`,
 over the v1 websocket (direct: ZeroMQ). The paths take turns in each round, in a
@@ -50,7 +53,7 @@ from tests.support.unprivileged import (  # noqa: E402
     unprivileged_options,
 )
 
-PATHS = ("direct", "shared uid", "own uid", "landlock")
+PATHS = ("direct", "shared uid", "own uid", "unprivileged", "landlock")
 ISOLATION = {"shared uid": "--kernel-isolation=none", "own uid": "--kernel-isolation=required"}
 
 
@@ -112,6 +115,7 @@ async def main() -> None:
     code = copy_of_the_service(public_directory("bench-code-"))
     unprivileged = unprivileged_options(code, jupyter_path, home)
     services["landlock"] = Service(*options, "--kernel-isolation=required", **unprivileged)
+    services["unprivileged"] = Service(*options, "--kernel-isolation=none", **unprivileged)
     starts: dict[str, list[float]] = {name: [] for name in PATHS}
     trips: dict[str, list[float]] = {name: [] for name in PATHS}
     try:
@@ -139,14 +143,14 @@ def report(starts: dict[str, list[float]], trips: dict[str, list[float]]) -> Non
         start, trip = statistics.median(starts[name]), statistics.median(trips[name])
         low, high = min(starts[name]), max(starts[name])
         print(
-            f"{name:10} start median {start * 1000:7.1f} ms ({start / start_floor:.2f}x direct, "
+            f"{name:12} start median {start * 1000:7.1f} ms ({start / start_floor:.2f}x direct, "
             f"{len(starts[name])} starts, {low * 1000:.0f}-{high * 1000:.0f} ms)  pass round trip median "
             f"{trip * 1000:6.2f} ms ({trip / trip_floor:.2f}x direct, {len(trips[name])} round trips)"
         )
-    shared, shared_trip = statistics.median(starts["shared uid"]), statistics.median(trips["shared uid"])
-    for name in ("own uid", "landlock"):
+    for name, base in (("own uid", "shared uid"), ("landlock", "unprivileged")):
         start, trip = statistics.median(starts[name]), statistics.median(trips[name])
-        print(f"{name} / shared uid: start {start / shared:.2f}x, pass round trip {trip / shared_trip:.2f}x")
+        base_start, base_trip = statistics.median(starts[base]), statistics.median(trips[base])
+        print(f"{name} / {base}: start {start / base_start:.2f}x, pass round trip {trip / base_trip:.2f}x")
 
 
 if __name__ == "__main__":

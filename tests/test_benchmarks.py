@@ -59,10 +59,11 @@ def test_kernel_transports_quick_runs_and_prints_each_transport():
 @pytest.mark.timeout(300)
 def test_bench_isolation_quick_runs_and_prints_each_path():
     result = run_quick("bench_isolation.py")
-    for path in ("direct", "shared uid", "own uid"):
+    for path in ("direct", "shared uid", "own uid", "unprivileged", "landlock"):
         row = next((line for line in result.stdout.splitlines() if line.startswith(f"{path} ")), "")
         assert "start median" in row and "pass round trip median" in row and row.count("x direct") == 2, result.stdout
     assert "own uid / shared uid: start" in result.stdout
+    assert "landlock / unprivileged: start" in result.stdout
 
 
 def test_paths_take_turns_in_a_rotated_order():

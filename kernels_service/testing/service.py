@@ -204,6 +204,8 @@ class Service:
                 self.process.kill()
                 self.process.wait(10)
                 raise
+        if self.process.returncode == 0:  # nothing to look into: gone when the program ends
+            atexit.register(Path(self.log.name).unlink, missing_ok=True)
         return self.process.returncode
 
     def stop_and_check_no_leak(self, signum: int = signal.SIGTERM) -> None:
