@@ -226,8 +226,9 @@ class KernelsService(Application):
     kernel_process_limit = Integer(
         DEFAULTS.kernel_process_limit,
         config=True,
-        help="Processes and threads one local kernel of its own uid may have (RLIMIT_NPROC); past it a fork "
-        "fails in the kernel. Not set on kernels that share the service's uid (Linux counts per uid). 0: none.",
+        help="Processes and threads one local kernel may have (RLIMIT_NPROC); past it a fork fails in the kernel. "
+        "Set on kernels of their own uid, and on kernels in Landlock rooms where a user namespace of their own is "
+        "allowed (Linux counts per uid and user namespace); not on other kernels of the service's uid. 0: none.",
     )
     kernel_open_files = Integer(
         DEFAULTS.kernel_open_files, config=True, help="Files one local kernel may have open (RLIMIT_NOFILE); 0: none."

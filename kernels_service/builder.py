@@ -200,7 +200,9 @@ def kernel_separation(
     hidden = [directory.path for directory in (runtime, sockets) if directory is not None]
     hidden += [jupyter_runtime_dir(), store]
     policy, sandbox = config.kernel_isolation, config.kernel_sandbox
-    return isolation.kernel_separation(policy, sandbox, config.kernel_uids, tuple(hidden), prepare=prepare)
+    return isolation.kernel_separation(
+        policy, sandbox, config.kernel_uids, tuple(hidden), prepare=prepare, processes=config.kernel_process_limit
+    )
 
 
 def access_policy(config: ServiceConfig, token: str) -> AccessPolicy:

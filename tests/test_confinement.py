@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -21,10 +22,17 @@ from hypothesis import strategies as st
 
 from kernels_service.kernels.confinement import landlock, seccomp
 from kernels_service.kernels.confinement.launch import CANNOT_CONFINE
-from kernels_service.kernels.confinement.rooms import LAUNCH, LandlockRooms, why_no_landlock
+from kernels_service.kernels.confinement.rooms import (
+    LAUNCH,
+    LandlockRooms,
+    process_bound,
+    why_no_landlock,
+    why_no_user_namespace,
+)
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.isolation import LANDLOCK_WITHOUT_SCOPES_CAN, check_required, exposure, plan_isolation
 from kernels_service.kernels.kernel_uids import STALE_AFTER, KernelAccount
+from tests.support.unprivileged import public_directory
 
 # --- the rules around hidden paths ------------------------------------------------------
 
@@ -183,6 +191,100 @@ def test_a_kernel_that_cannot_be_confined_does_not_run(tmp_path):
     assert result.stderr.startswith("kernels-service: cannot confine the kernel: ") and "Traceback" not in result.stderr
 
 
+# --- a room's kernel's processes, counted in a user namespace of its own -----------------
+
+FORKS = """
+import json, os, time
+children, error = [], None
+try:
+    while len(children) < 100:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+except OSError as raised:
+    error = type(raised).__name__
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print(json.dumps({"forked": len(children), "error": error}))
+"""
+
+
+@pytest.fixture
+def public(tmp_path: Path):
+    """A directory every uid may read (tmp_path's parents are private)."""
+    directory = public_directory("confinement-")
+    yield directory
+    shutil.rmtree(directory)
+
+
+def forks_as_another_uid(directory: Path, processes: int) -> dict:
+    """A program that forks up to 100 processes, started by `launch` as a uid of no account
+    that already runs 40 other processes (which a per-uid count would include). The
+    system's Python runs both, and the launcher is a copy any uid may read (ours may be
+    under a private directory)."""
+    uid = "61517"
+    launcher, own, hidden = directory / "launcher", directory / "own", directory / "hidden"
+    shutil.copytree(os.path.dirname(LAUNCH), launcher, ignore=shutil.ignore_patterns("__pycache__"))
+    own.mkdir()
+    hidden.mkdir()
+    os.chown(own, int(uid), int(uid))
+    os.chmod(launcher, 0o755)
+    plan = {"abi": landlock.abi_version(), "hidden": [str(hidden)], "own": str(own), "readable": [],
+            "processes": processes}  # fmt: skip
+    as_uid = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    others = subprocess.Popen([*as_uid, "sh", "-c", "for i in $(seq 40); do sleep 60 & done; wait"])
+    try:
+        wait_for_processes_of(int(uid), 40)
+        python = SYSTEM_PYTHON
+        command = [*as_uid, python, "-I", "-S", str(launcher / "launch.py"), json.dumps(plan), python, "-c", FORKS]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
+    finally:
+        subprocess.run(["pkill", "-KILL", "-U", uid])
+        others.wait(30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+#: Debian's Python, which any uid may run.
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def wait_for_processes_of(uid: int, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sum(1 for pid in os.listdir("/proc") if pid.isdigit() and owner(pid) == uid) < count:
+        assert time.monotonic() < deadline, f"uid {uid} never ran {count} processes"
+        time.sleep(0.05)
+
+
+def owner(pid: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return -1
+
+
+def test_a_rooms_kernel_forks_up_to_its_bound_whatever_else_its_uid_runs(public):
+    """Linux counts RLIMIT_NPROC per uid and user namespace: in a namespace of its own, the
+    kernel's count is its own (40 processes of its uid elsewhere do not count)."""
+    assert why_no_user_namespace() is None, "this machine allows user namespaces (the test needs them)"
+    found = forks_as_another_uid(public, 30)
+    assert found == {"forked": 29, "error": "BlockingIOError"}, "its own process is the 30th"
+
+
+def test_without_a_bound_the_same_program_forks_all_it_wants(public):
+    assert forks_as_another_uid(public, 0) == {"forked": 100, "error": None}
+
+
+def test_where_no_user_namespace_is_allowed_processes_are_unbounded_and_said(caplog):
+    assert process_bound(512, lambda: "no user namespace of its own: Operation not permitted") == 0
+    assert "processes are not bounded (no user namespace of its own: Operation not permitted)" in caplog.text
+    assert process_bound(512, lambda: None) == 512
+    assert process_bound(0, lambda: "never asked") == 0
+
+
 # --- rooms --------------------------------------------------------------------------------
 
 
@@ -209,13 +311,14 @@ def test_a_root_of_rooms_that_is_not_the_services_is_refused(tmp_path):
 
 
 def test_a_confined_kernels_command_carries_its_plan(tmp_path):
-    rooms = LandlockRooms(str(tmp_path / "rooms"), 7, ["/secret"], readable=["/opt/extra"])
+    rooms = LandlockRooms(str(tmp_path / "rooms"), 7, ["/secret"], readable=["/opt/extra"], processes=300)
     account = KernelAccount(os.getuid(), str(tmp_path / "rooms" / "k"))
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"/srv/lib{os.pathsep}relative"}
     command = rooms.command(["python3", "-c", "pass"], account, env, "/kernelspecs/python3")
     assert command[:4] == [sys.executable, "-I", "-S", LAUNCH] and command[5:] == ["python3", "-c", "pass"]
     plan = json.loads(command[4])
     assert plan["abi"] == 7 and plan["own"] == account.directory and plan["hidden"] == [rooms.root, "/secret"]
+    assert plan["processes"] == 300
     for readable in ("/opt/extra", "/kernelspecs/python3", "/srv/lib", os.path.realpath(sys.base_prefix)):
         assert readable in plan["readable"]
     assert "relative" not in plan["readable"]

@@ -28,7 +28,7 @@ from kernels_service.kernels.confinement import landlock
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, running_service, tracebacks
-from tests.support.attacks import MEMORY_BOMB, MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
+from tests.support.attacks import FORK_BOMB, MEMORY_BOMB, MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
 from tests.support.channels import interrupted_reply
 from tests.support.node import run_node
 from tests.support.shared_python import write_shared_kernelspec
@@ -194,18 +194,32 @@ def test_pooled_and_culled_kernels_have_rooms_and_leave_nothing(unprivileged):
         wait_until(lambda: not os.path.exists(room_of(handed)), 30, "the culled kernel's room removed")
 
 
-def test_a_memory_bomb_fails_in_its_kernel_and_the_others_keep_their_variables(unprivileged):
-    options = ("--initial-kernels=2", "--pool-size=0", REQUIRED, "--kernel-memory-limit=512M")
-    with running_service(*options, **unprivileged) as service:
+#: Each bomb: its bound, its code, and what the bomb's kernel must report. A room's kernel
+#: counts its processes in a user namespace of its own: the service's and the other
+#: kernel's processes of the same uid do not count, its own threads do.
+BOMBS = {
+    "memory": ("--kernel-memory-limit=512M", MEMORY_BOMB, lambda found: found["error"] == "MemoryError"
+               and found["taken_mib"] <= 512),
+    "fork": ("--kernel-process-limit=100", FORK_BOMB, lambda found: found["error"] == "BlockingIOError"
+             and 50 < found["forked"] < 100),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_a_bomb_fails_in_its_kernel_and_the_others_keep_their_variables(unprivileged, kind):
+    bound, code, expected = BOMBS[kind]
+    with running_service("--initial-kernels=2", "--pool-size=0", REQUIRED, bound, **unprivileged) as service:
         first, second = [k["id"] for k in service.request("GET", "api/kernels")[2]]
         bomber, bystander = ChannelsClient(service, first), ChannelsClient(service, second)
         bystander.execute("z = 'still here'")
-        found = run_in_kernel(bomber, MEMORY_BOMB)
-        assert found["error"] == "MemoryError" and found["taken_mib"] <= 512, found
+        found = run_in_kernel(bomber, code)
+        assert expected(found), found
+        assert stream_text(bomber.execute("print(6 * 7)")[1]) == "42\n", "the bomb's kernel answers on"
         assert service.start_kernel()
         assert stream_text(bystander.execute("print(z)")[1]) == "still here\n"
         bomber.close()
         bystander.close()
+        assert "processes are counted in a user namespace of its own" in service.output()
 
 
 @pytest.mark.parametrize("protocol", ["v1", "legacy"])

@@ -175,15 +175,16 @@ def kernel_uids(
 
 
 def kernel_separation(
-    policy: str, sandbox: str, uid_range: str, hidden: tuple[str, ...] = (), *, prepare: bool = True
+    policy: str, sandbox: str, uid_range: str, hidden: tuple[str, ...] = (), *, prepare: bool = True, processes: int = 0
 ) -> tuple[Separation | None, str]:
     """How local kernels are kept apart: uids of their own where the service may hand
-    them out, else Landlock rooms (`hidden`: the service's paths no kernel may read), or
-    None and why neither. None without a reason where neither is wanted."""
+    them out, else Landlock rooms (`hidden`: the service's paths no kernel may read;
+    `processes`: each room's kernel's bound, where Linux allows it), or None and why
+    neither. None without a reason where neither is wanted."""
     uids, why_no_uids = kernel_uids(policy, sandbox, uid_range, prepare=prepare)
     if uids is not None or not why_no_uids:
         return uids, why_no_uids
-    rooms, why_no_rooms = landlock_rooms(hidden, prepare=prepare)
+    rooms, why_no_rooms = landlock_rooms(hidden, prepare=prepare, processes=processes)
     if rooms is not None:
         return rooms, ""
     return None, f"{why_no_uids}, and {why_no_rooms}"

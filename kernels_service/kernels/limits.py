@@ -13,10 +13,12 @@ A kernel past a bound gets an error in itself, not a dead service:
   By default half the memory the service may use (the machine's, or its container's
   limit). The kernel is also the first Linux's out-of-memory killer picks
   (`oom_score_adj` 1000), before the service.
-- processes (`RLIMIT_NPROC`, which Linux counts per uid): a failed `fork` or thread
-  start. It bounds one kernel only where the kernel has a uid of its own
-  (`kernels.kernel_uids`); where kernels share the service's uid it would count them
-  all and the service's threads too, so it is not set there.
+- processes (`RLIMIT_NPROC`, which Linux counts per uid and user namespace): a failed
+  `fork` or thread start. It bounds one kernel where the kernel has a uid of its own
+  (`kernels.kernel_uids`: set here) or a user namespace of its own (a Landlock room's
+  kernel, where Linux allows it: set by `confinement.launch`); where kernels share the
+  service's uid and namespace it would count them all and the service's threads too, so
+  it is not set there.
 - open files (`RLIMIT_NOFILE`): `OSError: Too many open files`.
 """
 
@@ -87,7 +89,9 @@ class KernelLimits:
             return "anything (util-linux's prlimit is not on PATH: no bound is set)"
         parts = [
             f"memory {self.memory // 2**20} MiB" if self.memory else "memory unbounded",
-            f"{self.processes} processes (kernels of their own uid)" if self.processes else "processes unbounded",
+            f"{self.processes} processes (kernels of their own uid or user namespace)"
+            if self.processes
+            else "processes unbounded",
             f"{self.open_files} open files" if self.open_files else "open files unbounded",
         ]
         return ", ".join(parts)

@@ -27,10 +27,11 @@ import os
 import shutil
 import site
 import stat
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from kernels_service.kernels.confinement import landlock
 from kernels_service.kernels.errors import ConfigError
@@ -40,6 +41,7 @@ from kernels_service.kernels.provisioners.kept import process_start
 log = logging.getLogger("kernels_service.kernels")
 
 LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
+PROBE = "--probe-user-namespace"  # launch.PROBE (launch.py runs as a script: not imported here)
 
 
 #: The longest root whose rooms' ipc socket names fit a unix socket address (107 bytes):
@@ -88,11 +90,14 @@ class LandlockRooms:
     mechanism = "landlock"
     sets_oom_score = True  # `launch` makes the kernel the out-of-memory killer's first choice
 
-    def __init__(self, root: str, abi: int, hidden: Iterable[str], readable: Iterable[str] = ()):
+    def __init__(self, root: str, abi: int, hidden: Iterable[str], readable: Iterable[str] = (), processes: int = 0):
+        """`processes`: each kernel's bound on its processes and threads, in a user
+        namespace of its own (`launch.bound_processes`); 0: none."""
         self.root = root
         self.abi = abi
         self.hidden = tuple(dict.fromkeys([root, *hidden]))
         self.readable = tuple(readable)
+        self.processes = processes
 
     def why_not_run(self, argv: list[str]) -> str | None:
         return None  # the kernel runs as the service's uid: whatever the service may run
@@ -159,7 +164,7 @@ class LandlockRooms:
         readable = [*self.readable, *python_installations(), resources]
         readable += program_installations(command[0], env.get("PATH"))
         readable += [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(entry)]
-        plan = {"abi": self.abi, "hidden": list(self.hidden), "own": account.directory,
+        plan = {"abi": self.abi, "hidden": list(self.hidden), "own": account.directory, "processes": self.processes,
                 "readable": [path for path in dict.fromkeys(readable) if path]}  # fmt: skip
         return [sys.executable, "-I", "-S", LAUNCH, json.dumps(plan), *command]
 
@@ -182,10 +187,37 @@ def why_no_landlock(abi: int, euid: int, seccomp_supported: bool) -> str | None:
     return None
 
 
-def landlock_rooms(hidden: Iterable[str], roots: Iterable[str] | None = None, *,
-                   prepare: bool = True) -> tuple[LandlockRooms | None, str]:  # fmt: skip
-    """Rooms under the first of `roots` that can be made (not made: --show-config), or
-    None and why not."""
+def why_no_user_namespace() -> str | None:
+    """Why a kernel cannot have a user namespace of its own here (None: it can): asked of
+    the launcher itself, in a child process, as a kernel's launch would do it."""
+    try:
+        probe = subprocess.run([sys.executable, "-I", "-S", LAUNCH, PROBE], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if probe.returncode == 0 else probe.stderr.strip() or f"exit {probe.returncode}"
+
+
+def process_bound(processes: int, why_not: Callable[[], str | None] = why_no_user_namespace) -> int:
+    """The bound on each room's kernel's processes: `processes`, where a kernel can have a
+    user namespace of its own (Linux counts them for it alone there), else none (0), and
+    the start says what that leaves open."""
+    if processes <= 0:
+        return 0
+    why = why_not()
+    if why is None:
+        log.info("Each kernel's %d processes are counted in a user namespace of its own", processes)
+        return processes
+    log.warning(
+        "Kernels' processes are not bounded (%s): they share the service's uid, and a fork bomb in one "
+        "can leave that uid without processes for the service", why,
+    )  # fmt: skip
+    return 0
+
+
+def landlock_rooms(hidden: Iterable[str], roots: Iterable[str] | None = None, *, prepare: bool = True,
+                   processes: int = 0) -> tuple[LandlockRooms | None, str]:  # fmt: skip
+    """Rooms under the first of `roots` that can be made (not made: --show-config), their
+    kernels' processes bounded by `processes` where Linux allows it, or None and why not."""
     from kernels_service.kernels.confinement import seccomp
 
     abi = landlock.abi_version()
@@ -196,11 +228,12 @@ def landlock_rooms(hidden: Iterable[str], roots: Iterable[str] | None = None, *,
     home = os.path.expanduser("~")
     hidden = [*hidden, *([home] if home not in ("/", "") else [])]
     failures = []
+    bound = process_bound(processes)
     for root in candidates:
         if len(os.path.abspath(root).encode()) > LONGEST_ROOT:
             failures.append(f"{root} is too long for the kernels' socket names")
             continue
-        rooms = LandlockRooms(root, abi, hidden)
+        rooms = LandlockRooms(root, abi, hidden, processes=bound)
         if not prepare:
             return rooms, ""
         try:
