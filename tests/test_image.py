@@ -243,8 +243,12 @@ def test_in_the_image_one_kernel_reaches_neither_the_service_nor_another_kernel(
     assert "Traceback" not in container.logs(), container.logs()
 
 
-def test_in_the_image_a_memory_bomb_and_a_fork_bomb_fail_in_their_kernel(start):
-    container = start("--kernel-memory-limit=512M", "--kernel-process-limit=100", token=TOKEN)
+@pytest.mark.parametrize("options", [(), ("--user", "12345:0")], ids=["root", "any-uid"])
+def test_in_the_image_a_memory_bomb_and_a_fork_bomb_fail_in_their_kernel(start, options):
+    """As root, the kernel has a uid of its own; under `--user`, a Landlock room and a user
+    namespace of its own (podman's default seccomp profile allows one): its processes
+    are counted apart from the service's either way."""
+    container = start("--kernel-memory-limit=512M", "--kernel-process-limit=100", token=TOKEN, options=options)
     (kernel,) = [k["id"] for k in container.request("GET", "api/kernels")[2]]
     client = ChannelsClient(container, kernel)
     client.execute("kept = 'still here'")
@@ -256,6 +260,8 @@ def test_in_the_image_a_memory_bomb_and_a_fork_bomb_fail_in_their_kernel(start):
     client.close()
     assert container.request("POST", "api/kernels", {"name": "python3"})[0] == 201
     assert "Each local kernel may take: memory 512 MiB, 100 processes" in container.logs()
+    if options:
+        assert "Each kernel's 100 processes are counted in a user namespace of its own" in container.logs()
 
 
 def test_the_kernel_sandbox_is_refused_in_the_container_with_a_reason(built):
