@@ -220,9 +220,10 @@ def public(tmp_path: Path):
     shutil.rmtree(directory)
 
 
-def forks_as_another_uid(directory: Path, processes: int) -> dict:
+def forks_as_another_uid(directory: Path, processes: int, hard_limit: int | None = None) -> dict:
     """A program that forks up to 100 processes, started by `launch` as a uid of no account
-    that already runs 40 other processes (which a per-uid count would include). The
+    that already runs 40 other processes (which a per-uid count would include), under the
+    service's `hard_limit` of processes if given. The
     system's Python runs both, and the launcher is a copy any uid may read (ours may be
     under a private directory)."""
     uid = "61517"
@@ -239,7 +240,9 @@ def forks_as_another_uid(directory: Path, processes: int) -> dict:
     try:
         wait_for_processes_of(int(uid), 40)
         python = SYSTEM_PYTHON
-        command = [*as_uid, python, "-I", "-S", str(launcher / "launch.py"), json.dumps(plan), python, "-c", FORKS]
+        limit = [] if hard_limit is None else ["prlimit", f"--nproc={hard_limit}:{hard_limit}", "--"]
+        command = [*as_uid, *limit, python, "-I", "-S", str(launcher / "launch.py"), json.dumps(plan)]
+        command += [python, "-c", FORKS]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
     finally:
         subprocess.run(["pkill", "-KILL", "-U", uid])
@@ -272,6 +275,14 @@ def test_a_rooms_kernel_forks_up_to_its_bound_whatever_else_its_uid_runs(public)
     assert why_no_user_namespace() is None, "this machine allows user namespaces (the test needs them)"
     found = forks_as_another_uid(public, 30)
     assert found == {"forked": 29, "error": "BlockingIOError"}, "its own process is the 30th"
+
+
+def test_a_lower_hard_limit_of_the_service_stays_and_the_kernel_runs(public):
+    """A service under a hard limit below the bound: the kernel runs (raising the limit
+    would be refused, and the kernel would not), and that limit, which Linux checks
+    against every process of the uid in the service's namespace, stays: here the uid's
+    40 others are past it already, so the kernel may not fork at all."""
+    assert forks_as_another_uid(public, 30, hard_limit=20) == {"forked": 0, "error": "BlockingIOError"}
 
 
 def test_without_a_bound_the_same_program_forks_all_it_wants(public):

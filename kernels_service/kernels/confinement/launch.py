@@ -69,9 +69,12 @@ def bound_processes(processes: int) -> None:
     Linux counts RLIMIT_NPROC per uid and user namespace: in a namespace of its own, the
     kernel's count starts at its own process, apart from the service's and the other
     kernels' of the same uid (which count in the parent namespace, under the service's
-    own limit). A fork past it fails in the kernel (BlockingIOError)."""
+    own limit). A fork past it fails in the kernel (BlockingIOError). A lower hard limit
+    the service already has stays (raising it would be refused)."""
     own_user_namespace()
-    resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    bound = processes if hard == resource.RLIM_INFINITY else min(processes, hard)
+    resource.setrlimit(resource.RLIMIT_NPROC, (bound, bound))
 
 
 def main(argv: list[str]) -> None:
