@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def main() -> None:
         finally:
             children = descendants(service.pid)
             service.stop()
+            shutil.rmtree(prefix, ignore_errors=True)
         left = api.containers()
     report(figures)
     leaked = [pid for pid in children if alive(pid)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,12 +55,16 @@ class JupyterServer:
     ws_url = Service.ws_url
 
     def stop(self) -> None:
+        """Stop the server; its root and log go with it unless it had to be killed."""
         self.process.terminate()
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 @pytest.fixture
