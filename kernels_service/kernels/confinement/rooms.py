@@ -14,6 +14,10 @@ Over ipc, a kernel's sockets are abstract unix sockets named after its room: wit
 Landlock's scoping (ABI 6) no other kernel may connect to them, where a socket file
 would be reachable by anyone who learns its path (`/proc/net/unix` lists them all).
 
+Where Linux allows it, each kernel also has a user namespace of its own (the same uid,
+mapped to itself), in which its processes are counted and bounded apart from the
+service's (`launch.bound_processes`; the start says whether it can).
+
 A room is known to be in use by the record beside it (`<room>.pid`: the kernel's pid and
 start time), which the kernel cannot write; a service that starts removes the rooms
 whose kernel is gone, and keeps those of kernels it kept (`--keep-kernels`).
@@ -34,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kernels_service.kernels.confinement import landlock
+from kernels_service.kernels.confinement.launch import PROBE
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.kernel_uids import STALE_AFTER, KernelAccount, remove_account
 from kernels_service.kernels.provisioners.kept import process_start
@@ -41,7 +46,6 @@ from kernels_service.kernels.provisioners.kept import process_start
 log = logging.getLogger("kernels_service.kernels")
 
 LAUNCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py")
-PROBE = "--probe-user-namespace"  # launch.PROBE (launch.py runs as a script: not imported here)
 
 
 #: The longest root whose rooms' ipc socket names fit a unix socket address (107 bytes):
