@@ -32,6 +32,7 @@ from kernels_service.kernels.confinement.rooms import (
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.isolation import LANDLOCK_WITHOUT_SCOPES_CAN, check_required, exposure, plan_isolation
 from kernels_service.kernels.kernel_uids import STALE_AFTER, KernelAccount
+from tests.support.attacks import fork_bomb
 from tests.support.unprivileged import public_directory
 
 # --- the rules around hidden paths ------------------------------------------------------
@@ -193,23 +194,7 @@ def test_a_kernel_that_cannot_be_confined_does_not_run(tmp_path):
 
 # --- a room's kernel's processes, counted in a user namespace of its own -----------------
 
-FORKS = """
-import json, os, time
-children, error = [], None
-try:
-    while len(children) < 100:
-        pid = os.fork()
-        if pid == 0:
-            time.sleep(30)
-            os._exit(0)
-        children.append(pid)
-except OSError as raised:
-    error = type(raised).__name__
-for pid in children:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-print(json.dumps({"forked": len(children), "error": error}))
-"""
+FORKS = fork_bomb(100)
 
 
 @pytest.fixture

@@ -252,11 +252,11 @@ chunks = None
 print(json.dumps({"error": error, "taken_mib": taken}))
 """
 
-FORK_BOMB = r"""
+_FORK_BOMB = r"""
 import json, os, time
 children, error = [], None
 try:
-    while len(children) < 2000:
+    while len(children) < %(most)d:
         pid = os.fork()
         if pid == 0:
             time.sleep(60)
@@ -269,3 +269,12 @@ for pid in children:
     os.waitpid(pid, 0)
 print(json.dumps({"error": error, "forked": len(children)}))
 """
+
+
+def fork_bomb(most: int) -> str:
+    """The cell (or `python -c` program) that forks up to `most` sleeping children, then
+    kills them, and prints what stopped it (`error`, None if nothing) and how many it forked."""
+    return _FORK_BOMB % {"most": most}
+
+
+FORK_BOMB = fork_bomb(2000)
