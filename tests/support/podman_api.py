@@ -54,8 +54,12 @@ class DockerAPI:
         return argv, env
 
     def containers(self, label: str = "component=kernel") -> list[str]:
-        """Names of the containers (running or not) that carry `label`."""
-        listed = self.engine("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}").stdout
+        """Names of the containers (running or not) that carry `label` and joined this
+        API's network: the engine's storage is the machine's, and another test run or a
+        benchmark beside this one has kernels' containers of its own (seen: a run's
+        leftover failed 13 tests of the next, and this one's cleanup removed them)."""
+        filters = ["--filter", f"label={label}", "--filter", f"network={self.network}"]
+        listed = self.engine("ps", "-a", *filters, "--format", "{{.Names}}").stdout
         return [name for name in listed.split() if name]
 
     def kernel_logs(self) -> str:
@@ -79,7 +83,7 @@ def docker_api(engine: Engine) -> Iterator[DockerAPI]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    network = f"kernels-test-{os.getpid()}"
+    network = f"kernels-test-{os.getpid()}-{random.randrange(16**6):06x}"  # a crashed run's may remain
     try:
         deadline = time.monotonic() + 30
         while not socket.exists():
