@@ -51,6 +51,7 @@ ENVIRONMENT = {
     "allow_remote_access": "ALLOW_REMOTE_ACCESS",
     "pool_size": "KERNELS_POOL_SIZE",
     "keep_kernels": "KERNELS_KEEP_KERNELS",
+    "kernel_store": "KERNELS_KERNEL_STORE",
 }
 
 
@@ -189,8 +190,10 @@ class KernelsService(Application):
     kernel_store = Unicode(
         DEFAULTS.kernel_store,
         config=True,
-        help="Where --keep-kernels keeps its kernels (an SQLite file, private). Empty: "
-        "<Jupyter's data directory>/kernels-service/kernels.sqlite.",
+        help="Where --keep-kernels keeps its kernels: a path (an SQLite file, private, for one service) or "
+        "a PostgreSQL URL postgresql://user@host:port/database (a store replicas can share; its password by "
+        "PGPASSWORD or a password file, never in the URL). Empty: "
+        "<Jupyter's data directory>/kernels-service/kernels.sqlite. Env KERNELS_KERNEL_STORE.",
     )
     kernel_sandbox = Enum(
         SANDBOXES,

@@ -49,7 +49,8 @@ from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, ch
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.kernels.separation import Separation
 from kernels_service.kernels.shutdown import stop_all
-from kernels_service.kernels.store import KernelStore, SqliteKernelStore
+from kernels_service.kernels.store import KernelStore
+from kernels_service.kernels.stores import POSTGRESQL_SCHEMES, make_store
 from kernels_service.logs import jupyter_client_log
 from kernels_service.metrics import ServiceState, watch_service
 from kernels_service.relay import SERVICE_RESTARTING, RelayHub
@@ -86,6 +87,8 @@ class KernelsServer:
 
     async def start(self) -> None:
         """Listen, start the initial kernels (never from the pool), then the culler and the pool."""
+        if self.store is not None:
+            await self.store.open()  # StoreError (exit 1) before anything listens or runs
         sockets = bind_sockets(self.config.port, address=self.config.ip)
         self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(self.web_app, max_body_size=self.config.max_message_size)
@@ -111,7 +114,7 @@ class KernelsServer:
         await stop_all(self.services.registry, keep=keep)
         self.context.destroy(linger=0)  # no socket may keep the process from exiting
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
         if self.http is not None:
             await self.http.close_all_connections()
         if not self.config.keep_kernels:  # kept kernels still use theirs
@@ -154,7 +157,7 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     multi = build_multi_kernel_manager(config, runtime.path, sockets, separation)
     plan = isolation_plan(config, multi.kernel_spec_manager.get_all_specs(), separation, why_not_apart)
     isolation.report(plan, config.kernel_isolation)
-    store = SqliteKernelStore(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
+    store = make_store(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
     registry = build_registry(config, multi, store)
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
     pool = build_pool(config, registry, hub)
@@ -196,9 +199,11 @@ def kernel_separation(
     """How local kernels are kept apart (kernels.isolation), hiding from Landlock-confined
     kernels the service's runtime and ipc directories, Jupyter's runtime directory and the
     kept kernels' store."""
-    store = os.path.dirname(os.path.abspath(config.kernel_store or default_kernel_store()))
     hidden = [directory.path for directory in (runtime, sockets) if directory is not None]
-    hidden += [jupyter_runtime_dir(), store]
+    hidden += [jupyter_runtime_dir()]
+    store = config.kernel_store or default_kernel_store()
+    if not store.startswith(POSTGRESQL_SCHEMES):  # a database's files are not the service's to hide
+        hidden.append(os.path.dirname(os.path.abspath(store)))
     policy, sandbox = config.kernel_isolation, config.kernel_sandbox
     return isolation.kernel_separation(
         policy, sandbox, config.kernel_uids, tuple(hidden), prepare=prepare, processes=config.kernel_process_limit

@@ -18,7 +18,8 @@ import pytest
 import socketio
 
 from kernels_service.kernels.provisioners.kept import process_start
-from kernels_service.kernels.store import SqliteKernelStore, StoredKernel
+from kernels_service.kernels.sqlite_store import SqliteKernelStore
+from kernels_service.kernels.store import StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, tracebacks
 from tests.support.metrics import scrape, value
@@ -243,8 +244,8 @@ def foreign_entries(store: Path) -> list[StoredKernel]:
 def test_entries_of_other_machines_users_or_processes_are_never_signalled(kept: Kept):
     store = SqliteKernelStore(str(kept.store))
     for entry in foreign_entries(kept.store):
-        store.save(entry)
-    store.close()
+        asyncio.run(store.save(entry))
+    asyncio.run(store.close())
     received: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
     try:

@@ -1,8 +1,9 @@
-"""The kernel store (kernels/store.py): entries kept across openings, private files, one
+"""The SQLite kernel store (kernels/sqlite_store.py): entries kept across openings, private files, one
 service at a time, and stores it did not make refused and left as they were."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -14,10 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels_service.kernels.store import SqliteKernelStore, StoredKernel, StoreError
+from kernels_service.kernels.sqlite_store import SqliteKernelStore
+from kernels_service.kernels.store import StoredKernel, StoreError
 from tests.support.waiting import wait_until
 
 KEY = "b1946ac9-2d7c8d4e-key"
+run = asyncio.run  # the store's methods are coroutines
 
 
 def entry(kernel_id: str = "k1", **changes) -> StoredKernel:
@@ -38,20 +41,20 @@ def path(tmp_path: Path) -> str:
 
 def test_entries_are_kept_across_openings_replaced_and_removed(path: str):
     store = SqliteKernelStore(path)
-    store.save(entry("k1"))
-    store.save(entry("k2"))
-    store.save(entry("k1", process_start=999))  # restarted: replaced, in place
-    store.close()
+    run(store.save(entry("k1")))
+    run(store.save(entry("k2")))
+    run(store.save(entry("k1", process_start=999)))  # restarted: replaced, in place
+    run(store.close())
     store = SqliteKernelStore(path)
-    assert store.entries() == [entry("k1", process_start=999), entry("k2")]
-    store.remove("k1")
-    store.remove("no-such-kernel")
-    assert store.entries() == [entry("k2")]
-    store.close()
+    assert run(store.entries()) == [entry("k1", process_start=999), entry("k2")]
+    run(store.remove("k1"))
+    run(store.remove("no-such-kernel"))
+    assert run(store.entries()) == [entry("k2")]
+    run(store.close())
 
 
 def test_the_store_and_its_directory_are_private(path: str):
-    SqliteKernelStore(path).close()
+    run(SqliteKernelStore(path).close())
     assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert os.stat(path + ".lock").st_mode & 0o777 == 0o600
@@ -61,13 +64,13 @@ def test_a_second_service_is_refused_until_the_first_lets_go(path: str):
     first = SqliteKernelStore(path)
     with pytest.raises(StoreError, match="in use by another service"):
         SqliteKernelStore(path)
-    first.close()
-    SqliteKernelStore(path).close()
+    run(first.close())
+    run(SqliteKernelStore(path).close())
 
 
 HOLDER = """
 import sys, time
-from kernels_service.kernels.store import SqliteKernelStore
+from kernels_service.kernels.sqlite_store import SqliteKernelStore
 SqliteKernelStore(sys.argv[1])
 print("held", flush=True)
 time.sleep(120)
@@ -90,7 +93,7 @@ def test_the_lock_of_a_killed_service_is_released_with_its_process(path: str):
 
 def try_open(path: str) -> bool:
     try:
-        SqliteKernelStore(path).close()
+        run(SqliteKernelStore(path).close())
         return True
     except StoreError:
         return False
@@ -105,26 +108,26 @@ def refused_and_untouched(path: str, match: str) -> None:
 
 
 def test_a_corrupt_store_is_refused_and_left_as_it_was(path: str):
-    SqliteKernelStore(path).close()
+    run(SqliteKernelStore(path).close())
     Path(path).write_bytes(b"not a database " * 100)
     refused_and_untouched(path, "cannot read the kernel store")
 
 
 def test_a_store_of_another_version_is_refused_and_left_as_it_was(path: str):
-    SqliteKernelStore(path).close()
+    run(SqliteKernelStore(path).close())
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 2")
     refused_and_untouched(path, "is of version 2; this service reads 1")
 
 
 def test_a_store_others_may_read_is_refused_and_left_as_it_was(path: str):
-    SqliteKernelStore(path).close()
+    run(SqliteKernelStore(path).close())
     os.chmod(path, 0o644)
     refused_and_untouched(path, r"may be read by others \(mode 644\)")
 
 
 def test_a_store_directory_others_may_enter_is_refused(path: str):
-    SqliteKernelStore(path).close()
+    run(SqliteKernelStore(path).close())
     os.chmod(os.path.dirname(path), 0o755)
     with pytest.raises(StoreError, match="may be entered by others"):
         SqliteKernelStore(path)
@@ -135,8 +138,8 @@ def test_an_entry_it_cannot_read_is_an_error_not_a_crash(path: str):
     with store._db:
         store._db.execute('INSERT INTO kernels (id, entry) VALUES (\'x\', \'{"id": "x", "unknown": 1}\')')
     with pytest.raises(StoreError, match="holds an entry it cannot read"):
-        store.entries()
-    store.close()
+        run(store.entries())
+    run(store.close())
 
 
 text = st.text(max_size=40)
@@ -167,5 +170,5 @@ def test_any_bytes_in_the_store_file_open_or_are_refused_as_a_store_error(tmp_pa
         store = SqliteKernelStore(str(path))
     except StoreError:
         return
-    store.entries()  # an empty file is a fresh database to SQLite: it must then read as one
-    store.close()
+    run(store.entries())  # an empty file is a fresh database to SQLite: it must then read as one
+    run(store.close())

@@ -11,6 +11,7 @@ from kernels_service.kernels.errors import (
     NoSuchKernel,
     NoSuchKernelSpec,
     Stopping,
+    StoreUnavailable,
 )
 from kernels_service.kernels.record import KernelRecord
 from kernels_service.kernels.registry import KernelRegistry
@@ -28,4 +29,5 @@ __all__ = [
     "NoSuchKernel",
     "NoSuchKernelSpec",
     "Stopping",
+    "StoreUnavailable",
 ]

@@ -39,6 +39,11 @@ class Stopping(KernelsError):
     """The service is stopping and starts no more kernels (503)."""
 
 
+class StoreUnavailable(KernelsError):
+    """The kernel store did not answer while the service runs (a database stopped or out
+    of reach): what needed it is refused (503), and the running kernels keep running."""
+
+
 class KernelRefused(KernelsError):
     """The kernel's provisioner refused to start it for this request, and said why (its
     authorization rules: a `KERNEL_USERNAME` it does not allow, a uid it prohibits): 403."""

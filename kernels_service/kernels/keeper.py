@@ -52,10 +52,10 @@ class KernelKeeper:
         """Save the kernel's entry (after its start, or a restart: new pid, perhaps new
         ports; `left`: when the service lets go of it, running)."""
         if self.keeps(record):
-            self.store.save(await self.entry(record, left))
+            await self.store.save(await self.entry(record, left))
 
-    def forget(self, kernel_id: str) -> None:
-        self.store.remove(kernel_id)
+    async def forget(self, kernel_id: str) -> None:
+        await self.store.remove(kernel_id)
 
     async def entry(self, record: KernelRecord, left: datetime | None = None) -> StoredKernel:
         manager = record.manager
@@ -99,13 +99,13 @@ class KernelKeeper:
         any other kernel starts); how many were. A live kernel that cannot be taken up after all (its kernelspec is
         gone, say) is ended: no kernel runs that no service knows of."""
         taken = 0
-        for entry in self.store.entries():
+        for entry in await self.store.entries():
             refusal = self.why_not_take_up(entry)
             if refusal is not None:
                 why, drop = refusal
                 log.warning("Kernel %s not taken up: %s", entry.id, why)
                 if drop:
-                    self.store.remove(entry.id)
+                    await self.store.remove(entry.id)
                 continue
             try:
                 await take_up(entry)
@@ -114,5 +114,5 @@ class KernelKeeper:
                 log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)
                 if entry.provisioner == LOCAL_PROVISIONER:
                     ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
-                self.store.remove(entry.id)
+                await self.store.remove(entry.id)
         return taken

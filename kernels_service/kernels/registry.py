@@ -43,13 +43,14 @@ from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
 from kernels_service.kernels.slots import KernelSlots
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
-from kernels_service.kernels.store import StoredKernel
+from kernels_service.kernels.store import StoredKernel, StoreUnavailable
 from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
 
 INTERRUPT_WAITS_FOR_START = 10.0  # seconds an interrupt of a starting kernel waits before 409
 AUTO_RESTART = "restarting (it died)"  # the lifecycle operation of jupyter_client's auto-restarter
+STORE_RETRY = 3.0  # seconds between tries to save a restarted kernel's entry while the store is out of reach
 
 
 class KernelRegistry:
@@ -131,14 +132,14 @@ class KernelRegistry:
             if record is not None:
                 record.pooled = False
                 record.last_activity = utcnow()
-                await self._keep(record)
+                await self._keep_or_end(record)
                 log.info("Kernel started: %s (%s, from the pool)", record.id, name)
                 KERNEL_START.labels("true").observe(time.perf_counter() - began)
                 return record
         if self.free_slots() == 0 and self._pool is not None:
             await self._pool.give_way()  # a pooled kernel goes before a client is refused
         record = await self.launch(name, environment)
-        await self._keep(record)
+        await self._keep_or_end(record)
         KERNEL_START.labels("false").observe(time.perf_counter() - began)
         return record
 
@@ -186,6 +187,29 @@ class KernelRegistry:
         if self._keeper is not None:
             await self._keeper.keep(record)
 
+    async def _keep_or_end(self, record: KernelRecord) -> None:
+        """Keep a client's new kernel; if the store is out of reach, the kernel is ended
+        (one that no store knows would not outlive the service as promised) and the
+        client told why (StoreUnavailable: 503)."""
+        try:
+            await self._keep(record)
+        except StoreUnavailable:
+            log.warning("Kernel %s ended: the kernel store did not answer", record.id)
+            await stop_process(self._multi, record, now=False)
+            self._records.pop(record.id, None)
+            raise
+
+    async def _keep_when_store_answers(self, record: KernelRecord) -> None:
+        """Save a restarted kernel's entry (its new pid, perhaps ports and key), trying
+        again every few seconds while the store is out of reach and the kernel runs: an
+        entry left stale would have the next service drop a live kernel."""
+        while self.holds(record) and not record.going:
+            try:
+                await self._keep(record)
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(STORE_RETRY)
+
     async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
         """jupyter_client's start; a launch that fails for any reason of the kernel's or its
         provisioner's is KernelNotStarted (KernelRefused if the provisioner refused it:
@@ -214,10 +238,19 @@ class KernelRegistry:
             await self._observers.stopping(record, reason)
             await stop_process(self._multi, record, now=self._not_up_yet(record))
             self._records.pop(kernel_id, None)
-            if self._keeper is not None:
-                self._keeper.forget(kernel_id)
+            await self._forget(kernel_id)
         finally:
             record.lifecycle.end()
+
+    async def _forget(self, kernel_id: str) -> None:
+        """Drop a stopped kernel's entry; if the store is out of reach the entry stays, and
+        the next service that reads it finds the process gone and drops it."""
+        if self._keeper is None:
+            return
+        try:
+            await self._keeper.forget(kernel_id)
+        except StoreUnavailable:
+            log.warning("Kernel %s stopped; its entry stays in the kernel store until a start drops it", kernel_id)
 
     # --- the service's stop (shutdown.py decides the order) ---------------------------------
 
@@ -314,7 +347,7 @@ class KernelRegistry:
         log.info("Kernel restarted: %s", record.id)
         self._observers.restarted(record)
         if self._keeper is not None and not record.pooled:
-            asyncio.ensure_future(self._keep(record))  # its new pid (and perhaps ports and key)
+            asyncio.ensure_future(self._keep_when_store_answers(record))
 
     def _restarting(self, record: KernelRecord, automatic: bool) -> None:
         record.execution_state = "restarting"

@@ -23,6 +23,7 @@ from kernels_service.kernels import (
     NoSuchKernel,
     NoSuchKernelSpec,
     Stopping,
+    StoreUnavailable,
 )
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.record import utcnow
@@ -46,6 +47,7 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     Stopping: 503,
     KernelNotStarted: 503,
     KernelRefused: 403,
+    StoreUnavailable: 503,
 }
 
 
