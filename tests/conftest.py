@@ -24,6 +24,15 @@ def service():
         yield running
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server of the tests' own (tests/support/postgres.py), for the suite."""
+    from tests.support.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def kernel(service):
     """A fresh kernel of the shared service, shut down after the test."""

@@ -33,14 +33,16 @@ class Kept:
     """Services run on one store, one after the other; every kernel they launched is
     ended at the end of the test, whatever happened."""
 
-    def __init__(self, store: Path):
-        self.store = store
+    def __init__(self, store: Path, location: str = "", env: dict[str, str] | None = None):
+        self.store = store  # the SQLite store's file, when the store is one
+        self.location = location or str(store)  # what --kernel-store says
+        self.env = env or {}
         self.kernels: set[int] = set()
         self.services: list[Service] = []
 
     def start(self, *args: str, keep: bool = True, port: int | None = None) -> Service:
-        options = (*QUIET, *args, *(("--keep-kernels", f"--kernel-store={self.store}") if keep else ()))
-        service = Service(*options, port=port)
+        options = (*QUIET, *args, *(("--keep-kernels", f"--kernel-store={self.location}") if keep else ()))
+        service = Service(*options, port=port, env=self.env)
         self.services.append(service)
         return service
 
@@ -82,7 +84,22 @@ class Kept:
 
 @pytest.fixture
 def kept(tmp_path: Path) -> Iterator[Kept]:
+    """Services on an SQLite store."""
     runs = Kept(tmp_path / "store" / "kernels.sqlite")
+    try:
+        yield runs
+    finally:
+        runs.end()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kept_anywhere(request, tmp_path: Path) -> Iterator[Kept]:
+    """Services on a store of each kind: an SQLite file, a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        runs = Kept(tmp_path / "store" / "kernels.sqlite")
+    else:
+        cluster = request.getfixturevalue("postgres")
+        runs = Kept(tmp_path / "unused", cluster.url(cluster.new_database()), cluster.environment())
     try:
         yield runs
     finally:
@@ -139,41 +156,41 @@ async def run_over_socketio(service: Service, kernel: str, code: str) -> str:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_a_kernel_outlives_the_service_and_keeps_its_variables(kept: Kept, signum: int):
-    first = kept.start()
+def test_a_kernel_outlives_the_service_and_keeps_its_variables(kept_anywhere: Kept, signum: int):
+    first = kept_anywhere.start()
     kernel = first.start_kernel()
-    pid = kept.kernel_pid(first, kernel)
+    pid = kept_anywhere.kernel_pid(first, kernel)
     assert run(first, kernel, "x = 42") == ""
-    kept.stop(first, signum)
+    kept_anywhere.stop(first, signum)
     assert process_start(pid) is not None, "the kernel died with the service"
-    second = kept.start()
+    second = kept_anywhere.start()
     assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [kernel]
     assert f"Kernel taken up: {kernel}" in second.output()
     notice = told_of_the_restart(second, kernel)  # once, to each client that comes
     assert ("between" in notice) == (signum == signal.SIGTERM), notice  # after a crash, only when it came back
     assert run(second, kernel, "print(x)") == "42\n"
     assert asyncio.run(run_over_socketio(second, kernel, "print(x + 1)")) == "43\n"
-    kept.stop(second, signal.SIGINT)  # Ctrl-C stops everything, --keep-kernels or not
+    kept_anywhere.stop(second, signal.SIGINT)  # Ctrl-C stops everything, --keep-kernels or not
     wait_until(lambda: process_start(pid) is None, 10, "the kernel stopped by SIGINT")
 
 
-def test_a_taken_up_kernel_is_interrupted_restarted_counted_and_deleted_like_any_other(kept: Kept):
-    kernel, pid = kept.left_running()
-    second = kept.start()
+def test_a_taken_up_kernel_is_interrupted_restarted_counted_and_deleted_like_any_other(kept_anywhere: Kept):
+    kernel, pid = kept_anywhere.left_running()
+    second = kept_anywhere.start()
     assert second.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
     wait_until(lambda: value(scrape(second), "kernels_service_kernels", state="idle") == 1, 30, "counted idle")
     assert second.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
-    new_pid = kept.kernel_pid(second, kernel)
+    new_pid = kept_anywhere.kernel_pid(second, kernel)
     assert new_pid != pid and process_start(pid) is None, "the restart did not replace the process"
-    kept.stop(second, signal.SIGTERM)  # the restarted kernel is kept too, under its new pid
-    third = kept.start()
+    kept_anywhere.stop(second, signal.SIGTERM)  # the restarted kernel is kept too, under its new pid
+    third = kept_anywhere.start()
     assert run(third, kernel, "import os; print(os.getpid())") == f"{new_pid}\n"
     assert third.request("DELETE", f"api/kernels/{kernel}")[0] == 204
     wait_until(lambda: process_start(new_pid) is None, 10, "the deleted kernel gone")
-    kept.stop(third, signal.SIGTERM)
-    fourth = kept.start()
+    kept_anywhere.stop(third, signal.SIGTERM)
+    fourth = kept_anywhere.start()
     assert fourth.request("GET", "api/kernels")[2] == []  # deleted: no longer kept
-    kept.stop(fourth, signal.SIGTERM)
+    kept_anywhere.stop(fourth, signal.SIGTERM)
 
 
 def test_a_taken_up_kernel_is_culled(kept: Kept):
@@ -184,23 +201,23 @@ def test_a_taken_up_kernel_is_culled(kept: Kept):
     kept.stop(second, signal.SIGTERM)
 
 
-def test_a_kernel_that_died_while_the_service_was_down_is_dropped_at_start(kept: Kept):
-    kernel, pid = kept.left_running()
+def test_a_kernel_that_died_while_the_service_was_down_is_dropped_at_start(kept_anywhere: Kept):
+    kernel, pid = kept_anywhere.left_running()
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: process_start(pid) is None, 10, "the kernel killed")
-    second = kept.start()
+    second = kept_anywhere.start()
     assert second.request("GET", "api/kernels")[2] == []
     assert f"Kernel {kernel} not taken up: its process is gone" in second.output()
-    kept.stop(second, signal.SIGTERM)
-    third = kept.start()
+    kept_anywhere.stop(second, signal.SIGTERM)
+    third = kept_anywhere.start()
     assert kernel not in third.output(), "the dropped kernel's entry was kept"
-    kept.stop(third, signal.SIGTERM)
+    kept_anywhere.stop(third, signal.SIGTERM)
 
 
-def test_a_second_service_on_the_same_store_is_refused(kept: Kept):
-    kept.start()
+def test_a_second_service_on_the_same_store_is_refused(kept_anywhere: Kept):
+    kept_anywhere.start()
     with pytest.raises(RuntimeError, match="service exited with 1") as refused:
-        kept.start()
+        kept_anywhere.start()
     assert "is in use by another service" in str(refused.value)
 
 
