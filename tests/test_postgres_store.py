@@ -1,0 +1,241 @@
+"""The PostgreSQL kernel store (kernels/postgres_store.py) on a real server: what it keeps,
+the schema it makes once and the versions it refuses (the database left as it was), every
+bad URL or credential a clear exit 1, a password never on the command line or in a log,
+and a database that stops while the service runs: kernels keep running and relaying,
+starts are refused with the reason, and everything resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kernels_service.kernels.postgres_store import PostgresKernelStore
+from kernels_service.kernels.store import StoredKernel, StoreError
+from kernels_service.kernels.stores import make_store
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, running_service, tracebacks
+from tests.support.postgres import Cluster
+from tests.support.waiting import wait_until
+
+QUIET = ("--initial-kernels=0", "--pool-size=0")
+
+
+def entry(kernel_id: str, **changes) -> StoredKernel:
+    fields = dict(
+        id=kernel_id, kernelspec="python3", connection_info={"key": "k", "shell_port": 1}, provisioner="p",
+        provisioner_info={"pid": 1}, client_env={"KERNEL_USERNAME": "ann"}, host="h", uid=1, process_start=7,
+    )  # fmt: skip
+    fields.update(changes)
+    return StoredKernel(**fields)
+
+
+@pytest.fixture
+def database(postgres: Cluster) -> str:
+    """The URL of a fresh database; the password is in the test process's PGPASSWORD."""
+    os.environ.update(postgres.environment())
+    return postgres.url(postgres.new_database())
+
+
+async def opened(url: str) -> PostgresKernelStore:
+    store = PostgresKernelStore(url)
+    await store.open()
+    return store
+
+
+def test_entries_are_kept_across_openings_replaced_in_place_and_removed(database: str):
+    async def scenario():
+        store = await opened(database)
+        await store.save(entry("k1"))
+        await store.save(entry("k2"))
+        await store.save(entry("k1", process_start=9))
+        await store.close()
+        store = await opened(database)
+        assert await store.entries() == [entry("k1", process_start=9), entry("k2")]
+        await store.remove("k1")
+        await store.remove("no-such-kernel")
+        assert await store.entries() == [entry("k2")]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_services_starting_at_once_make_the_schema_once_and_one_of_them_runs(database: str, postgres: Cluster):
+    async def three_at_once() -> list:
+        results = await asyncio.gather(*(opened(database) for _ in range(3)), return_exceptions=True)
+        for store in results:
+            if isinstance(store, PostgresKernelStore):
+                await store.close()
+        return results
+
+    results = asyncio.run(three_at_once())
+    refusals = [str(r) for r in results if not isinstance(r, PostgresKernelStore)]
+    assert len(refusals) == 2, results
+    assert all("is in use by another service" in refusal for refusal in refusals), refusals
+    name = database.rsplit("/", 1)[1]
+    assert postgres.sql("SELECT version, oldest_reader FROM kernels_service_schema", name) == "1|1"
+
+
+HOLDER = """
+import asyncio, sys
+from kernels_service.kernels.postgres_store import PostgresKernelStore
+async def hold():
+    store = PostgresKernelStore(sys.argv[1])
+    await store.open()
+    print("held", flush=True)
+    await asyncio.sleep(120)
+asyncio.run(hold())
+"""
+
+
+def test_the_store_of_a_killed_service_is_free_again(database: str):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(StoreError, match="in use by another service"):
+            asyncio.run(opened(database))
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+        wait_until(lambda: free(database), 15, "the store free again once its service was killed")
+    finally:
+        holder.kill()
+        holder.wait(30)
+
+
+def free(url: str) -> bool:
+    async def try_open() -> bool:
+        try:
+            await (await opened(url)).close()
+            return True
+        except StoreError:
+            return False
+
+    return asyncio.run(try_open())
+
+
+def database_dump(postgres: Cluster, name: str) -> str:
+    tables = "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables"
+    tables += " WHERE table_schema = 'public'"
+    rows = "SELECT version || '|' || oldest_reader FROM kernels_service_schema"
+    kernels = "SELECT coalesce(string_agg(row_to_json(k)::text, ';'), '') FROM kernels_service_kernels k"
+    return "\n".join(postgres.sql(query, name) for query in (tables, rows, kernels))
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ("UPDATE kernels_service_schema SET version = 2, oldest_reader = 2", "needs a service of schema version 2"),
+        ("INSERT INTO kernels_service_schema VALUES (1, 1)", "has 2 schema versions"),
+        ("ALTER TABLE kernels_service_kernels RENAME COLUMN entry TO other", 'column "entry" does not exist'),
+    ],
+    ids=["newer-version", "two-versions", "other-table"],
+)
+def test_a_store_it_cannot_use_stops_the_start_and_is_left_as_it_was(database, postgres, change, refusal):
+    name = database.rsplit("/", 1)[1]
+
+    async def one_entry() -> None:
+        store = await opened(database)
+        await store.save(entry("k1"))
+        await store.close()
+
+    asyncio.run(one_entry())
+    postgres.sql(change, name)
+    before = database_dump(postgres, name)
+    argv = (*QUIET, "--keep-kernels", f"--kernel-store={database}")
+    for _ in range(2):  # the second time too: a refused start lets go of the store
+        with pytest.raises(RuntimeError, match="service exited with 1") as refused:
+            Service(*argv, env=postgres.environment())
+        assert refusal in str(refused.value) and "Traceback" not in str(refused.value)
+    assert database_dump(postgres, name) == before, "the database was changed"
+
+
+def refused_start(*argv: str, env: dict[str, str]) -> str:
+    """The output of a service that refused to start (exit 1), with no traceback."""
+    with pytest.raises(RuntimeError, match="service exited with 1") as refused:
+        Service(*QUIET, "--keep-kernels", *argv, env=env)
+    output = str(refused.value)
+    assert "Traceback" not in output and tracebacks(output) == [], output
+    return output
+
+
+def test_bad_urls_and_credentials_are_a_clear_exit_1(postgres: Cluster):
+    good = postgres.environment()
+    closed_port = postgres.url().replace(f":{postgres.port}/", ":1/")
+    cases = [
+        (f"--kernel-store={postgres.url()}", {"PGPASSWORD": "wrong"}, "password authentication failed"),
+        (f"--kernel-store={postgres.url(user='nobody_here')}", good, 'failed for user "nobody_here"'),
+        (f"--kernel-store={postgres.url('no_such_database')}", good, 'database "no_such_database" does not exist'),
+        (f"--kernel-store={closed_port}", good, "cannot reach the kernel store postgresql postgres@127.0.0.1:1/"),
+        ("--kernel-store=postgresql://127.0.0.1:notaport/db", good, "cannot reach the kernel store"),
+        ("--kernel-store=postgresql://host/db?nosuchparameter=1", good, "not a PostgreSQL URL libpq can read"),
+        ("--kernel-store=mysql://root@127.0.0.1/db", good, "no store of scheme 'mysql'"),
+    ]  # fmt: skip
+    for option, env, said in cases:
+        output = refused_start(option, env=env)
+        assert said in output, (option, output)
+
+
+def test_a_password_in_the_url_is_refused_and_never_repeated(postgres: Cluster):
+    secret = "s3cr3t-in-the-url"
+    for url in (
+        f"postgresql://postgres:{secret}@127.0.0.1:{postgres.port}/postgres",
+        f"postgresql://postgres@127.0.0.1:{postgres.port}/postgres?password={secret}",
+    ):
+        output = refused_start(f"--kernel-store={url}", env=postgres.environment())
+        assert "the URL carries a password" in output and secret not in output, output
+
+
+@given(st.text(max_size=80))
+def test_any_location_makes_a_store_or_is_a_store_error(location: str):
+    try:
+        store = make_store("postgresql://" + location)
+    except StoreError:
+        return
+    assert isinstance(store, PostgresKernelStore)
+
+
+def run(service: Service, kernel: str, code: str) -> str:
+    client = ChannelsClient(service, kernel, "v1")
+    try:
+        reply, outputs = client.execute(code, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return stream_text(outputs)
+    finally:
+        client.close()
+
+
+def test_the_database_password_never_reaches_a_kernel(database: str, postgres: Cluster):
+    argv = (*QUIET, "--keep-kernels", f"--kernel-store={database}")
+    with running_service(*argv, env=postgres.environment()) as service:
+        kernel = service.start_kernel()
+        code = "import os; print(sorted(k for k in os.environ if k.startswith('PG')))"
+        assert run(service, kernel, code) == "[]\n"
+        assert postgres.password not in service.output()
+        service.stop_and_check_no_leak(signal.SIGINT)  # SIGTERM would leave the kept kernel running
+
+
+def test_a_database_stopped_meanwhile_refuses_starts_with_the_reason_and_kernels_keep_running(tmp_path):
+    from tests.support.postgres import postgres_cluster  # a server of its own: this test stops it
+
+    with postgres_cluster() as cluster:
+        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}")
+        with running_service(*argv, env=cluster.environment()) as service:
+            kernel = service.start_kernel()
+            assert run(service, kernel, "x = 42") == ""
+            cluster.stop()
+            status, _, body = service.request("POST", "api/kernels", {})
+            assert status == 503, body
+            assert body["message"] == "The kernel store (the service's database) is out of reach; try again"
+            assert run(service, kernel, "print(x)") == "42\n", "a running kernel stopped relaying"
+            assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
+            cluster.start()
+            wait_until(lambda: service.request("POST", "api/kernels", {})[0] == 201, 30, "starts again")
+            assert tracebacks(service.output()) == [], service.output()
+            assert "did not answer" in service.output()
+            service.stop_and_check_no_leak(signal.SIGINT)
