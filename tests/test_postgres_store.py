@@ -239,3 +239,38 @@ def test_a_database_stopped_meanwhile_refuses_starts_with_the_reason_and_kernels
             assert tracebacks(service.output()) == [], service.output()
             assert "did not answer" in service.output()
             service.stop_and_check_no_leak(signal.SIGINT)
+
+
+def kernel_pid(service: Service, kernel: str) -> int:
+    return int(run(service, kernel, "import os; print(os.getpid())"))
+
+
+def test_restarts_and_deletes_while_the_database_is_down_are_in_the_store_once_it_is_back(tmp_path):
+    from tests.support.postgres import postgres_cluster
+
+    with postgres_cluster() as cluster:
+        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}")
+        first = Service(*argv, env=cluster.environment())
+        try:
+            deleted, restarted = first.start_kernel(), first.start_kernel()
+            old_pid = kernel_pid(first, restarted)
+            cluster.stop()
+            assert first.request("POST", f"api/kernels/{restarted}/restart")[0] == 200
+            new_pid = kernel_pid(first, restarted)
+            assert new_pid != old_pid
+            assert first.request("DELETE", f"api/kernels/{deleted}")[0] == 204
+            cluster.start()
+            stored_pid = (
+                f"SELECT entry->'provisioner_info'->>'pid' FROM kernels_service_kernels WHERE id = '{restarted}'"
+            )
+            wait_until(lambda: cluster.sql(stored_pid) == str(new_pid), 30, "the restarted kernel's entry saved")
+            assert first.stop(signal.SIGTERM) == 0, first.output()  # the restarted kernel is left running
+            assert tracebacks(first.output()) == [], first.output()
+            with running_service(*argv, env=cluster.environment()) as second:
+                assert [k["id"] for k in second.request("GET", "api/kernels")[2]] == [restarted]
+                assert f"Kernel {deleted} not taken up: its process is gone" in second.output()
+                assert kernel_pid(second, restarted) == new_pid
+                second.stop_and_check_no_leak(signal.SIGINT)
+        finally:
+            if first.process.poll() is None:
+                first.stop(signal.SIGINT)

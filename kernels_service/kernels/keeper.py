@@ -27,7 +27,7 @@ from kernels_service.kernels.provisioners.kept import (
     provisioner_name,
 )
 from kernels_service.kernels.record import KernelRecord, isoformat
-from kernels_service.kernels.store import KernelStore, StoredKernel
+from kernels_service.kernels.store import KernelStore, StoredKernel, StoreError, StoreUnavailable
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -96,8 +96,15 @@ class KernelKeeper:
 
     async def take_up_all(self, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> int:
         """Take up every kernel of the store that can be, with `take_up` (the registry's; before
-        any other kernel starts); how many were. A live kernel that cannot be taken up after all (its kernelspec is
-        gone, say) is ended: no kernel runs that no service knows of."""
+        any other kernel starts); how many were. A live kernel that cannot be taken up after all
+        (its kernelspec is gone, say) is ended: no kernel runs that no service knows of. A store
+        that stops answering meanwhile stops the start (StoreError)."""
+        try:
+            return await self._take_up_each(take_up)
+        except StoreUnavailable as error:
+            raise StoreError(f"the kernel store did not answer at start: {error}") from None
+
+    async def _take_up_each(self, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> int:
         taken = 0
         for entry in await self.store.entries():
             refusal = self.why_not_take_up(entry)

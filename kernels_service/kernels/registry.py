@@ -272,7 +272,10 @@ class KernelRegistry:
         assert self._keeper is not None
         record.manager.stop_restarter()
         own_connection_file(record.manager, False)  # not removed when jupyter_client collects the manager
-        await self._keeper.keep(record, left=utcnow())
+        try:
+            await self._keeper.keep(record, left=utcnow())
+        except StoreUnavailable:  # its last entry stays, and still finds it: a crash's, without `left`
+            log.warning("Kernel %s left running; the kernel store did not answer to say when", record.id)
         record.going = True
         await self._observers.stopping(record, "service restarting")  # relay.SERVICE_RESTARTING
         self._records.pop(record.id)
