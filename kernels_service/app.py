@@ -52,6 +52,8 @@ ENVIRONMENT = {
     "pool_size": "KERNELS_POOL_SIZE",
     "keep_kernels": "KERNELS_KEEP_KERNELS",
     "kernel_store": "KERNELS_KERNEL_STORE",
+    "replica_name": "KERNELS_REPLICA_NAME",
+    "replica_url": "KERNELS_REPLICA_URL",
 }
 
 
@@ -195,6 +197,26 @@ class KernelsService(Application):
         "PGPASSWORD or a password file, never in the URL). Empty: "
         "<Jupyter's data directory>/kernels-service/kernels.sqlite. Env KERNELS_KERNEL_STORE.",
     )
+    replica_name = Unicode(
+        DEFAULTS.replica_name,
+        config=True,
+        help="This service's name among the replicas of a PostgreSQL kernel store; one running service per name, "
+        "and a service started again with the same name takes its kernels back at once. Empty: <hostname>:<port>. "
+        "Env KERNELS_REPLICA_NAME.",
+    )
+    replica_url = Unicode(
+        DEFAULTS.replica_url,
+        config=True,
+        help="Where the other replicas reach this one (they forward it the interrupt, restart and shutdown of "
+        "kernels it owns). Empty: http://<--ip, or the host's address if it binds all>:<port><base path>. "
+        "Env KERNELS_REPLICA_URL.",
+    )
+    lease_time = Float(
+        DEFAULTS.lease_time,
+        config=True,
+        help="Seconds a replica of a PostgreSQL kernel store owns its kernels without renewing its leases "
+        "(it renews them every third of that); another replica may take over a kernel whose lease ran out.",
+    )
     kernel_sandbox = Enum(
         SANDBOXES,
         DEFAULTS.kernel_sandbox,
@@ -289,6 +311,9 @@ class KernelsService(Application):
         "kernel-open-files": "KernelsService.kernel_open_files",
         "kernel-port-range": "KernelsService.kernel_port_range",
         "kernel-store": "KernelsService.kernel_store",
+        "replica-name": "KernelsService.replica_name",
+        "replica-url": "KernelsService.replica_url",
+        "lease-time": "KernelsService.lease_time",
         "kernel-name": "KernelsService.kernel_name",
         "initial-kernels": "KernelsService.initial_kernels",
         "max-kernels": "KernelsService.max_kernels",

@@ -19,6 +19,7 @@ import asyncio
 import copy
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ from kernels_service.kernels import KernelRegistry, isolation
 from kernels_service.kernels.culler import Culler, CullPolicy
 from kernels_service.kernels.directories import PrivateDir, connection_dir
 from kernels_service.kernels.environment import KernelEnvironment, inherited_environment
+from kernels_service.kernels.fleet import Fleet
 from kernels_service.kernels.ipc import socket_dir
 from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.kernel_uids import KernelUids
@@ -49,7 +51,7 @@ from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, ch
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.kernels.separation import Separation
 from kernels_service.kernels.shutdown import stop_all
-from kernels_service.kernels.store import KernelStore
+from kernels_service.kernels.store import KernelStore, Replica, StoreUnavailable
 from kernels_service.kernels.stores import POSTGRESQL_SCHEMES, make_store
 from kernels_service.logs import jupyter_client_log
 from kernels_service.metrics import ServiceState, watch_service
@@ -83,6 +85,7 @@ class KernelsServer:
     separation: Separation | None = None  # how local kernels are kept apart (uids of their own, Landlock)
     http: HTTPServer | None = None
     port: int = 0  # the port it listens on, once started (the one the system chose, for port 0)
+    fleet: Fleet | None = None  # the replicas of a shared store, this one among them
     _background: tuple[asyncio.Task[None], ...] = ()
 
     async def start(self) -> None:
@@ -95,6 +98,8 @@ class KernelsServer:
         self.http.add_sockets(sockets)
         self._background = (asyncio.ensure_future(self.culler.run()),)
         taken = await self.services.registry.take_up_kept()
+        if self.fleet is not None:
+            self._background += (asyncio.ensure_future(self.fleet.run()),)
         for _ in range(max(0, self.config.initial_kernels - taken)):  # kernels taken up count as initial ones
             await self.services.registry.start()
         if self.services.pool is not None:
@@ -114,6 +119,7 @@ class KernelsServer:
         await stop_all(self.services.registry, keep=keep)
         self.context.destroy(linger=0)  # no socket may keep the process from exiting
         if self.store is not None:
+            await release_leases(self.store, keep)
             await self.store.close()
         if self.http is not None:
             await self.http.close_all_connections()
@@ -157,8 +163,10 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
     multi = build_multi_kernel_manager(config, runtime.path, sockets, separation)
     plan = isolation_plan(config, multi.kernel_spec_manager.get_all_specs(), separation, why_not_apart)
     isolation.report(plan, config.kernel_isolation)
-    store = make_store(config.kernel_store or default_kernel_store()) if config.keep_kernels else None
+    replica = replica_of(config)
+    store = make_store(config.kernel_store or default_kernel_store(), replica) if config.keep_kernels else None
     registry = build_registry(config, multi, store)
+    fleet = registry.join_fleet(store) if store is not None and store.shared else None
     hub = RelayHub(registry, ReplayPolicy(config.replay_window, config.replay_limit))
     pool = build_pool(config, registry, hub)
     services = Services(
@@ -170,6 +178,7 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
         ping_interval=config.websocket_ping_interval,
         pool=pool,
         metrics_no_auth=config.metrics_no_auth,
+        replica_name=replica.name,
     )
     socketio = build_socketio(config, services)
     watch_service(ServiceState(registry.list, lambda: len(socketio.sessions), lambda: pool.ready if pool else 0))
@@ -190,7 +199,41 @@ def build_parts(config: ServiceConfig, token: str, runtime: PrivateDir, sockets:
         store,
         directories,
         separation,
+        fleet=fleet,
     )
+
+
+def replica_of(config: ServiceConfig) -> Replica:
+    """This service as the other replicas of a shared store know it: its name (by default
+    `<hostname>:<port>`, the same again after a restart) and where they reach it."""
+    name = config.replica_name or f"{socket.gethostname()}:{config.port}"
+    address = config.replica_url
+    if not address:
+        host = config.ip
+        if host in ("", "0.0.0.0", "::"):
+            host = host_address()
+        host = f"[{host}]" if ":" in host else host
+        address = f"http://{host}:{config.port}{normalise_base_path(config.base_path)}"
+    return Replica(name=name, address=address, lease_time=config.lease_time)
+
+
+def host_address() -> str:
+    """This host's address as others see it (a service bound to all of them)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+async def release_leases(store: KernelStore, keep: bool) -> None:
+    """A service that stops leaving its kernels running lets go of their leases at once,
+    so that another replica (or its own next start) takes them without waiting."""
+    if not (keep and store.shared):
+        return
+    try:
+        await store.release()
+    except StoreUnavailable:
+        log.warning("The kernel store did not answer: the kept kernels' leases run out by themselves")
 
 
 def kernel_separation(

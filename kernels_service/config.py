@@ -59,6 +59,9 @@ class ServiceConfig:
     kernel_port_range: str = ""  # "LOW-HIGH" for local TCP kernels; "": below the ephemeral range
     keep_kernels: bool = False  # local kernels outlive a SIGTERM (or a crash) and are taken up at the next start
     kernel_store: str = ""  # where they are kept; "": in Jupyter's data directory
+    replica_name: str = ""  # this service's name among the replicas of a shared store; "": <hostname>:<port>
+    replica_url: str = ""  # where the other replicas reach it; "": http://<its address>:<port><base path>
+    lease_time: float = 5.0  # seconds a replica owns its kernels without renewing its leases
     max_message_size: int = 64 * MIB
     client_queue_limit: int = 128 * MIB
     max_http_buffer_size: int = 1_000_000
@@ -90,5 +93,12 @@ class ServiceConfig:
             raise ConfigError("--kernel-sandbox must be bubblewrap or empty")
         if self.keep_kernels and self.kernel_sandbox:
             raise ConfigError("--keep-kernels does not work with --kernel-sandbox yet: a sandbox dies with the service")
+        if not 1 <= self.lease_time <= 300:
+            raise ConfigError("--lease-time must be between 1 and 300 seconds")
+        if self.keep_kernels and self.port == 0 and self.kernel_store.startswith(("postgresql:", "postgres:")):
+            if not self.replica_url:
+                raise ConfigError("a replica of a PostgreSQL kernel store needs --port (not 0) or --replica-url")
+        if self.replica_url and not self.replica_url.startswith(("http://", "https://")):
+            raise ConfigError("--replica-url must be an http:// or https:// URL")
         if self.token is not None and self.token_file:
             raise ConfigError("give the token or a token file, not both")

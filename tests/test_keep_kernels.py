@@ -21,7 +21,7 @@ from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.kernels.sqlite_store import SqliteKernelStore
 from kernels_service.kernels.store import StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants, tracebacks
+from kernels_service.testing.service import Service, descendants, free_port, tracebacks
 from tests.support.metrics import scrape, value
 from tests.support.node import NODE_DIR, TESTS
 from tests.support.waiting import wait_until
@@ -39,10 +39,11 @@ class Kept:
         self.env = env or {}
         self.kernels: set[int] = set()
         self.services: list[Service] = []
+        self.port = free_port()  # each service started again where the last one was (its replica name too)
 
     def start(self, *args: str, keep: bool = True, port: int | None = None) -> Service:
         options = (*QUIET, *args, *(("--keep-kernels", f"--kernel-store={self.location}") if keep else ()))
-        service = Service(*options, port=port, env=self.env)
+        service = Service(*options, port=port or self.port, env=self.env)
         self.services.append(service)
         return service
 
@@ -214,10 +215,10 @@ def test_a_kernel_that_died_while_the_service_was_down_is_dropped_at_start(kept_
     kept_anywhere.stop(third, signal.SIGTERM)
 
 
-def test_a_second_service_on_the_same_store_is_refused(kept_anywhere: Kept):
-    kept_anywhere.start()
+def test_a_second_service_on_the_same_store_is_refused(kept: Kept):
+    kept.start()
     with pytest.raises(RuntimeError, match="service exited with 1") as refused:
-        kept_anywhere.start()
+        kept.start(port=free_port())
     assert "is in use by another service" in str(refused.value)
 
 

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels_service.kernels.postgres_store import PostgresKernelStore
-from kernels_service.kernels.store import StoredKernel, StoreError
+from kernels_service.kernels.store import Replica, StoredKernel, StoreError
 from kernels_service.kernels.stores import make_store
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, running_service, tracebacks
@@ -25,6 +26,7 @@ from tests.support.postgres import Cluster
 from tests.support.waiting import wait_until
 
 QUIET = ("--initial-kernels=0", "--pool-size=0")
+OUT_OF_REACH = "The kernel store (the service's database) is out of reach; try again"
 
 
 def entry(kernel_id: str, **changes) -> StoredKernel:
@@ -43,8 +45,11 @@ def database(postgres: Cluster) -> str:
     return postgres.url(postgres.new_database())
 
 
-async def opened(url: str) -> PostgresKernelStore:
-    store = PostgresKernelStore(url)
+REPLICA = Replica("test-replica", "http://127.0.0.1:9/")
+
+
+async def opened(url: str, replica: Replica = REPLICA) -> PostgresKernelStore:
+    store = PostgresKernelStore(url, replica)
     await store.open()
     return store
 
@@ -85,8 +90,9 @@ def test_services_starting_at_once_make_the_schema_once_and_one_of_them_runs(dat
 HOLDER = """
 import asyncio, sys
 from kernels_service.kernels.postgres_store import PostgresKernelStore
+from kernels_service.kernels.store import Replica
 async def hold():
-    store = PostgresKernelStore(sys.argv[1])
+    store = PostgresKernelStore(sys.argv[1], Replica("test-replica", "http://127.0.0.1:9/"))
     await store.open()
     print("held", flush=True)
     await asyncio.sleep(120)
@@ -194,7 +200,7 @@ def test_a_password_in_the_url_is_refused_and_never_repeated(postgres: Cluster):
 @given(st.text(max_size=80))
 def test_any_location_makes_a_store_or_is_a_store_error(location: str):
     try:
-        store = make_store("postgresql://" + location)
+        store = make_store("postgresql://" + location, REPLICA)
     except StoreError:
         return
     assert isinstance(store, PostgresKernelStore)
@@ -224,14 +230,17 @@ def test_a_database_stopped_meanwhile_refuses_starts_with_the_reason_and_kernels
     from tests.support.postgres import postgres_cluster  # a server of its own: this test stops it
 
     with postgres_cluster() as cluster:
-        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}")
+        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}", "--lease-time=1")
         with running_service(*argv, env=cluster.environment()) as service:
             kernel = service.start_kernel()
             assert run(service, kernel, "x = 42") == ""
             cluster.stop()
+            time.sleep(1)  # past half the lease: the replica cannot know it still owns its kernel
+            status, _, body = service.request("POST", f"api/kernels/{kernel}/interrupt")
+            assert (status, body["message"]) == (503, OUT_OF_REACH), "acted on a kernel it may not own"
             status, _, body = service.request("POST", "api/kernels", {})
             assert status == 503, body
-            assert body["message"] == "The kernel store (the service's database) is out of reach; try again"
+            assert body["message"] == OUT_OF_REACH
             assert run(service, kernel, "print(x)") == "42\n", "a running kernel stopped relaying"
             assert [k["id"] for k in service.request("GET", "api/kernels")[2]] == [kernel]
             cluster.start()
@@ -249,7 +258,8 @@ def test_restarts_and_deletes_while_the_database_is_down_are_in_the_store_once_i
     from tests.support.postgres import postgres_cluster
 
     with postgres_cluster() as cluster:
-        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}")
+        # a long lease: the owner acts meanwhile on the lease it surely still holds
+        argv = (*QUIET, "--keep-kernels", f"--kernel-store={cluster.url()}", "--lease-time=120")
         first = Service(*argv, env=cluster.environment())
         try:
             deleted, restarted = first.start_kernel(), first.start_kernel()

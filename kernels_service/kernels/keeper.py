@@ -108,11 +108,14 @@ class KernelKeeper:
         taken = 0
         for entry in await self.store.entries():
             refusal = self.why_not_take_up(entry)
+            if refusal is not None and not refusal[1]:
+                log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
+                continue
+            if not await self.store.claim(entry.id):
+                continue  # another replica's, alive: it serves it, and this one relays it
             if refusal is not None:
-                why, drop = refusal
-                log.warning("Kernel %s not taken up: %s", entry.id, why)
-                if drop:
-                    await self.store.remove(entry.id)
+                log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
+                await self.store.remove(entry.id)
                 continue
             try:
                 await take_up(entry)

@@ -207,6 +207,18 @@ class ServiceMultiKernelManager(AsyncMultiKernelManager):
         register_kernel(self, entry.id, manager)
         return manager
 
+    def connection_only(self, entry: StoredKernel) -> ServiceKernelManager:
+        """A manager that only knows how to reach the kernel of `entry` (another replica
+        owns it: no process, no provisioner, never launched or signalled from here), for
+        the relay's sockets; not counted among this one's kernels."""
+        manager = self.kernel_manager_factory(
+            connection_file=os.path.join(self.connection_dir, f"remote-{entry.id}.json"),  # never written
+            parent=self, log=self.log, kernel_name=entry.kernelspec,
+        )  # fmt: skip
+        manager.kernel_id = entry.id
+        manager.load_connection_info(entry.connection_info)
+        return manager
+
 
 class StderrCopy(threading.Thread):
     """Copies a kernel's stderr to the service's, line by line, until the kernel closes it;

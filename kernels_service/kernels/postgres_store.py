@@ -16,7 +16,12 @@ schema change rolls out while replicas of two versions run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -24,40 +29,53 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from kernels_service.kernels.store import StoredKernel, StoreError, StoreUnavailable
+from kernels_service.kernels.postgres_schema import SCHEMA_VERSION, make_or_check
+from kernels_service.kernels.store import LeaseLost, Replica, StoredKernel, StoredRow, StoreError, StoreUnavailable
 
 log = logging.getLogger("kernels_service.kernels")
-
-#: The schema this service writes, and the oldest schema version it can read and write.
-SCHEMA_VERSION = 1
-SCHEMA = (
-    """CREATE TABLE kernels_service_schema (
-        version integer NOT NULL,
-        oldest_reader integer NOT NULL
-    )""",
-    f"INSERT INTO kernels_service_schema (version, oldest_reader) VALUES ({SCHEMA_VERSION}, {SCHEMA_VERSION})",
-    """CREATE TABLE kernels_service_kernels (
-        id text PRIMARY KEY,
-        position bigserial NOT NULL,
-        entry jsonb NOT NULL
-    )""",
-)
-
-#: Every service on one database takes this transaction lock while it makes or checks the
-#: schema (three replicas started at once make it once), and holds the session lock of
-#: the same key while it runs: one service per store until kernels have owners (leases).
-SCHEMA_LOCK = 0x6B65726E656C73  # "kernels"
-SERVICE_LOCK = 0x6B65726E656C7331  # "kernels1"
+#: psycopg's pool logs each failed reconnection (every second or so while the database is
+#: out of reach); the store logs once per request it cannot serve instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 #: How long a connection may take (libpq's connect_timeout), and a query's wait for a
 #: connection of the pool while the database is out of reach.
 CONNECT_TIMEOUT = 10
-POOL_TIMEOUT = 5.0
+POOL_TIMEOUT = 3.0
+DOWN_TIMEOUT = 0.5  # the same wait, while the database does not answer
 
-UPSERT = (
-    "INSERT INTO kernels_service_kernels (id, entry) VALUES (%s, %s)"
-    " ON CONFLICT (id) DO UPDATE SET entry = excluded.entry"
+#: The class of the session locks that keep one running service per replica name.
+REPLICA_LOCK_CLASS = 0x6B73  # "ks"
+
+KERNELS = "kernels_service_kernels"
+LEASE = "now() + make_interval(secs => %(lease)s)"
+
+#: A new kernel is this replica's (epoch 1); an entry saved again (a restart) stays only if
+#: the kernel is still this replica's, which the returned epoch says.
+SAVE = (
+    f"INSERT INTO {KERNELS} (id, entry, owner, lease_until) VALUES (%(id)s, %(entry)s, %(me)s, {LEASE})"
+    f" ON CONFLICT (id) DO UPDATE SET entry = excluded.entry WHERE {KERNELS}.owner = %(me)s RETURNING epoch"
 )
+#: A kernel whose owner is this replica's name (an earlier process of it) or whose lease
+#: has run out becomes this replica's, with the next epoch.
+CLAIM = (
+    f"UPDATE {KERNELS} SET owner = %(me)s, epoch = epoch + 1, lease_until = {LEASE}"
+    " WHERE id = %(id)s AND (owner = %(me)s OR lease_until < now()) RETURNING epoch"
+)
+RENEW = f"UPDATE {KERNELS} SET lease_until = {LEASE} WHERE owner = %(me)s"
+ALIVE = (
+    f"INSERT INTO kernels_service_replicas (name, address, alive_until) VALUES (%(me)s, %(address)s, {LEASE})"
+    " ON CONFLICT (name) DO UPDATE SET address = excluded.address, alive_until = excluded.alive_until"
+)
+ROWS = (
+    "SELECT k.entry, k.owner, coalesce(r.address, ''), k.epoch, k.execution_state, k.last_activity"
+    f" FROM {KERNELS} k LEFT JOIN kernels_service_replicas r ON r.name = k.owner"
+)
+STATE = (
+    f"UPDATE {KERNELS} SET execution_state = %s, last_activity = greatest(last_activity, %s)"
+    " WHERE id = %s AND owner = %s"
+)
+SEEN = f"UPDATE {KERNELS} SET last_activity = greatest(last_activity, %s) WHERE id = %s"
+ACTING = f"SELECT 1 FROM {KERNELS} WHERE id = %s AND owner = %s AND epoch = %s AND lease_until > now() FOR UPDATE"
 
 
 def checked_url(url: str) -> str:
@@ -89,35 +107,85 @@ def first_line(error: BaseException) -> str:
 
 
 class PostgresKernelStore:
-    """A kernel store in a PostgreSQL database."""
+    """A kernel store in a PostgreSQL database, shared by the replicas of one service.
 
-    def __init__(self, url: str):
+    Each kernel has one owner at a time, by a lease in its row: the replica that started or
+    claimed it, until `lease_until`, which the owner renews (`renew`) every third of its
+    lease time; each claim raises the kernel's epoch (fencing). The owner's acts on a
+    kernel happen inside `acting`, which holds the kernel's row and checks that the lease
+    and the epoch are still this replica's. One running process per replica name: a
+    session lock on a connection of its own, released when the process ends however it
+    ends."""
+
+    shared = True  # replicas share it
+
+    def __init__(self, url: str, replica: Replica):
         self.conninfo = checked_url(url)
         self.name = described(self.conninfo)
+        self.replica = replica
+        self._epochs: dict[str, int] = {}  # the epoch of each kernel this replica owns
         self._lock_holder: psycopg.AsyncConnection | None = None
         self._pool: AsyncConnectionPool | None = None
+        self._renewed: float | None = None  # when this replica's leases were last renewed (monotonic)
+        self._down = False  # the database did not answer the last request
+        self._closing: set[asyncio.Task[None]] = set()  # pools being closed after a failure
+
+    @property
+    def _params(self) -> dict[str, Any]:
+        return {"me": self.replica.name, "lease": self.replica.lease_time, "address": self.replica.address}
 
     async def open(self) -> None:
-        """Connect, make or check the schema, take the service lock, open the pool."""
+        """Connect, make or check the schema, take the replica name's lock, open the pool."""
         self._lock_holder = await self._connect()
         try:
-            await self._check_schema(self._lock_holder)
-            await self._take_service_lock(self._lock_holder)
-            self._pool = AsyncConnectionPool(
-                self.conninfo,
-                min_size=1,
-                max_size=4,
-                open=False,
-                timeout=POOL_TIMEOUT,
-                kwargs={"autocommit": True},
-                check=AsyncConnectionPool.check_connection,
-                name="kernel-store",
-            )
+            if await make_or_check(self._lock_holder, self.name):
+                log.info("Made the kernel store's schema (version %s) in %s", SCHEMA_VERSION, self.name)
+            await self._take_replica_lock(self._lock_holder)
+            self._pool = self._new_pool()
             await self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            await self.renew()
         except BaseException:
             await self.close()
             raise
-        log.info("Kernels kept in %s (schema version %s)", self.name, SCHEMA_VERSION)
+        log.info("Kernels kept in %s (schema version %s), as replica %s", self.name, SCHEMA_VERSION, self.replica.name)
+
+    def _new_pool(self) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
+            self.conninfo,
+            min_size=1,
+            max_size=10,  # acts hold a connection while they last (acting)
+            open=False,
+            timeout=POOL_TIMEOUT,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+            name="kernel-store",
+        )
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection of the pool; StoreUnavailable if the database does not answer. While
+        it has not answered, a request waits DOWN_TIMEOUT only, and each failure starts a
+        fresh pool: its first attempt is at once (the pool's own would wait ever longer, up
+        to minutes), so the store is back within a request of the database."""
+        if self._pool is None:
+            raise StoreUnavailable("The kernel store is not open")
+        try:
+            async with self._pool.connection(timeout=DOWN_TIMEOUT if self._down else POOL_TIMEOUT) as connection:
+                yield connection
+            self._down = False
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            if not self._down:
+                log.warning("The kernel store %s did not answer: %s", self.name, first_line(error))
+            self._down = True
+            await self._renew_pool()
+            raise StoreUnavailable("The kernel store (the service's database) is out of reach; try again") from None
+
+    async def _renew_pool(self) -> None:
+        old, self._pool = self._pool, self._new_pool()
+        await self._pool.open(wait=False)
+        if old is not None:
+            self._closing.add(asyncio.ensure_future(old.close(timeout=1)))
+            self._closing = {task for task in self._closing if not task.done()}
 
     async def _connect(self) -> psycopg.AsyncConnection:
         try:
@@ -125,68 +193,128 @@ class PostgresKernelStore:
         except psycopg.Error as error:
             raise StoreError(f"cannot reach the kernel store {self.name}: {first_line(error)}") from None
 
-    async def _check_schema(self, connection: psycopg.AsyncConnection) -> None:
-        """Make the schema in a database that has none; check the version of one that has."""
-        try:
-            async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                exists = await connection.execute("SELECT to_regclass('kernels_service_schema') IS NOT NULL")
-                if not (await exists.fetchone())[0]:
-                    for statement in SCHEMA:
-                        await connection.execute(statement)
-                    log.info("Made the kernel store's schema (version %s) in %s", SCHEMA_VERSION, self.name)
-                    return
-                versions = await connection.execute("SELECT version, oldest_reader FROM kernels_service_schema")
-                self._check_version(await versions.fetchall())
-                await connection.execute("SELECT id, entry FROM kernels_service_kernels LIMIT 1")
-        except psycopg.Error as error:
-            raise StoreError(f"cannot use the kernel store {self.name}: {first_line(error)}") from None
-
-    def _check_version(self, rows: list[tuple[Any, ...]]) -> None:
-        if len(rows) != 1:
-            raise StoreError(f"the kernel store {self.name} has {len(rows)} schema versions: not a store it made")
-        version, oldest_reader = rows[0]
-        if oldest_reader > SCHEMA_VERSION:
-            raise StoreError(
-                f"the kernel store {self.name} is of schema version {version}, which needs a service of "
-                f"schema version {oldest_reader} or newer; this service's is {SCHEMA_VERSION}"
-            )
-        if version < SCHEMA_VERSION:
-            raise StoreError(
-                f"the kernel store {self.name} is of schema version {version}, older than any this service "
-                f"reads ({SCHEMA_VERSION})"
-            )
-
-    async def _take_service_lock(self, connection: psycopg.AsyncConnection) -> None:
-        taken = await (await connection.execute("SELECT pg_try_advisory_lock(%s)", (SERVICE_LOCK,))).fetchone()
+    async def _take_replica_lock(self, connection: psycopg.AsyncConnection) -> None:
+        query = "SELECT pg_try_advisory_lock(%s, hashtext(%s))"
+        taken = await (await connection.execute(query, (REPLICA_LOCK_CLASS, self.replica.name))).fetchone()
         if not taken[0]:
-            raise StoreError(f"the kernel store {self.name} is in use by another service")
+            raise StoreError(
+                f"the kernel store {self.name} is in use by another service named {self.replica.name!r} "
+                "(--replica-name: each replica needs a name of its own)"
+            )
 
-    async def _execute(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement on a connection of the pool; StoreUnavailable if the database
-        does not answer."""
-        if self._pool is None:
-            raise StoreUnavailable("The kernel store is not open")
-        try:
-            async with self._pool.connection() as connection:
-                cursor = await connection.execute(query, params)
-                return await cursor.fetchall() if cursor.description else []
-        except (psycopg.OperationalError, PoolTimeout) as error:
-            log.warning("The kernel store %s did not answer: %s", self.name, first_line(error))
-            raise StoreUnavailable("The kernel store (the service's database) is out of reach; try again") from None
+    async def _execute(self, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; StoreUnavailable if the database does not answer."""
+        async with self._connection() as connection:
+            cursor = await connection.execute(query, params)
+            return await cursor.fetchall() if cursor.description else []
 
     async def save(self, entry: StoredKernel) -> None:
-        await self._execute(UPSERT, (entry.id, Jsonb(entry.to_json_object())))
+        """Write a new kernel's entry (this replica's from now on), or a restarted one's;
+        LeaseLost if another replica owns it now."""
+        rows = await self._execute(SAVE, {**self._params, "id": entry.id, "entry": Jsonb(entry.to_json_object())})
+        if not rows:
+            self._epochs.pop(entry.id, None)
+            raise LeaseLost(f"Kernel {entry.id} is owned by another replica now")
+        self._epochs[entry.id] = rows[0][0]
 
     async def remove(self, kernel_id: str) -> None:
-        await self._execute("DELETE FROM kernels_service_kernels WHERE id = %s", (kernel_id,))
+        """Forget a kernel this replica owns (another replica's entry stays)."""
+        await self._execute(f"DELETE FROM {KERNELS} WHERE id = %s AND owner = %s", (kernel_id, self.replica.name))
+        self._epochs.pop(kernel_id, None)
 
     async def entries(self) -> list[StoredKernel]:
-        rows = await self._execute("SELECT id, entry FROM kernels_service_kernels ORDER BY position")
+        return [row.entry for row in await self.rows()]
+
+    async def rows(self, kernel_id: str | None = None) -> list[StoredRow]:
+        """Every kernel of every replica (or the one of `kernel_id`), oldest first."""
+        where, params = (" WHERE k.id = %s", (kernel_id,)) if kernel_id is not None else ("", ())
+        rows = await self._execute(ROWS + where + " ORDER BY k.position", params)
         try:
-            return [StoredKernel(**entry) for _, entry in rows]
+            return [
+                StoredRow(StoredKernel(**entry), owner, address, epoch, state, isoformat_z(activity))
+                for entry, owner, address, epoch, state, activity in rows
+            ]
         except TypeError as error:
             raise StoreError(f"the kernel store {self.name} holds an entry it cannot read: {error}") from None
+
+    async def claim(self, kernel_id: str) -> bool:
+        """Own the kernel if it was this replica name's or its lease ran out (the next epoch)."""
+        rows = await self._execute(CLAIM, {**self._params, "id": kernel_id})
+        if rows:
+            self._epochs[kernel_id] = rows[0][0]
+        return bool(rows)
+
+    async def renew(self) -> None:
+        """Renew this replica's leases and its own row (alive, and its address)."""
+        began = time.monotonic()
+        await self._execute(RENEW, self._params)
+        await self._execute(ALIVE, self._params)
+        self._renewed = began
+
+    async def release(self) -> None:
+        """Let go of every lease at once (the service stops and leaves its kernels running):
+        another replica, or this one's next process, may claim them without waiting."""
+        await self._execute(f"UPDATE {KERNELS} SET lease_until = now() WHERE owner = %(me)s", self._params)
+        await self._execute("DELETE FROM kernels_service_replicas WHERE name = %(me)s", self._params)
+        self._epochs.clear()
+
+    async def report(self, states: list[tuple[str, str, datetime]], seen: list[tuple[str, datetime]]) -> None:
+        """Write the state and activity of kernels this replica owns (`states`: id, state,
+        last activity), and the activity its clients made on others' kernels (`seen`)."""
+        if not states and not seen:
+            return
+        async with self._connection() as connection, connection.cursor() as cursor:
+            if states:
+                owned = [(state, activity, kernel_id, self.replica.name) for kernel_id, state, activity in states]
+                await cursor.executemany(STATE, owned)
+            if seen:
+                await cursor.executemany(SEEN, [(activity, kernel_id) for kernel_id, activity in seen])
+
+    @asynccontextmanager
+    async def acting(self, kernel_id: str) -> AsyncIterator[None]:
+        """Act on an owned kernel (interrupt, restart, stop, cull) while its row is held and
+        its lease and epoch are still this replica's; LeaseLost if they are not: a replica
+        that was paused past its lease acts on nothing another one took over. With the
+        database out of reach, it acts only while the lease it last renewed surely runs
+        (StoreUnavailable after that)."""
+        held = AsyncExitStack()
+        try:
+            await self._hold_row(held, kernel_id)
+        except LeaseLost:
+            await self._let_go(held)
+            raise
+        except StoreUnavailable:
+            await self._let_go(held)
+            if not self._lease_surely_runs():
+                raise
+            log.warning("Acting on kernel %s on this replica's lease, which surely still runs", kernel_id)
+        try:
+            yield
+        finally:
+            await self._let_go(held)
+
+    async def _let_go(self, held: AsyncExitStack) -> None:
+        """End the transaction that held a kernel's row (it only read: whether it commits
+        does not matter) and give its connection back."""
+        try:
+            await held.aclose()
+        except (psycopg.Error, PoolTimeout) as error:
+            log.debug("The kernel store's row hold ended badly: %s", first_line(error))
+
+    async def _hold_row(self, held: AsyncExitStack, kernel_id: str) -> None:
+        """Begin a transaction that holds the kernel's row, if this replica still owns it."""
+        connection = await held.enter_async_context(self._connection())
+        await held.enter_async_context(connection.transaction())
+        epoch = self._epochs.get(kernel_id)
+        row = await (await connection.execute(ACTING, (kernel_id, self.replica.name, epoch))).fetchone()
+        if row is None:
+            self._epochs.pop(kernel_id, None)
+            raise LeaseLost(f"Kernel {kernel_id} is owned by another replica now")
+
+    def _lease_surely_runs(self) -> bool:
+        """Whether this replica's leases still run by its own clock: renewed less than
+        half a lease ago (the rest is margin for clocks and the act itself)."""
+        return self._renewed is not None and time.monotonic() - self._renewed < self.replica.lease_time / 2
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -195,3 +323,7 @@ class PostgresKernelStore:
         if self._lock_holder is not None:
             await self._lock_holder.close()  # the session's lock goes with it
             self._lock_holder = None
+
+
+def isoformat_z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

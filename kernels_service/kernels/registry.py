@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +38,14 @@ from kernels_service.kernels.errors import (
     Stopping,
     start_failure,
 )
+from kernels_service.kernels.fleet import Fleet
 from kernels_service.kernels.jupyter_client_internals import own_connection_file
 from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
 from kernels_service.kernels.slots import KernelSlots
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
-from kernels_service.kernels.store import StoredKernel, StoreUnavailable
+from kernels_service.kernels.store import LeaseLost, StoredKernel, StoreUnavailable
 from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
@@ -73,6 +75,7 @@ class KernelRegistry:
         self._stopping = False
         self._pool: KernelSupply | None = None
         self._keeper: KernelKeeper | None = None
+        self._fleet: Fleet | None = None
 
     @property
     def kernel_spec_manager(self) -> Any:
@@ -87,6 +90,47 @@ class KernelRegistry:
     def set_keeper(self, keeper: KernelKeeper) -> None:
         """Keep the clients' kernels in `keeper`'s store (--keep-kernels)."""
         self._keeper = keeper
+
+    def join_fleet(self, store: Any) -> Fleet:
+        """Serve the kernels other replicas of the shared `store` own too (kernels/fleet.py);
+        the fleet, whose `run` the service starts."""
+        self._fleet = Fleet(store, self.held, self._multi.connection_only, self._observers)
+        return self._fleet
+
+    async def find(self, kernel_id: str) -> KernelRecord:
+        """A client's kernel, this replica's or (over a shared store) another's; NoSuchKernel
+        if no replica has it."""
+        try:
+            return self.get(kernel_id)
+        except NoSuchKernel:
+            if self._fleet is None:
+                raise
+        return await self._fleet.find(kernel_id)
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The REST models of every client's kernel of every replica."""
+        models = [record.model() for record in self.list()]
+        return models if self._fleet is None else models + await self._fleet.models()
+
+    async def _owned(self, kernel_id: str) -> KernelRecord:
+        """The record of a kernel this replica owns, for its lifecycle; OwnedElsewhere if
+        another replica does (the request goes there), NoSuchKernel if none does."""
+        try:
+            return self.get(kernel_id)
+        except NoSuchKernel:
+            if self._fleet is None:
+                raise
+        raise await self._fleet.owner_of(kernel_id)
+
+    @asynccontextmanager
+    async def _acting(self, record: KernelRecord) -> AsyncIterator[None]:
+        """Act on a kept kernel only while this service still owns it (a shared store's
+        lease and epoch, checked as the act happens: LeaseLost if not)."""
+        if self._keeper is None or record.pooled:
+            yield
+            return
+        async with self._keeper.store.acting(record.id):
+            yield
 
     def list(self) -> list[KernelRecord]:
         """The clients' kernels (pooled ones are nobody's yet)."""
@@ -209,6 +253,9 @@ class KernelRegistry:
                 return
             except StoreUnavailable:
                 await asyncio.sleep(STORE_RETRY)
+            except LeaseLost as error:
+                log.warning("%s; its entry is not written", error)
+                return
 
     async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
         """jupyter_client's start; a launch that fails for any reason of the kernel's or its
@@ -225,22 +272,30 @@ class KernelRegistry:
     async def shutdown(self, kernel_id: str, reason: str = "kernel shut down") -> None:
         """Stop a client's kernel, after any pending operation of it, and forget it once
         it is gone; its clients are told `reason`."""
-        await self.stop(self.get(kernel_id), reason)
+        await self.stop(await self._owned(kernel_id), reason)
 
-    async def stop(self, record: KernelRecord, reason: str) -> None:
-        """Stop a kernel, pooled or not (see `shutdown`)."""
+    async def stop(self, record: KernelRecord, reason: str, fenced: bool = True) -> None:
+        """Stop a kernel, pooled or not (see `shutdown`); `fenced`: only while this service
+        owns it (the service's own stop stops whatever it holds)."""
         kernel_id = record.id
         await record.lifecycle.begin_when_idle("shutting down")
         try:
             if self._records.get(kernel_id) is not record:
                 raise NoSuchKernel(kernel_id)  # another shutdown finished while this one waited
-            record.going = True  # from now on not found, as its clients are told; still counted
-            await self._observers.stopping(record, reason)
-            await stop_process(self._multi, record, now=self._not_up_yet(record))
+            if fenced:
+                async with self._acting(record):
+                    await self._stop_process(record, reason)
+            else:
+                await self._stop_process(record, reason)
             self._records.pop(kernel_id, None)
             await self._forget(kernel_id)
         finally:
             record.lifecycle.end()
+
+    async def _stop_process(self, record: KernelRecord, reason: str) -> None:
+        record.going = True  # from now on not found, as its clients are told; still counted
+        await self._observers.stopping(record, reason)
+        await stop_process(self._multi, record, now=self._not_up_yet(record))
 
     async def _forget(self, kernel_id: str) -> None:
         """Drop a stopped kernel's entry; if the store is out of reach the entry stays, and
@@ -288,7 +343,7 @@ class KernelRegistry:
         self._records.clear()
 
     async def interrupt(self, kernel_id: str) -> None:
-        record = self.get(kernel_id)
+        record = await self._owned(kernel_id)
         if not record.spoke.is_set():  # SIGINT now would kill it in its imports, with a traceback
             try:
                 await asyncio.wait_for(record.spoke.wait(), INTERRUPT_WAITS_FOR_START)
@@ -296,21 +351,23 @@ class KernelRegistry:
                 raise Busy("Kernel is starting; interrupt it once it runs code") from None
         record.lifecycle.begin("interrupting")
         try:
-            await record.manager.interrupt_kernel()
+            async with self._acting(record):
+                await record.manager.interrupt_kernel()
             self.record_activity(record)
         finally:
             record.lifecycle.end()
 
     async def restart(self, kernel_id: str) -> KernelRecord:
         """Restart a kernel in place (same id); clients see `restarting`, then the new kernel."""
-        record = self.get(kernel_id)
+        record = await self._owned(kernel_id)
         record.lifecycle.begin("restarting")
         try:
-            now = self._not_up_yet(record)
-            self._restarting(record, automatic=False)
-            if now:
-                await kill_unstarted(record)
-            await record.manager.restart_kernel(now=now)
+            async with self._acting(record):
+                now = self._not_up_yet(record)
+                self._restarting(record, automatic=False)
+                if now:
+                    await kill_unstarted(record)
+                await record.manager.restart_kernel(now=now)
         finally:
             record.lifecycle.end()
         return record

@@ -44,5 +44,5 @@ async def let_go_of_kept(registry: KernelRegistry) -> None:
 
 async def stop_each(registry: KernelRegistry) -> None:
     await registry.no_launches()
-    stops = (registry.stop(record, "service stopping") for record in registry.held())
+    stops = (registry.stop(record, "service stopping", fenced=False) for record in registry.held())
     await asyncio.gather(*stops, return_exceptions=True)

@@ -14,6 +14,8 @@ import fcntl
 import os
 import sqlite3
 import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from kernels_service.kernels.store import StoredKernel, StoreError
 
@@ -32,6 +34,8 @@ UPSERT = "INSERT INTO kernels (id, entry) VALUES (?, ?) ON CONFLICT (id) DO UPDA
 
 class SqliteKernelStore:
     """A kernel store in one SQLite file, locked by this service while it is open."""
+
+    shared = False  # one service per file
 
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
@@ -59,6 +63,16 @@ class SqliteKernelStore:
             return [StoredKernel.from_json(entry) for _, entry in rows]
         except (ValueError, TypeError) as error:
             raise StoreError(f"the kernel store {self.path} holds an entry it cannot read: {error}") from None
+
+    @asynccontextmanager
+    async def acting(self, kernel_id: str) -> AsyncIterator[None]:
+        yield  # one service per file: nobody else acts on its kernels
+
+    async def claim(self, kernel_id: str) -> bool:
+        return True  # one service per file: its kernels are this one's
+
+    async def release(self) -> None:
+        """Nothing: no other service waits for its kernels."""
 
     async def close(self) -> None:
         self._db.close()

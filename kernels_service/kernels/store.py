@@ -14,12 +14,13 @@ what that asks of a database's access rules).
 from __future__ import annotations
 
 import json
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from kernels_service.kernels.errors import ConfigError, StoreUnavailable
+from kernels_service.kernels.errors import ConfigError, KernelsError, StoreUnavailable
 
-__all__ = ["StoreError", "StoreUnavailable", "StoredKernel", "KernelStore"]
+__all__ = ["KernelStore", "LeaseLost", "Replica", "StoreError", "StoreUnavailable", "StoredKernel", "StoredRow"]
 
 
 class StoreError(ConfigError):
@@ -56,8 +57,37 @@ class StoredKernel:
         return cls(**json.loads(text))
 
 
+@dataclass(frozen=True)
+class Replica:
+    """This service as the other replicas of a shared store know it."""
+
+    name: str  # one running service at a time per name: a restart with the same name takes its kernels back
+    address: str  # where the others forward requests for the kernels it owns (http://host:port/base/)
+    lease_time: float = 5.0  # seconds its leases last without renewal
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A kernel as a shared store lists it: its entry, its owner and that owner's address,
+    the owner's lease epoch, and its state and activity as the replicas last wrote them."""
+
+    entry: StoredKernel
+    owner: str
+    owner_address: str
+    epoch: int
+    execution_state: str
+    last_activity: str  # ISO 8601
+
+
+class LeaseLost(KernelsError):
+    """This replica no longer owns the kernel (another took it over): it must not act on
+    it (409)."""
+
+
 class KernelStore(Protocol):
     """Where the service keeps its kernels' entries."""
+
+    shared: bool  # whether replicas share it (each kernel then has an owner: kernels/fleet.py)
 
     async def open(self) -> None:
         """Reach the store and check it (StoreError if it cannot be used), before any kernel starts."""
@@ -73,3 +103,14 @@ class KernelStore(Protocol):
 
     async def close(self) -> None:
         """Let go of the store (and of its lock)."""
+
+    async def claim(self, kernel_id: str) -> bool:
+        """Make this service the kernel's owner, if no other live one is (at start: to take
+        it up); whether it is now."""
+
+    async def release(self) -> None:
+        """Let go of this service's kernels at once (it stops and leaves them running)."""
+
+    def acting(self, kernel_id: str) -> AbstractAsyncContextManager[None]:
+        """While this service acts on the kernel (interrupt, restart, stop): LeaseLost if it
+        does not own it any more."""

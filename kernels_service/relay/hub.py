@@ -33,6 +33,15 @@ class RelayHub:
             raise NoSuchKernel(kernel_id)
         return relay
 
+    async def find(self, kernel_id: str) -> KernelRelay:
+        """The relay of a client's kernel, this replica's or another's (over a shared store:
+        made here when the first client of it comes); NoSuchKernel if no replica has it."""
+        relay = self._relays.get(kernel_id)
+        if relay is not None and not relay.record.pooled:
+            return relay
+        await self.registry.find(kernel_id)  # a remote kernel found is started here: its relay made
+        return self.get(kernel_id)
+
     async def wait_ready(self, record: KernelRecord) -> None:
         """Return once the kernel answered its first kernel_info (or its relay closed)."""
         relay = self._relays.get(record.id)

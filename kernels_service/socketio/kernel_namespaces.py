@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from kernels_service.access import AccessPolicy, token_from
-from kernels_service.kernels import NoSuchKernel
+from kernels_service.kernels import KernelsError, NoSuchKernel
 from kernels_service.metrics import closed_reason, count_closed
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.message import message_from_dict
@@ -115,8 +115,8 @@ class KernelChannelNamespace:
     async def on_connect(self, socket: Socket, auth: dict[str, Any]) -> None:
         check_token(self.access, socket, auth)
         try:
-            relay = self.hub.get(self.kernel_id)
-        except NoSuchKernel as error:
+            relay = await self.hub.find(self.kernel_id)
+        except KernelsError as error:  # none, or the shared store out of reach
             raise ConnectRefused(str(error)) from None
         await relay.wait_ready()
         if relay.closed:

@@ -25,13 +25,16 @@ from kernels_service.kernels import (
     Stopping,
     StoreUnavailable,
 )
+from kernels_service.kernels.fleet import OwnedElsewhere
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.record import utcnow
+from kernels_service.kernels.store import LeaseLost
 from kernels_service.memory import HeapTrimmer
 from kernels_service.protocol import strict_json
 from kernels_service.relay import RelayHub
 from kernels_service.relay.turn_cache import TurnCache
 from kernels_service.web.access_log import redact
+from kernels_service.web.forwarding import FORWARDED_BY, OwnerUnreachable, forward
 
 log = logging.getLogger("kernels_service.web")
 
@@ -48,6 +51,7 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     KernelNotStarted: 503,
     KernelRefused: 403,
     StoreUnavailable: 503,
+    LeaseLost: 409,
 }
 
 
@@ -75,6 +79,7 @@ class Services:
     pool: KernelPool | None = None  # the warm pool, if there is one
     metrics_no_auth: bool = False  # <base>metrics without the token
     frames: TurnCache = field(default_factory=TurnCache)  # websocket frames, encoded once per message
+    replica_name: str = ""  # this service's name among the replicas of a shared store
 
 
 def status_of(error: BaseException) -> int:
@@ -112,6 +117,21 @@ class JSONHandler(web.RequestHandler):
             raise web.HTTPError(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
             raise web.HTTPError(403, "Forbidden: bad token")
+
+    async def forward_to(self, owner: OwnedElsewhere) -> None:
+        """Answer with what the replica that owns the kernel answers to this request."""
+        path = self.request.path[len(self.services.base_path) :]
+        forwarded_by = self.request.headers.get(FORWARDED_BY)
+        try:
+            status, content_type, body = await forward(
+                owner, self.request.method or "GET", path, self.request.body, self.services.policy.token,
+                self.services.replica_name, forwarded_by,
+            )  # fmt: skip
+        except OwnerUnreachable as error:
+            raise web.HTTPError(503, str(error)) from None
+        self.set_status(status)
+        self.set_header("Content-Type", content_type)
+        self.finish(None if status in (204, 304) else body)
 
     def needs_token(self) -> bool:
         """Whether this request must carry the token (every one, unless a handler says)."""

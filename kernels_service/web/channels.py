@@ -16,7 +16,7 @@ from typing import Any
 
 from tornado import ioloop, websocket
 
-from kernels_service.kernels import NoSuchKernel
+from kernels_service.kernels import KernelsError, NoSuchKernel
 from kernels_service.metrics import WEBSOCKETS, closed_reason, count_closed
 from kernels_service.protocol import KernelMessage, ProtocolError
 from kernels_service.protocol.websocket import (
@@ -31,7 +31,7 @@ from kernels_service.protocol.ws_frames import WireFrame, wire_frame
 from kernels_service.relay import SERVICE_RESTARTING, KernelRelay, RelaySession
 from kernels_service.relay.outbox import Outbox
 from kernels_service.relay.session import KernelNotReading
-from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer, foreign_host_refusal
+from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer, foreign_host_refusal, status_of
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
 from kernels_service.websocket_writer import HIGH_WATER, FrameWriter, open_stream
 
@@ -97,9 +97,9 @@ class ChannelsHandler(websocket.WebSocketHandler):
         if not self.services.policy.token_accepted(self.request):
             return self._refuse(403, "Forbidden: bad token")
         try:
-            self.relay = self.services.hub.get(kernel_id)
-        except NoSuchKernel as error:
-            return self._refuse(404, str(error))
+            self.relay = await self.services.hub.find(kernel_id)
+        except KernelsError as error:  # none (404), or the shared store out of reach (503)
+            return self._refuse(status_of(error), str(error))
         refusal = upgrade_refusal(self.request.headers)
         if refusal is None and not self.check_origin(self.request.headers.get("Origin", "")):
             refusal = 403, "Forbidden: cross-origin websockets are not allowed from this origin"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tornado import web
 
 from kernels_service import __version__
+from kernels_service.kernels.fleet import OwnedElsewhere
 from kernels_service.web.base import JSONHandler
 
 
@@ -14,8 +15,8 @@ class VersionHandler(JSONHandler):
 
 
 class KernelsHandler(JSONHandler):
-    def get(self) -> None:
-        self.write_json([record.model() for record in self.services.registry.list()])
+    async def get(self) -> None:
+        self.write_json(await self.services.registry.models())
 
     async def post(self) -> None:
         body = self.json_body()
@@ -32,23 +33,32 @@ class KernelsHandler(JSONHandler):
 
 
 class KernelHandler(JSONHandler):
-    def get(self, kernel_id: str) -> None:
-        self.write_json(self.services.registry.get(kernel_id).model())
+    async def get(self, kernel_id: str) -> None:
+        self.write_json((await self.services.registry.find(kernel_id)).model())
 
     async def delete(self, kernel_id: str) -> None:
-        await self.services.registry.shutdown(kernel_id)
+        try:
+            await self.services.registry.shutdown(kernel_id)
+        except OwnedElsewhere as owner:
+            return await self.forward_to(owner)
         self.set_status(204)
         self.finish()
 
 
 class InterruptHandler(JSONHandler):
     async def post(self, kernel_id: str) -> None:
-        await self.services.registry.interrupt(kernel_id)
+        try:
+            await self.services.registry.interrupt(kernel_id)
+        except OwnedElsewhere as owner:
+            return await self.forward_to(owner)
         self.set_status(204)
         self.finish()
 
 
 class RestartHandler(JSONHandler):
     async def post(self, kernel_id: str) -> None:
-        record = await self.services.registry.restart(kernel_id)
+        try:
+            record = await self.services.registry.restart(kernel_id)
+        except OwnedElsewhere as owner:
+            return await self.forward_to(owner)
         self.write_json(record.model())

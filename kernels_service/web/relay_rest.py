@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kernels_service.kernels.fleet import OwnedElsewhere
 from kernels_service.web.base import JSONHandler, error_answer
 
 
@@ -31,7 +32,10 @@ class SpawnHandler(KernelRelayHandler):
 
 class ShutdownHandler(KernelRelayHandler):
     async def get(self, kernel_id: str) -> None:
-        await self.services.registry.shutdown(kernel_id)
+        try:
+            await self.services.registry.shutdown(kernel_id)
+        except OwnedElsewhere as owner:
+            return await self.forward_to(owner)
         self.write_json({"id": kernel_id, "kernelId": kernel_id})
 
     post = get

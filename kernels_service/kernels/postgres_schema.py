@@ -1,0 +1,95 @@
+"""The PostgreSQL kernel store's tables, and the version check every service makes at start.
+
+`kernels_service_schema` holds the version the tables are at (`version`) and the oldest
+service schema version that can still use them (`oldest_reader`). A service makes the
+tables in a database that has none, uses tables it can read, and refuses, leaving them as
+they were, tables that need a newer service or that it does not recognise. A change rolls
+out in two steps while replicas of two versions run (docs/deployment.md): first only
+additions (`version` raised, `oldest_reader` kept), later what removes or changes
+meaning (`oldest_reader` raised, once no replica of the old version is left).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from kernels_service.kernels.store import StoreError
+
+#: The schema this service writes, and the oldest schema version it can read and write.
+SCHEMA_VERSION = 1
+
+#: The tables: the version; the replicas (a name, where others forward a kernel's
+#: lifecycle requests, until when it is alive); the kernels (an entry, its owner's lease
+#: with its fencing epoch, and its state and activity as every replica lists it).
+SCHEMA = (
+    """CREATE TABLE kernels_service_schema (
+        version integer NOT NULL,
+        oldest_reader integer NOT NULL
+    )""",
+    f"INSERT INTO kernels_service_schema (version, oldest_reader) VALUES ({SCHEMA_VERSION}, {SCHEMA_VERSION})",
+    """CREATE TABLE kernels_service_replicas (
+        name text PRIMARY KEY,
+        address text NOT NULL,
+        alive_until timestamptz NOT NULL
+    )""",
+    """CREATE TABLE kernels_service_kernels (
+        id text PRIMARY KEY,
+        position bigserial NOT NULL,
+        entry jsonb NOT NULL,
+        owner text NOT NULL,
+        epoch bigint NOT NULL DEFAULT 1,
+        lease_until timestamptz NOT NULL,
+        execution_state text NOT NULL DEFAULT 'starting',
+        last_activity timestamptz NOT NULL DEFAULT now()
+    )""",
+)
+
+#: What a service reads of each table: a query that fails if a column it needs is missing.
+EXPECTED = (
+    "SELECT name, address, alive_until FROM kernels_service_replicas LIMIT 1",
+    "SELECT id, position, entry, owner, epoch, lease_until, execution_state, last_activity"
+    " FROM kernels_service_kernels LIMIT 1",
+)
+
+#: Every service on one database takes this transaction lock while it makes or checks the
+#: schema: several started at once make it once.
+SCHEMA_LOCK = 0x6B65726E656C73  # "kernels"
+
+
+async def make_or_check(connection: psycopg.AsyncConnection, name: str) -> bool:
+    """Make the tables in a database that has none (True), or check those it has (False);
+    StoreError, with the database left as it was, if this service cannot use them."""
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            exists = await connection.execute("SELECT to_regclass('kernels_service_schema') IS NOT NULL")
+            if not (await exists.fetchone())[0]:
+                for statement in SCHEMA:
+                    await connection.execute(statement)
+                return True
+            versions = await connection.execute("SELECT version, oldest_reader FROM kernels_service_schema")
+            check_version(await versions.fetchall(), name)
+            for query in EXPECTED:
+                await connection.execute(query)
+            return False
+    except psycopg.Error as error:
+        raise StoreError(f"cannot use the kernel store {name}: {str(error).strip().splitlines()[0]}") from None
+
+
+def check_version(rows: list[tuple[Any, ...]], name: str) -> None:
+    """StoreError unless the one row of versions says this service may use the tables."""
+    if len(rows) != 1:
+        raise StoreError(f"the kernel store {name} has {len(rows)} schema versions: not a store it made")
+    version, oldest_reader = rows[0]
+    if oldest_reader > SCHEMA_VERSION:
+        raise StoreError(
+            f"the kernel store {name} is of schema version {version}, which needs a service of "
+            f"schema version {oldest_reader} or newer; this service's is {SCHEMA_VERSION}"
+        )
+    if version < SCHEMA_VERSION:
+        raise StoreError(
+            f"the kernel store {name} is of schema version {version}, older than any this service reads "
+            f"({SCHEMA_VERSION})"
+        )
