@@ -75,14 +75,14 @@ class Fleet:
 
     async def find(self, kernel_id: str) -> KernelRecord:
         """The record of another replica's kernel (made on first use); NoSuchKernel if no
-        replica has it, OwnedElsewhere never (serving is any replica's)."""
-        remote = self._remote.get(kernel_id)
-        if remote is not None:
-            return remote.record
-        rows = await self.store.rows(kernel_id)
+        replica has it (now: the store is asked)."""
+        rows = await self.store.rows(kernel_id)  # asked each time: REST agrees with the store at once
         if not rows or rows[0].owner == self.store.replica.name:
+            gone = self._remote.pop(kernel_id, None)
+            if gone is not None:
+                await self._observers.stopping(gone.record, "kernel shut down")
             raise NoSuchKernel(kernel_id)
-        remote = self._remote.get(kernel_id)  # another request made it meanwhile
+        remote = self._remote.get(kernel_id)
         if remote is None:
             remote = self._remote[kernel_id] = self._remote_kernel(rows[0])
             await self._observers.started(remote.record)

@@ -1,0 +1,156 @@
+"""Replicas over a shared PostgreSQL store (DESIGN.md, decision 21): three services on
+loopback, one database; a kernel started through any of them is served by every one
+(REST, both websocket protocols, socket.io), and its lifecycle requests reach its owner
+and act on it once, whichever replica they come to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from kernels_service.kernels.provisioners.kept import process_start
+from kernels_service.testing.channels import ChannelsClient, stream_text
+from kernels_service.testing.service import Service, descendants, tracebacks
+from tests.support.postgres import Cluster
+from tests.support.socketio_code import run_over_socketio
+from tests.support.waiting import wait_until
+
+QUIET = ("--initial-kernels=0", "--pool-size=0")
+
+
+class Replicas:
+    """Services on one database; each stopped with SIGINT at the end (their kernels with
+    them), and no kernel process left."""
+
+    def __init__(self, cluster: Cluster, database: str):
+        self.cluster = cluster
+        self.url = cluster.url(database)
+        self.services: list[Service] = []
+
+    def start(self, *args: str) -> Service:
+        name = f"replica-{len(self.services)}"
+        argv = (*QUIET, "--keep-kernels", f"--kernel-store={self.url}", f"--replica-name={name}", *args)
+        service = Service(*argv, env=self.cluster.environment())
+        self.services.append(service)
+        return service
+
+    def end(self) -> None:
+        kernels: set[int] = set()
+        for service in self.services:
+            if service.process.poll() is None:
+                kernels |= set(descendants(service.pid))
+                assert service.stop(signal.SIGINT) == 0, service.output()
+            assert tracebacks(service.output()) == [], service.output()
+        left = [pid for pid in kernels if process_start(pid) is not None]
+        assert left == [], f"kernel processes outlived their replicas: {left}"
+
+
+@pytest.fixture
+def replicas(postgres: Cluster) -> Iterator[list[Service]]:
+    runs = Replicas(postgres, postgres.new_database())
+    try:
+        yield [runs.start() for _ in range(3)]
+    finally:
+        runs.end()
+
+
+def run(service: Service, kernel: str, code: str, protocol: str = "v1") -> str:
+    client = ChannelsClient(service, kernel, protocol)
+    try:
+        reply, outputs = client.execute(code, timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        return stream_text(outputs)
+    finally:
+        client.close()
+
+
+def test_a_kernel_started_through_one_replica_is_served_by_every_other(replicas: list[Service]):
+    first, second, third = replicas
+    kernel = first.start_kernel()
+    for replica in replicas:  # at once: no replica waits for a refresh to know it
+        assert [k["id"] for k in replica.request("GET", "api/kernels")[2]] == [kernel]
+        status, _, model = replica.request("GET", f"api/kernels/{kernel}")
+        assert status == 200 and model["id"] == kernel and model["name"] == "python3"
+    assert run(second, kernel, "x = 41; print('set')", "v1") == "set\n"
+    assert run(third, kernel, "x += 1; print(x)", "legacy") == "42\n"
+    assert asyncio.run(run_over_socketio(second, kernel, "print(x + 1)")) == "43\n"
+    assert run(first, kernel, "print(x)") == "42\n"
+
+
+def test_each_replica_lists_every_replicas_kernels_with_their_state(replicas: list[Service]):
+    kernels = [replica.start_kernel() for replica in replicas]
+    for replica in replicas:
+        listed = replica.request("GET", "api/kernels")[2]
+        assert sorted(k["id"] for k in listed) == sorted(kernels)
+    run(replicas[0], kernels[1], "pass")
+    for replica in replicas:  # the owner writes what it sees within REFRESH (0.5 s)
+        wait_until(
+            lambda replica=replica: {k["execution_state"] for k in replica.request("GET", "api/kernels")[2]}
+            == {"idle"},
+            5,
+            "every kernel listed idle",
+        )
+
+
+def owner_log_count(owner: Service, text: str) -> int:
+    return owner.output().count(text)
+
+
+def test_a_non_owners_interrupt_restart_and_delete_reach_the_owner_and_act_once(replicas: list[Service]):
+    owner, second, third = replicas
+    kernel = owner.start_kernel()
+    pid = int(run(second, kernel, "import os; print(os.getpid())"))
+    sleeper = ChannelsClient(third, kernel, "v1")
+    try:
+        msg_id = sleeper.send("shell", "execute_request", {"code": "import time; time.sleep(60)"})
+        sleeper.recv_until(lambda m: m["header"]["msg_type"] == "status" and m["content"]["execution_state"] == "busy")
+        assert second.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
+        reply, _ = sleeper.wait_for(msg_id, timeout=30)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    finally:
+        sleeper.close()
+    status, _, model = third.request("POST", f"api/kernels/{kernel}/restart")
+    assert status == 200 and model["id"] == kernel
+    assert owner_log_count(owner, f"Kernel restarted: {kernel}") == 1
+    new_pid = int(run(second, kernel, "import os; print(os.getpid())"))
+    assert new_pid != pid and process_start(pid) is None, "the restart did not replace the process"
+    assert third.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+    wait_until(lambda: process_start(new_pid) is None, 15, "the deleted kernel's process gone")
+    for replica in replicas:
+        wait_until(lambda replica=replica: replica.request("GET", "api/kernels")[2] == [], 5, "unlisted")
+        assert replica.request("GET", f"api/kernels/{kernel}")[0] == 404
+    assert second.request("DELETE", f"api/kernels/{kernel}")[0] == 404
+
+
+def test_a_forwarded_request_is_never_forwarded_again(replicas: list[Service]):
+    owner, second, _ = replicas
+    kernel = owner.start_kernel()
+    forwarded = {"X-Kernels-Forwarded-By": "replica-9", "Content-Type": "application/json"}
+    status, _, body = second.request("POST", f"api/kernels/{kernel}/interrupt", {}, headers=forwarded)
+    assert status == 503 and "try again" in body["message"], body
+    assert second.request("DELETE", "api/kernels/no-such-kernel")[0] == 404
+
+
+def test_a_websocket_on_a_non_owner_is_told_when_the_owner_deletes_the_kernel(replicas: list[Service]):
+    owner, second, _ = replicas
+    kernel = owner.start_kernel()
+    client = ChannelsClient(second, kernel, "v1")
+    try:
+        client.execute("pass", timeout=60)
+        assert owner.request("DELETE", f"api/kernels/{kernel}")[0] == 204
+        with pytest.raises(ConnectionError, match="kernel shut down"):  # within the non-owner's REFRESH
+            client.recv_until(lambda message: False, timeout=10)
+    finally:
+        client.close()
+
+
+def test_kernel_relay_shutdown_through_a_non_owner(replicas: list[Service]):
+    owner, second, _ = replicas
+    kernel = owner.start_kernel()
+    status, _, body = second.request("GET", f"shutdown/{kernel}")
+    assert (status, body) == (200, {"id": kernel, "kernelId": kernel}), json.dumps(body)
+    assert owner.request("GET", f"api/kernels/{kernel}")[0] == 404
