@@ -332,7 +332,7 @@ def build_registry(config: ServiceConfig, multi: Any, store: KernelStore | None)
         max_kernels=config.max_kernels,
     )
     if store is not None:
-        registry.set_keeper(KernelKeeper(store))
+        registry.set_keeper(KernelKeeper(store, config.max_kernels or None))
     return registry
 
 

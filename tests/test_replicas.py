@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -50,12 +52,19 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(postgres: Cluster) -> Iterator[list[Service]]:
+def replica_runs(postgres: Cluster) -> Iterator[Replicas]:
+    """Replicas to start, on a database of their own."""
     runs = Replicas(postgres, postgres.new_database())
     try:
-        yield [runs.start() for _ in range(3)]
+        yield runs
     finally:
         runs.end()
+
+
+@pytest.fixture
+def replicas(replica_runs: Replicas) -> list[Service]:
+    """Three replicas, started."""
+    return [replica_runs.start() for _ in range(3)]
 
 
 def run(service: Service, kernel: str, code: str, protocol: str = "v1") -> str:
@@ -89,8 +98,9 @@ def test_each_replica_lists_every_replicas_kernels_with_their_state(replicas: li
     run(replicas[0], kernels[1], "pass")
     for replica in replicas:  # the owner writes what it sees within REFRESH (0.5 s)
         wait_until(
-            lambda replica=replica: {k["execution_state"] for k in replica.request("GET", "api/kernels")[2]}
-            == {"idle"},
+            lambda replica=replica: (
+                {k["execution_state"] for k in replica.request("GET", "api/kernels")[2]} == {"idle"}
+            ),
             5,
             "every kernel listed idle",
         )
@@ -154,3 +164,36 @@ def test_kernel_relay_shutdown_through_a_non_owner(replicas: list[Service]):
     status, _, body = second.request("GET", f"shutdown/{kernel}")
     assert (status, body) == (200, {"id": kernel, "kernelId": kernel}), json.dumps(body)
     assert owner.request("GET", f"api/kernels/{kernel}")[0] == 404
+
+
+def test_max_kernels_holds_across_replicas_under_a_burst_spread_over_them(replica_runs: Replicas):
+    replicas = [replica_runs.start("--max-kernels=3") for _ in range(3)]
+    with ThreadPoolExecutor(9) as burst:
+        answers = list(burst.map(lambda i: replicas[i % 3].request("POST", "api/kernels", {}), range(9)))
+    started = [body["id"] for status, _, body in answers if status == 201]
+    refused = [body["message"] for status, _, body in answers if status != 201]
+    assert len(started) == 3 and len(refused) == 6, answers
+    assert all(message.startswith("Maximum number of kernels (3) reached") for message in refused), refused
+    for replica in replicas:
+        assert sorted(k["id"] for k in replica.request("GET", "api/kernels")[2]) == sorted(started)
+    kernels = lambda: sum(len(descendants(replica.pid)) for replica in replicas)  # noqa: E731
+    wait_until(lambda: kernels() == 3, 30, "the refused kernels' processes ended")
+    assert replicas[0].request("DELETE", f"api/kernels/{started[0]}")[0] == 204
+    assert replicas[1].request("POST", "api/kernels", {})[0] == 201  # a slot freed on any replica is everyone's
+
+
+def test_a_kernel_used_through_other_replicas_is_not_culled_and_is_culled_once_by_its_owner(replica_runs: Replicas):
+    culling = ("--cull-idle-timeout=4", "--cull-interval=1")
+    owner, second, third = (replica_runs.start(*culling) for _ in range(3))
+    kernel = owner.start_kernel()
+    client = ChannelsClient(second, kernel, "v1")
+    try:
+        for _ in range(6):  # activity on another replica only, for longer than the idle timeout
+            client.execute("pass", timeout=30)
+            time.sleep(1)
+        assert owner.request("GET", f"api/kernels/{kernel}")[0] == 200, "culled while used through a replica"
+    finally:
+        client.close()
+    wait_until(lambda: owner.request("GET", f"api/kernels/{kernel}")[0] == 404, 30, "the idle kernel culled")
+    culled = [replica.output().count(f"Culling kernel {kernel}") for replica in (owner, second, third)]
+    assert culled == [1, 0, 0], culled

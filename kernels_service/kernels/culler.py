@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from kernels_service.kernels.errors import NoSuchKernel
+from kernels_service.kernels.errors import KernelsError, NoSuchKernel
 from kernels_service.kernels.record import KernelRecord, utcnow
 from kernels_service.kernels.registry import KernelRegistry
 from kernels_service.metrics import CULLED as CULLED_TOTAL
@@ -80,3 +80,5 @@ class Culler:
                 await self._registry.shutdown(record.id, reason=CULLED)
             except NoSuchKernel:
                 pass  # shut down by someone else meanwhile
+            except KernelsError as error:  # no longer this replica's, or its store out of reach
+                log.warning("Kernel %s not culled: %s", record.id, error)

@@ -169,9 +169,8 @@ class Fleet:
             del self._written[kernel_id]
 
     async def _follow_remote(self) -> None:
-        if not self._remote:
-            return
         rows = {row.entry.id: row for row in await self.store.rows()}
+        self._absorb_activity(rows)
         for kernel_id, remote in list(self._remote.items()):
             row = rows.get(kernel_id)
             if row is None or row.owner == self.store.replica.name:
@@ -187,6 +186,16 @@ class Fleet:
                 remote.row = row
                 if parse_time(row.last_activity) > remote.record.last_activity:
                     remote.record.last_activity = parse_time(row.last_activity)
+
+    def _absorb_activity(self, rows: dict[str, StoredRow]) -> None:
+        """This replica's kernels were active when another replica's clients used them:
+        the culler (the owner's alone) counts that activity too."""
+        for record in self._local():
+            row = rows.get(record.id)
+            if row is not None and row.owner == self.store.replica.name:
+                seen = parse_time(row.last_activity)
+                if seen > record.last_activity:
+                    record.last_activity = seen
 
     async def close(self) -> None:
         """Stop serving remote kernels (their clients are closed with the service's reason)."""

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from kernels_service.kernels.errors import LimitReached
 from kernels_service.kernels.provisioners.kept import (
     LOCAL_PROVISIONER,
     ForeignProcess,
@@ -40,19 +41,29 @@ KEPT_PROVISIONERS = (LOCAL_PROVISIONER, "docker-provisioner")
 class KernelKeeper:
     """Writes each kept kernel's entry when it starts or restarts, drops it when it stops."""
 
-    def __init__(self, store: KernelStore):
+    def __init__(self, store: KernelStore, max_kernels: int | None = None):
         self.store = store
+        self.max_kernels = max_kernels  # counted in a shared store across replicas
         self.host = socket.gethostname()
         self.uid = os.getuid()
 
     def keeps(self, record: KernelRecord) -> bool:
         return provisioner_name(record.manager.kernel_spec) in KEPT_PROVISIONERS
 
-    async def keep(self, record: KernelRecord, left: datetime | None = None) -> None:
-        """Save the kernel's entry (after its start, or a restart: new pid, perhaps new
-        ports; `left`: when the service lets go of it, running)."""
+    async def keep(self, record: KernelRecord, left: datetime | None = None, new: bool = False) -> None:
+        """Save the kernel's entry (after its start, `new`: admitted under --max-kernels in
+        a shared store; or a restart: new pid, perhaps new ports; `left`: when the service
+        lets go of it, running)."""
         if self.keeps(record):
-            await self.store.save(await self.entry(record, left))
+            limit = self.max_kernels if new and self.store.shared else None
+            await self.store.save(await self.entry(record, left), limit)
+
+    async def check_room(self) -> None:
+        """LimitReached if a shared store already keeps --max-kernels kernels (of every
+        replica): a start is refused before its launch. The count that admits a kernel is
+        the one `keep(new=True)` makes, in the same transaction as its entry."""
+        if self.max_kernels and self.store.shared and await self.store.count() >= self.max_kernels:
+            raise LimitReached(f"Maximum number of kernels ({self.max_kernels}) reached across the replicas")
 
     async def forget(self, kernel_id: str) -> None:
         await self.store.remove(kernel_id)

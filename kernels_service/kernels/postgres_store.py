@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from kernels_service.kernels.errors import LimitReached
 from kernels_service.kernels.postgres_schema import SCHEMA_VERSION, make_or_check
 from kernels_service.kernels.store import LeaseLost, Replica, StoredKernel, StoredRow, StoreError, StoreUnavailable
 
@@ -42,6 +43,9 @@ logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 3.0
 DOWN_TIMEOUT = 0.5  # the same wait, while the database does not answer
+
+#: The transaction lock under which a new kernel is counted and admitted (--max-kernels).
+COUNT_LOCK = 0x6B65726E656C7332  # "kernels2"
 
 #: The class of the session locks that keep one running service per replica name.
 REPLICA_LOCK_CLASS = 0x6B73  # "ks"
@@ -208,10 +212,20 @@ class PostgresKernelStore:
             cursor = await connection.execute(query, params)
             return await cursor.fetchall() if cursor.description else []
 
-    async def save(self, entry: StoredKernel) -> None:
+    async def save(self, entry: StoredKernel, limit: int | None = None) -> None:
         """Write a new kernel's entry (this replica's from now on), or a restarted one's;
-        LeaseLost if another replica owns it now."""
-        rows = await self._execute(SAVE, {**self._params, "id": entry.id, "entry": Jsonb(entry.to_json_object())})
+        LeaseLost if another replica owns it now. With `limit` (--max-kernels), a new
+        kernel is admitted only if fewer than `limit` kernels of every replica are kept,
+        counted in the same transaction (LimitReached otherwise): a burst spread over the
+        replicas cannot pass it."""
+        params = {**self._params, "id": entry.id, "entry": Jsonb(entry.to_json_object())}
+        async with self._connection() as connection, connection.transaction():
+            if limit is not None:
+                await connection.execute("SELECT pg_advisory_xact_lock(%s)", (COUNT_LOCK,))
+                count = await connection.execute(f"SELECT count(*) FROM {KERNELS} WHERE id <> %(id)s", params)
+                if (await count.fetchone())[0] >= limit:
+                    raise LimitReached(f"Maximum number of kernels ({limit}) reached across the replicas")
+            rows = await (await connection.execute(SAVE, params)).fetchall()
         if not rows:
             self._epochs.pop(entry.id, None)
             raise LeaseLost(f"Kernel {entry.id} is owned by another replica now")
@@ -221,6 +235,10 @@ class PostgresKernelStore:
         """Forget a kernel this replica owns (another replica's entry stays)."""
         await self._execute(f"DELETE FROM {KERNELS} WHERE id = %s AND owner = %s", (kernel_id, self.replica.name))
         self._epochs.pop(kernel_id, None)
+
+    async def count(self) -> int:
+        """How many kernels every replica keeps."""
+        return (await self._execute(f"SELECT count(*) FROM {KERNELS}"))[0][0]
 
     async def entries(self) -> list[StoredKernel]:
         return [row.entry for row in await self.rows()]

@@ -33,6 +33,7 @@ from kernels_service.kernels.errors import (
     Busy,
     InvalidRequest,
     KernelsError,
+    LimitReached,
     NoSuchKernel,
     NoSuchKernelSpec,
     Stopping,
@@ -171,6 +172,8 @@ class KernelRegistry:
         environment = self._environment.for_client(env or {})
         if self._stopping:
             raise Stopping("The service is stopping")
+        if self._keeper is not None:
+            await self._keeper.check_room()  # a shared store's kernels of every replica: no launch in vain
         if self._pool is not None and environment == self._environment.base:
             record = await self._pool.take(name)
             if record is not None:
@@ -234,12 +237,14 @@ class KernelRegistry:
     async def _keep_or_end(self, record: KernelRecord) -> None:
         """Keep a client's new kernel; if the store is out of reach, the kernel is ended
         (one that no store knows would not outlive the service as promised) and the
-        client told why (StoreUnavailable: 503)."""
+        client told why (StoreUnavailable: 503); so it is if a shared store already keeps
+        --max-kernels kernels of all replicas (LimitReached: 503)."""
         try:
-            await self._keep(record)
-        except StoreUnavailable:
-            log.warning("Kernel %s ended: the kernel store did not answer", record.id)
-            await stop_process(self._multi, record, now=False)
+            if self._keeper is not None:
+                await self._keeper.keep(record, new=True)
+        except (StoreUnavailable, LimitReached) as error:
+            log.warning("Kernel %s ended: %s", record.id, error)
+            await stop_process(self._multi, record, now=self._not_up_yet(record))
             self._records.pop(record.id, None)
             raise
 

@@ -49,7 +49,8 @@ class SqliteKernelStore:
     async def open(self) -> None:
         """Nothing: the file is open (and locked) once the store is made."""
 
-    async def save(self, entry: StoredKernel) -> None:
+    async def save(self, entry: StoredKernel, limit: int | None = None) -> None:
+        """Write the entry (`limit`: the registry counts this service's kernels itself)."""
         with self._db:
             self._db.execute(UPSERT, (entry.id, entry.to_json()))
 

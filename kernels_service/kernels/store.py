@@ -92,8 +92,9 @@ class KernelStore(Protocol):
     async def open(self) -> None:
         """Reach the store and check it (StoreError if it cannot be used), before any kernel starts."""
 
-    async def save(self, entry: StoredKernel) -> None:
-        """Write the entry (a new kernel, or one restarted on new ports or keys)."""
+    async def save(self, entry: StoredKernel, limit: int | None = None) -> None:
+        """Write the entry (a new kernel, or one restarted on new ports or keys); with
+        `limit`, a new kernel only if the store keeps fewer (LimitReached otherwise)."""
 
     async def remove(self, kernel_id: str) -> None:
         """Forget a kernel (it stopped, or is gone); nothing if it is not there."""
