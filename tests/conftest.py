@@ -34,6 +34,25 @@ def postgres():
 
 
 @pytest.fixture
+def replica_runs(postgres):
+    """Replicas to start (tests/support/replicas.py), on a database of their own; each
+    stopped with SIGINT at the end, leaving no kernel process."""
+    from tests.support.replicas import Replicas
+
+    runs = Replicas(postgres, postgres.new_database())
+    try:
+        yield runs
+    finally:
+        runs.end()
+
+
+@pytest.fixture
+def replicas(replica_runs):
+    """Three replicas of one store, started."""
+    return [replica_runs.start() for _ in range(3)]
+
+
+@pytest.fixture
 def kernel(service):
     """A fresh kernel of the shared service, shut down after the test."""
     kernel_id = service.start_kernel()

@@ -7,64 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants, tracebacks
-from tests.support.postgres import Cluster
+from kernels_service.testing.service import Service, descendants
+from tests.support.replicas import Replicas
 from tests.support.socketio_code import run_over_socketio
 from tests.support.waiting import wait_until
-
-QUIET = ("--initial-kernels=0", "--pool-size=0")
-
-
-class Replicas:
-    """Services on one database; each stopped with SIGINT at the end (their kernels with
-    them), and no kernel process left."""
-
-    def __init__(self, cluster: Cluster, database: str):
-        self.cluster = cluster
-        self.url = cluster.url(database)
-        self.services: list[Service] = []
-
-    def start(self, *args: str) -> Service:
-        name = f"replica-{len(self.services)}"
-        argv = (*QUIET, "--keep-kernels", f"--kernel-store={self.url}", f"--replica-name={name}", *args)
-        service = Service(*argv, env=self.cluster.environment())
-        self.services.append(service)
-        return service
-
-    def end(self) -> None:
-        kernels: set[int] = set()
-        for service in self.services:
-            if service.process.poll() is None:
-                kernels |= set(descendants(service.pid))
-                assert service.stop(signal.SIGINT) == 0, service.output()
-            assert tracebacks(service.output()) == [], service.output()
-        left = [pid for pid in kernels if process_start(pid) is not None]
-        assert left == [], f"kernel processes outlived their replicas: {left}"
-
-
-@pytest.fixture
-def replica_runs(postgres: Cluster) -> Iterator[Replicas]:
-    """Replicas to start, on a database of their own."""
-    runs = Replicas(postgres, postgres.new_database())
-    try:
-        yield runs
-    finally:
-        runs.end()
-
-
-@pytest.fixture
-def replicas(replica_runs: Replicas) -> list[Service]:
-    """Three replicas, started."""
-    return [replica_runs.start() for _ in range(3)]
 
 
 def run(service: Service, kernel: str, code: str, protocol: str = "v1") -> str:
