@@ -244,3 +244,20 @@ def test_the_deployments_pod_serves_from_its_image_and_a_start_with_no_cluster_i
         assert "Kernel of k8s_python not started: ConfigException" in logs and "Traceback" not in logs, logs
     finally:
         container.remove()
+
+
+def test_two_replicas_share_a_store_from_a_secret_and_roll_with_no_downtime():
+    deployment = find("Deployment")["spec"]
+    assert deployment["replicas"] == 2
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    container = deployment_container()
+    assert "--keep-kernels" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    for name, key in (("KERNELS_KERNEL_STORE", "url"), ("PGPASSWORD", "password")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "kernels-service-store", "key": key}
+    assert env["KERNELS_REPLICA_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    assert env["KERNELS_REPLICA_URL"]["value"] == "http://$(POD_IP):8000/"
+    names = list(env)  # Kubernetes expands $(POD_IP) only from a variable defined before
+    assert names.index("POD_IP") < names.index("KERNELS_REPLICA_URL")
+    assert "sessionAffinity" not in find("Service")["spec"]

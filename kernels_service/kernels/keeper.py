@@ -48,13 +48,19 @@ class KernelKeeper:
         self.uid = os.getuid()
 
     def keeps(self, record: KernelRecord) -> bool:
+        """Whether the kernel outlives the service (its provisioner's kernels can be taken up)."""
         return provisioner_name(record.manager.kernel_spec) in KEPT_PROVISIONERS
+
+    def stores(self, record: KernelRecord) -> bool:
+        """Whether the kernel's entry is written: one that outlives the service, and in a
+        shared store every client's kernel (the other replicas serve it from its entry)."""
+        return not record.pooled and (self.store.shared or self.keeps(record))
 
     async def keep(self, record: KernelRecord, left: datetime | None = None, new: bool = False) -> None:
         """Save the kernel's entry (after its start, `new`: admitted under --max-kernels in
         a shared store; or a restart: new pid, perhaps new ports; `left`: when the service
         lets go of it, running)."""
-        if self.keeps(record):
+        if self.stores(record):
             limit = self.max_kernels if new and self.store.shared else None
             await self.store.save(await self.entry(record, left), limit)
 
