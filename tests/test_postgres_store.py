@@ -13,12 +13,13 @@ import subprocess
 import sys
 import time
 
+import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kernels_service.kernels.postgres_store import PostgresKernelStore
-from kernels_service.kernels.store import Replica, StoredKernel, StoreError
+from kernels_service.kernels.store import LeaseLost, Replica, StoredKernel, StoreError
 from kernels_service.kernels.stores import make_store
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, running_service, tracebacks
@@ -284,3 +285,94 @@ def test_restarts_and_deletes_while_the_database_is_down_are_in_the_store_once_i
         finally:
             if first.process.poll() is None:
                 first.stop(signal.SIGINT)
+
+
+def test_two_replicas_racing_for_a_lease_exactly_one_wins(database: str, postgres: Cluster):
+    """Both claims are in flight at once, held at a gate (a third session holds the kernel's
+    row), then let go together: the database lets exactly one take the lease."""
+    name = database.rsplit("/", 1)[1]
+
+    async def race() -> list[bool]:
+        first = await opened(database, Replica("first", "http://127.0.0.1:9/", lease_time=1))
+        await first.save(entry("k1"))
+        await first.close()
+        postgres.sql("UPDATE kernels_service_kernels SET lease_until = now() - interval '1 second'", name)
+        a = await opened(database, Replica("a", "http://127.0.0.1:9/"))
+        b = await opened(database, Replica("b", "http://127.0.0.1:9/"))
+        gate = await psycopg.AsyncConnection.connect(database)
+        try:
+            async with gate.transaction():
+                await gate.execute("SELECT 1 FROM kernels_service_kernels WHERE id = 'k1' FOR UPDATE")
+                claims = [asyncio.ensure_future(a.claim("k1")), asyncio.ensure_future(b.claim("k1"))]
+                await wait_blocked(gate, 2)  # both claims wait at the gate
+            return list(await asyncio.gather(*claims))
+        finally:
+            await gate.close()
+            await a.close()
+            await b.close()
+
+    won = asyncio.run(race())
+    assert sorted(won) == [False, True], won
+    owner, epoch = postgres.sql("SELECT owner, epoch FROM kernels_service_kernels WHERE id = 'k1'", name).split("|")
+    assert owner == ["a", "b"][won.index(True)] and epoch == "2"
+
+
+async def wait_blocked(gate, count: int) -> None:
+    """Until `count` sessions wait for a lock the gate's session holds (bounded)."""
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    for _ in range(200):
+        async with gate.cursor() as cursor:
+            await cursor.execute(query)
+            if (await cursor.fetchone())[0] >= count:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} claims never waited at the gate")
+
+
+def test_a_replica_that_lost_its_lease_acts_on_nothing(database: str, postgres: Cluster):
+    """Fencing: once another replica claimed the kernel (its lease had run out), the old
+    owner's act and its save are refused, whatever it still believes."""
+    name = database.rsplit("/", 1)[1]
+
+    async def scenario() -> None:
+        old = await opened(database, Replica("old", "http://127.0.0.1:9/"))
+        await old.save(entry("k1"))
+        async with old.acting("k1"):
+            pass  # its own kernel: allowed
+        postgres.sql("UPDATE kernels_service_kernels SET lease_until = now() - interval '1 second'", name)
+        new = await opened(database, Replica("new", "http://127.0.0.1:9/"))
+        assert await new.claim("k1")
+        with pytest.raises(LeaseLost):
+            async with old.acting("k1"):
+                raise AssertionError("the old owner acted")
+        with pytest.raises(LeaseLost):
+            await old.save(entry("k1", process_start=99))
+        await old.remove("k1")  # does nothing to another's entry
+        assert [row.owner for row in await new.rows()] == ["new"]
+        await old.close()
+        await new.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_paused_process_is_fenced_from_its_successor_of_the_same_name_by_the_epoch(database: str):
+    """The same replica name, two processes: the first paused long enough to lose its
+    session (its name free again), the second started under the name and claimed the
+    kernel. Owner names match; only the epoch tells the woken first process it lost."""
+
+    async def scenario() -> None:
+        paused = await opened(database, Replica("x", "http://127.0.0.1:9/"))
+        await paused.save(entry("k1"))
+        await paused._lock_holder.close()  # its session ended while it was paused
+        successor = await opened(database, Replica("x", "http://127.0.0.1:9/"))
+        assert await successor.claim("k1")
+        with pytest.raises(LeaseLost):
+            async with paused.acting("k1"):
+                raise AssertionError("the paused process acted on its successor's kernel")
+        async with successor.acting("k1"):
+            pass
+        paused._lock_holder = None
+        await paused.close()
+        await successor.close()
+
+    asyncio.run(scenario())
