@@ -19,6 +19,8 @@ from tests.support.replicas import Replicas
 from tests.support.socketio_code import run_over_socketio
 from tests.support.waiting import wait_until
 
+OUT_OF_REACH = "The kernel store (the service's database) is out of reach; try again"
+
 
 def run(service: Service, kernel: str, code: str, protocol: str = "v1") -> str:
     client = ChannelsClient(service, kernel, protocol)
@@ -150,3 +152,36 @@ def test_a_kernel_used_through_other_replicas_is_not_culled_and_is_culled_once_b
     wait_until(lambda: owner.request("GET", f"api/kernels/{kernel}")[0] == 404, 30, "the idle kernel culled")
     culled = [replica.output().count(f"Culling kernel {kernel}") for replica in (owner, second, third)]
     assert culled == [1, 0, 0], culled
+
+
+def test_a_database_stopped_for_10_s_stops_no_kernel_on_any_replica_and_everything_resumes():
+    from tests.support.postgres import postgres_cluster  # a server of its own: this test stops it
+
+    with postgres_cluster() as cluster:
+        runs = Replicas(cluster, "postgres")
+        try:
+            owner, second, third = (runs.start() for _ in range(3))
+            kernel = owner.start_kernel()
+            assert run(second, kernel, "x = 1; print(x)") == "1\n"
+            watcher = ChannelsClient(third, kernel, "legacy")  # a client of a non-owner, open throughout
+            try:
+                watcher.execute("pass", timeout=60)
+                cluster.stop()
+                stopped = time.monotonic()
+                for replica in (owner, second):
+                    assert run(replica, kernel, "x += 1; print(x)") in ("2\n", "3\n")
+                assert stream_text(watcher.execute("print(x)", timeout=60)[1]) == "3\n"
+                for replica in (owner, second, third):
+                    status, _, body = replica.request("POST", "api/kernels", {})
+                    assert (status, body["message"]) == (503, OUT_OF_REACH), body
+                time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
+                cluster.start()
+                for replica in (owner, second, third):
+                    wait_until(lambda r=replica: r.request("POST", "api/kernels", {})[0] == 201, 30, "starts again")
+                for replica in (owner, second, third):
+                    assert len(replica.request("GET", "api/kernels")[2]) == 4
+                assert stream_text(watcher.execute("print(x)", timeout=60)[1]) == "3\n"
+            finally:
+                watcher.close()
+        finally:
+            runs.end()
