@@ -125,3 +125,13 @@ def test_a_benchmark_ended_by_sigterm_stops_its_service_and_kernels():
         if bench.poll() is None:
             bench.kill()
             bench.wait()
+
+
+@pytest.mark.timeout(300)
+def test_bench_replicas_quick_runs_and_prints_each_path_and_figure():
+    result = run_quick("bench_replicas.py")
+    for path in ("direct", "single", "owner", "other"):
+        row = next((line for line in result.stdout.splitlines() if line.startswith(f"{path} ")), "")
+        assert "pass round trip median" in row and "x direct" in row, result.stdout
+    for figure in ("other / owner: round trip", "interrupt median owner", "get       median owner", "staleness median"):
+        assert figure in result.stdout, result.stdout
