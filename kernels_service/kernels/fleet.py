@@ -24,7 +24,7 @@ from typing import Any
 
 from kernels_service.kernels.errors import KernelsError, NoSuchKernel, StoreUnavailable
 from kernels_service.kernels.observers import Observers
-from kernels_service.kernels.record import KernelRecord, utcnow
+from kernels_service.kernels.record import KernelRecord
 from kernels_service.kernels.store import StoredKernel, StoredRow
 
 log = logging.getLogger("kernels_service.kernels")
@@ -103,10 +103,6 @@ class Fleet:
         record.last_activity = parse_time(row.last_activity)
         return RemoteKernel(record, row, record.last_activity)
 
-    def is_remote(self, record: KernelRecord) -> bool:
-        remote = self._remote.get(record.id)
-        return remote is not None and remote.record is record
-
     async def models(self) -> list[dict[str, Any]]:
         """The REST models of every other replica's kernels (from the store, or fresher
         from this replica's relay of them)."""
@@ -146,6 +142,8 @@ class Fleet:
                 await self._follow_remote()
             except StoreUnavailable:
                 pass  # said in the log by the store; the next turn tries again
+            except Exception as error:  # noqa: BLE001 - the fleet must go on: its leases depend on it
+                log.error("The replicas' refresh failed (%s: %s); trying again", type(error).__name__, error)
             turn += 1
             await asyncio.sleep(REFRESH)
 
@@ -196,14 +194,3 @@ class Fleet:
                 seen = parse_time(row.last_activity)
                 if seen > record.last_activity:
                     record.last_activity = seen
-
-    async def close(self) -> None:
-        """Stop serving remote kernels (their clients are closed with the service's reason)."""
-        for kernel_id in list(self._remote):
-            self._remote.pop(kernel_id)
-
-    def remote_records(self) -> list[KernelRecord]:
-        return [remote.record for remote in self._remote.values()]
-
-
-__all__ = ["REFRESH", "Fleet", "OwnedElsewhere", "utcnow"]
