@@ -12,10 +12,12 @@ dropped, with a log line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +30,7 @@ from kernels_service.kernels.provisioners.kept import (
     provisioner_name,
 )
 from kernels_service.kernels.record import KernelRecord, isoformat
-from kernels_service.kernels.store import KernelStore, StoredKernel, StoreError, StoreUnavailable
+from kernels_service.kernels.store import KernelStore, LeaseLost, StoredKernel, StoreError, StoreUnavailable
 
 log = logging.getLogger("kernels_service.kernels")
 
@@ -36,6 +38,9 @@ log = logging.getLogger("kernels_service.kernels")
 #: gateway_provisioners' container one, whose containers outlive the service anyway and
 #: which restores itself from its provisioner info (the container is found by kernel id).
 KEPT_PROVISIONERS = (LOCAL_PROVISIONER, "docker-provisioner")
+
+#: Seconds between tries to save a restarted kernel's entry while the store is out of reach.
+STORE_RETRY = 3.0
 
 
 class KernelKeeper:
@@ -71,8 +76,41 @@ class KernelKeeper:
         if self.max_kernels and self.store.shared and await self.store.count() >= self.max_kernels:
             raise LimitReached(f"Maximum number of kernels ({self.max_kernels}) reached across the replicas")
 
+    async def keep_left(self, record: KernelRecord, left: datetime) -> None:
+        """Say in its entry when the service let go of a kernel, running; if the store is
+        out of reach its last entry stays, and still finds it (as after a crash)."""
+        try:
+            await self.keep(record, left=left)
+        except StoreUnavailable:
+            log.warning("Kernel %s left running; the kernel store did not answer to say when", record.id)
+
+    async def keep_when_store_answers(self, record: KernelRecord, still_held: Callable[[], bool]) -> None:
+        """Save a restarted kernel's entry (its new pid, perhaps ports and key), trying
+        again every few seconds while the store is out of reach and the kernel is held: an
+        entry left stale would have the next service drop a live kernel."""
+        while still_held():
+            try:
+                await self.keep(record)
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(STORE_RETRY)
+            except LeaseLost as error:
+                log.warning("%s; its entry is not written", error)
+                return
+
     async def forget(self, kernel_id: str) -> None:
-        await self.store.remove(kernel_id)
+        """Drop a stopped kernel's entry; if the store is out of reach the entry stays, and
+        the next service that reads it finds the process gone and drops it."""
+        try:
+            await self.store.remove(kernel_id)
+        except StoreUnavailable:
+            log.warning("Kernel %s stopped; its entry stays in the kernel store until a start drops it", kernel_id)
+
+    def acting(self, record: KernelRecord) -> AbstractAsyncContextManager[None]:
+        """While acting on a kernel (interrupt, restart, stop): a pooled kernel is nobody
+        else's; a stored one only while this service owns it (a shared store's lease and
+        epoch, checked as the act happens: LeaseLost if not)."""
+        return nullcontext() if record.pooled else self.store.acting(record.id)
 
     async def entry(self, record: KernelRecord, left: datetime | None = None) -> StoredKernel:
         manager = record.manager

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -46,14 +46,13 @@ from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelObserver, KernelRecord, KernelSupply, utcnow
 from kernels_service.kernels.slots import KernelSlots
 from kernels_service.kernels.stopping import kill_everything, kill_unstarted, stop_process
-from kernels_service.kernels.store import LeaseLost, StoredKernel, StoreUnavailable
+from kernels_service.kernels.store import StoredKernel, StoreUnavailable
 from kernels_service.metrics import KERNEL_START
 
 log = logging.getLogger("kernels_service.kernels")
 
 INTERRUPT_WAITS_FOR_START = 10.0  # seconds an interrupt of a starting kernel waits before 409
 AUTO_RESTART = "restarting (it died)"  # the lifecycle operation of jupyter_client's auto-restarter
-STORE_RETRY = 3.0  # seconds between tries to save a restarted kernel's entry while the store is out of reach
 
 
 class KernelRegistry:
@@ -123,15 +122,9 @@ class KernelRegistry:
                 raise
         raise await self._fleet.owner_of(kernel_id)
 
-    @asynccontextmanager
-    async def _acting(self, record: KernelRecord) -> AsyncIterator[None]:
-        """Act on a kept kernel only while this service still owns it (a shared store's
-        lease and epoch, checked as the act happens: LeaseLost if not)."""
-        if self._keeper is None or record.pooled:
-            yield
-            return
-        async with self._keeper.store.acting(record.id):
-            yield
+    def _acting(self, record: KernelRecord) -> AbstractAsyncContextManager[None]:
+        """While acting on a kernel: only while this service still owns it (keeper.acting)."""
+        return nullcontext() if self._keeper is None else self._keeper.acting(record)
 
     def list(self) -> list[KernelRecord]:
         """The clients' kernels (pooled ones are nobody's yet)."""
@@ -248,20 +241,6 @@ class KernelRegistry:
             self._records.pop(record.id, None)
             raise
 
-    async def _keep_when_store_answers(self, record: KernelRecord) -> None:
-        """Save a restarted kernel's entry (its new pid, perhaps ports and key), trying
-        again every few seconds while the store is out of reach and the kernel runs: an
-        entry left stale would have the next service drop a live kernel."""
-        while self.holds(record) and not record.going:
-            try:
-                await self._keep(record)
-                return
-            except StoreUnavailable:
-                await asyncio.sleep(STORE_RETRY)
-            except LeaseLost as error:
-                log.warning("%s; its entry is not written", error)
-                return
-
     async def _start_kernel(self, name: str, environment: dict[str, str]) -> str:
         """jupyter_client's start; a launch that fails for any reason of the kernel's or its
         provisioner's is KernelNotStarted (KernelRefused if the provisioner refused it:
@@ -303,14 +282,8 @@ class KernelRegistry:
         await stop_process(self._multi, record, now=self._not_up_yet(record))
 
     async def _forget(self, kernel_id: str) -> None:
-        """Drop a stopped kernel's entry; if the store is out of reach the entry stays, and
-        the next service that reads it finds the process gone and drops it."""
-        if self._keeper is None:
-            return
-        try:
+        if self._keeper is not None:
             await self._keeper.forget(kernel_id)
-        except StoreUnavailable:
-            log.warning("Kernel %s stopped; its entry stays in the kernel store until a start drops it", kernel_id)
 
     # --- the service's stop (shutdown.py decides the order) ---------------------------------
 
@@ -332,10 +305,7 @@ class KernelRegistry:
         assert self._keeper is not None
         record.manager.stop_restarter()
         own_connection_file(record.manager, False)  # not removed when jupyter_client collects the manager
-        try:
-            await self._keeper.keep(record, left=utcnow())
-        except StoreUnavailable:  # its last entry stays, and still finds it: a crash's, without `left`
-            log.warning("Kernel %s left running; the kernel store did not answer to say when", record.id)
+        await self._keeper.keep_left(record, utcnow())
         record.going = True
         await self._observers.stopping(record, "service restarting")  # relay.SERVICE_RESTARTING
         self._records.pop(record.id)
@@ -412,7 +382,8 @@ class KernelRegistry:
         log.info("Kernel restarted: %s", record.id)
         self._observers.restarted(record)
         if self._keeper is not None and not record.pooled:
-            asyncio.ensure_future(self._keep_when_store_answers(record))
+            still_held = lambda: self.holds(record) and not record.going  # noqa: E731
+            asyncio.ensure_future(self._keeper.keep_when_store_answers(record, still_held))
 
     def _restarting(self, record: KernelRecord, automatic: bool) -> None:
         record.execution_state = "restarting"
