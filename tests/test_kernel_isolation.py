@@ -187,12 +187,12 @@ def test_a_kernelspec_no_other_uid_can_run_is_said_and_refused_when_required(tmp
 
 
 @pytest.mark.parametrize("protocol", ["v1", "legacy"])
-def test_jupyterlab_restarts_a_kernel_of_its_own_uid_20_times(shared_python, protocol):
+def test_jupyterlab_restarts_a_kernel_of_its_own_uid_5_times(shared_python, protocol):
     with running_service("--initial-kernels=1", "--pool-size=0", REQUIRED, env=shared_python) as service:
         (kernel,) = [k["id"] for k in service.request("GET", "api/kernels")[2]]
-        result = run_node("jupyterlab_restarts.js", protocol, service.http_url(""), service.token, kernel, "20",
+        result = run_node("jupyterlab_restarts.js", protocol, service.http_url(""), service.token, kernel, "5",
                           timeout=620)  # fmt: skip
-        assert result["restarts"] == 20
+        assert result["restarts"] == 5  # 20 in a row, each protocol: tests/test_restarts.py
         client = ChannelsClient(service, kernel)
         assert who(client)["uid"] != 0
         client.close()
