@@ -185,3 +185,17 @@ def test_a_database_stopped_for_10_s_stops_no_kernel_on_any_replica_and_everythi
                 watcher.close()
         finally:
             runs.end()
+
+
+def test_a_client_going_to_another_replica_right_after_a_restart_gets_all_its_output(replicas: list[Service]):
+    """The restart is answered once the store has the new process, and a replica checks
+    the store as each client comes: its relay follows the new process (holding the
+    client's messages until the kernel's iopub reaches it) before the first cell."""
+    owner, second, third = replicas
+    kernel = owner.start_kernel()
+    assert run(second, kernel, "print('before')") == "before\n"
+    assert run(third, kernel, "print('before')", "legacy") == "before\n"
+    for i in range(6):
+        asked, then = replicas[i % 3], (second, third)[i % 2]
+        assert asked.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        assert run(then, kernel, f"print({i})", ("v1", "legacy")[i % 2]) == f"{i}\n", f"restart {i + 1}"

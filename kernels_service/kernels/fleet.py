@@ -76,7 +76,12 @@ class Fleet:
     async def find(self, kernel_id: str) -> KernelRecord:
         """The record of another replica's kernel (made on first use); NoSuchKernel if no
         replica has it (now: the store is asked)."""
-        rows = await self.store.rows(kernel_id)  # asked each time: REST agrees with the store at once
+        try:
+            rows = await self.store.rows(kernel_id)  # asked each time: REST agrees with the store at once
+        except StoreUnavailable:
+            if kernel_id in self._remote:  # served here already: it goes on as it was
+                return self._remote[kernel_id].record
+            raise
         if not rows or rows[0].owner == self.store.replica.name:
             gone = self._remote.pop(kernel_id, None)
             if gone is not None:
@@ -86,6 +91,8 @@ class Fleet:
         if remote is None:
             remote = self._remote[kernel_id] = self._remote_kernel(rows[0])
             await self._observers.started(remote.record)
+        elif rows[0].entry != remote.row.entry:  # restarted: followed before a new client is let in
+            self._follow_restart(remote, rows[0])
         return remote.record
 
     async def owner_of(self, kernel_id: str) -> OwnedElsewhere:
@@ -176,14 +183,21 @@ class Fleet:
                 reason = "kernel shut down" if row is None else "kernel taken over by this replica"
                 await self._observers.stopping(remote.record, reason)
             elif row.entry != remote.row.entry:
-                log.info("Kernel %s was restarted by replica %s; following it", kernel_id, row.owner)
-                remote.record.manager = self._make_manager(row.entry)
-                remote.row = row
-                self._observers.restarted(remote.record)
+                self._follow_restart(remote, row)
             else:
                 remote.row = row
                 if parse_time(row.last_activity) > remote.record.last_activity:
                     remote.record.last_activity = parse_time(row.last_activity)
+
+    def _follow_restart(self, remote: RemoteKernel, row: StoredRow) -> None:
+        """The owner restarted the kernel (a new process, perhaps new ports or key): its
+        relay here holds its clients' messages until the new process's iopub reaches it
+        (the readiness probe, as after a restart of this replica's own kernels)."""
+        log.info("Kernel %s was restarted by replica %s; following it", row.entry.id, row.owner)
+        self._observers.restarting(remote.record, False)
+        remote.record.manager = self._make_manager(row.entry)
+        remote.row = row
+        self._observers.restarted(remote.record)
 
     def _absorb_activity(self, rows: dict[str, StoredRow]) -> None:
         """This replica's kernels were active when another replica's clients used them:

@@ -84,6 +84,17 @@ class KernelKeeper:
         except StoreUnavailable:
             log.warning("Kernel %s left running; the kernel store did not answer to say when", record.id)
 
+    async def keep_restarted(self, record: KernelRecord) -> None:
+        """Save a kernel's entry after a restart a client asked for, before it is answered:
+        a client that goes on through another replica then finds the new process in the
+        store (a store out of reach: tried again in the background)."""
+        try:
+            await self.keep(record)
+        except StoreUnavailable:
+            asyncio.ensure_future(self.keep_when_store_answers(record, lambda: not record.going))
+        except LeaseLost as error:
+            log.warning("%s; its entry is not written", error)
+
     async def keep_when_store_answers(self, record: KernelRecord, still_held: Callable[[], bool]) -> None:
         """Save a restarted kernel's entry (its new pid, perhaps ports and key), trying
         again every few seconds while the store is out of reach and the kernel is held: an

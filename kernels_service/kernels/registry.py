@@ -345,6 +345,8 @@ class KernelRegistry:
                 await record.manager.restart_kernel(now=now)
         finally:
             record.lifecycle.end()
+        if self._keeper is not None and not record.pooled:
+            await self._keeper.keep_restarted(record)  # before the answer: other replicas follow it from there
         return record
 
     @staticmethod

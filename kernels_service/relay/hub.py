@@ -35,11 +35,9 @@ class RelayHub:
 
     async def find(self, kernel_id: str) -> KernelRelay:
         """The relay of a client's kernel, this replica's or another's (over a shared store:
-        made here when the first client of it comes); NoSuchKernel if no replica has it."""
-        relay = self._relays.get(kernel_id)
-        if relay is not None and not relay.record.pooled:
-            return relay
-        await self.registry.find(kernel_id)  # a remote kernel found is started here: its relay made
+        made here when the first client of it comes, and brought up to date with the
+        store's entry for each new client); NoSuchKernel if no replica has it."""
+        await self.registry.find(kernel_id)  # another replica's kernel: its relay made, or made to follow a restart
         return self.get(kernel_id)
 
     async def wait_ready(self, record: KernelRecord) -> None:
