@@ -17,7 +17,7 @@ from kernels_service.testing.service import Service, alive, descendants, running
 from tests.support.kernelspecs import write_kernelspec
 from tests.support.node import run_node
 from tests.support.paths import ROOT
-from tests.support.waiting import became_true, wait_until
+from tests.support.waiting import wait_until
 
 PROVISIONERS = ROOT / "tests" / "support" / "provisioners"
 
@@ -69,6 +69,7 @@ def test_concurrent_restarts_and_interrupts_are_answered_200_204_or_409(service)
 
 def test_delete_during_a_restart_stops_the_kernel_for_good(service):
     kernel = service.start_kernel()
+    assert processes_of(kernel), "the kernel's process is not found by its connection file"
     before = descendants(service.pid)
     with ThreadPoolExecutor(2) as pool:
         restart = pool.submit(service.request, "POST", f"api/kernels/{kernel}/restart")
@@ -77,9 +78,23 @@ def test_delete_during_a_restart_stops_the_kernel_for_good(service):
         assert restart.result()[0] in (200, 404, 409)
         assert delete.result()[0] == 204
     assert service.request("GET", f"api/kernels/{kernel}")[0] == 404
-    became_true(lambda: not any(alive(pid) for pid in descendants(service.pid) - before), 15)
+    # whichever process the kernel has (the first, or one a restart launched): none stays
+    wait_until(lambda: processes_of(kernel) == [], 15, "the deleted kernel's processes gone")
     kernel_pids = [pid for pid in before - descendants(service.pid) if alive(pid)]
     assert not kernel_pids, f"the deleted kernel's processes live on: {kernel_pids}"
+
+
+def processes_of(kernel_id: str) -> list[int]:
+    """The live processes whose command line names the kernel's connection file."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"kernel-{kernel_id}".encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone meanwhile
+    return found
 
 
 def kernels_of(runtime_dir: Path) -> list[int]:
