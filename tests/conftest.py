@@ -46,10 +46,26 @@ def replica_runs(postgres):
         runs.end()
 
 
+@pytest.fixture(scope="module")
+def shared_replicas(postgres):
+    """Three replicas of one store, for the tests of a module that need no options of their own."""
+    from tests.support.replicas import Replicas
+
+    runs = Replicas(postgres, postgres.new_database())
+    try:
+        yield [runs.start() for _ in range(3)]
+    finally:
+        runs.end()
+
+
 @pytest.fixture
-def replicas(replica_runs):
-    """Three replicas of one store, started."""
-    return [replica_runs.start() for _ in range(3)]
+def replicas(shared_replicas):
+    """Three replicas of one store, with no kernel at the start of the test and none left after it."""
+    from tests.support.replicas import without_kernels
+
+    without_kernels(shared_replicas)
+    yield shared_replicas
+    without_kernels(shared_replicas)
 
 
 @pytest.fixture

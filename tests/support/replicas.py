@@ -8,6 +8,7 @@ import signal
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.service import Service, descendants, tracebacks
 from tests.support.postgres import Cluster
+from tests.support.waiting import wait_until
 
 QUIET = ("--initial-kernels=0", "--pool-size=0")
 
@@ -37,3 +38,13 @@ class Replicas:
             assert tracebacks(service.output()) == [], service.output()
         left = [pid for pid in kernels if process_start(pid) is not None]
         assert left == [], f"kernel processes outlived their replicas: {left}"
+
+
+def without_kernels(replicas: list[Service]) -> None:
+    """Delete every kernel (through the first replica: the owners act), until no replica
+    lists one; every replica must still run."""
+    for replica in replicas:
+        assert replica.process.poll() is None, f"a replica exited:\n{replica.output()[-3000:]}"
+    for kernel in replicas[0].request("GET", "api/kernels")[2]:
+        replicas[0].request("DELETE", f"api/kernels/{kernel['id']}")
+    wait_until(lambda: all(r.request("GET", "api/kernels")[2] == [] for r in replicas), 30, "no kernel left")
