@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import time
@@ -39,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.bench_relay import DirectPath, WebsocketPath, execute_request, in_turn  # noqa: E402
+from kernels_service.kernels.fleet import REFRESH  # noqa: E402
 from kernels_service.kernels.transport import Transport  # noqa: E402
 from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
@@ -63,9 +65,22 @@ def timed_request(service: Service, method: str, path: str, expected: int) -> fl
     return seconds
 
 
+async def listed_as(replica: Service, kernel: str, state: str, timeout: float = 10) -> None:
+    """Until `replica` lists the kernel in `state` (polled every 10 ms)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        listed = {k["id"]: k["execution_state"] for k in replica.request("GET", "api/kernels")[2]}
+        if listed.get(kernel) == state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the replica never listed the kernel {state}")
+
+
 async def staleness(owner_client: WebsocketPath, other: Service, kernel: str) -> float:
     """Seconds from the owner's client seeing `busy` to another replica listing it busy
     (one with no client of that kernel: it knows the state from the store alone)."""
+    await listed_as(other, kernel, "idle")  # not a `busy` left from the last sample
+    await asyncio.sleep(random.uniform(0, REFRESH))  # any phase of the owner's writes, not just after one
     request = execute_request("import time; time.sleep(3)", owner_client.session)
     await owner_client.send_shell(request)
     while True:
@@ -73,14 +88,7 @@ async def staleness(owner_client: WebsocketPath, other: Service, kernel: str) ->
         if parent == request["header"]["msg_id"] and msg_type == "status" and content["execution_state"] == "busy":
             break
     seen = time.perf_counter()
-    deadline = seen + 10
-    while time.perf_counter() < deadline:
-        listed = {k["id"]: k["execution_state"] for k in other.request("GET", "api/kernels")[2]}
-        if listed.get(kernel) == "busy":
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the other replica never listed the kernel busy")
+    await listed_as(other, kernel, "busy")
     stale = time.perf_counter() - seen
     while True:  # the rest of that cell, so the next measure starts idle
         channel, parent, msg_type, content = await owner_client.receive()
