@@ -23,6 +23,7 @@ from kernels_service.kernels.store import LeaseLost, Replica, StoredKernel, Stor
 from kernels_service.kernels.stores import make_store
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, running_service, tracebacks
+from tests.support.paths import ROOT
 from tests.support.postgres import Cluster
 from tests.support.waiting import wait_until
 
@@ -376,3 +377,22 @@ def test_a_paused_process_is_fenced_from_its_successor_of_the_same_name_by_the_e
         await successor.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("options", "said", "code"),
+    [
+        (("--lease-time=0",), "--lease-time must be between 1 and 300 seconds", 1),
+        (("--lease-time=301",), "--lease-time must be between 1 and 300 seconds", 1),
+        (("--lease-time=soon",), "trait of a KernelsService instance expected a float", 1),
+        (("--replica-url=ftp://127.0.0.1/",), "--replica-url must be an http:// or https:// URL", 1),
+        (("--keep-kernels", "--kernel-store=postgresql://u@127.0.0.1/db"), "needs --port (not 0) or --replica-url", 1),
+    ],
+    ids=["lease-0", "lease-301", "lease-text", "replica-url", "port-0"],
+)
+def test_bad_replica_options_stop_the_start_with_their_reason(options, said, code):
+    command = [sys.executable, str(ROOT / "kernels.py"), "--port=0", *options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode == code and said in output, output
+    assert "Traceback" not in output
