@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -199,3 +201,21 @@ def test_a_client_going_to_another_replica_right_after_a_restart_gets_all_its_ou
         asked, then = replicas[i % 3], (second, third)[i % 2]
         assert asked.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
         assert run(then, kernel, f"print({i})", ("v1", "legacy")[i % 2]) == f"{i}\n", f"restart {i + 1}"
+
+
+def test_a_lifecycle_request_for_a_dead_owners_kernel_is_a_503_that_says_so(replica_runs: Replicas):
+    owner, other = replica_runs.start(), replica_runs.start()
+    kernel = owner.start_kernel()
+    kernel_processes = descendants(owner.pid)
+    owner.process.kill()  # its lease runs on: nobody has taken the kernel over yet
+    owner.process.wait(30)
+    try:
+        for method, path in (("POST", "interrupt"), ("POST", "restart"), ("DELETE", "")):
+            status, _, body = other.request(method, f"api/kernels/{kernel}/{path}".rstrip("/"))
+            assert status == 503, body
+            assert body["message"].startswith(f"Kernel {kernel}'s replica, replica-0, does not answer"), body
+        assert other.request("GET", f"api/kernels/{kernel}")[0] == 200  # still listed: it runs
+    finally:
+        for pid in kernel_processes:
+            if process_start(pid) is not None:
+                os.kill(pid, signal.SIGKILL)

@@ -39,6 +39,7 @@ class OwnedElsewhere(KernelsError):
 
     def __init__(self, kernel_id: str, owner: str, address: str):
         super().__init__(f"Kernel {kernel_id} is served by replica {owner}")
+        self.kernel_id = kernel_id
         self.owner = owner
         self.address = address
 

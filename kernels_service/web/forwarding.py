@@ -31,7 +31,7 @@ async def forward(
     type and body. OwnerUnreachable if it does not answer or if the request came here
     forwarded already."""
     if forwarded_by:
-        raise OwnerUnreachable(f"Kernel is changing replicas ({owner}); try again")
+        raise OwnerUnreachable(f"Kernel {owner.kernel_id} is changing replicas; try again")
     headers = {FORWARDED_BY: replica, "Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"token {token}"
@@ -44,7 +44,12 @@ async def forward(
         follow_redirects=False,
         request_timeout=FORWARD_TIMEOUT,
     )
-    response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    if response.code == 599:
-        raise OwnerUnreachable(f"{owner} and its replica does not answer ({response.error}); try again")
+    try:  # raise_error=False still raises what is not an HTTP answer (a refused connection)
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        error = response.error if response.code == 599 else None
+    except OSError as refused:
+        error = refused
+    if error is not None:
+        said = f"Kernel {owner.kernel_id}'s replica, {owner.owner}, does not answer ({error}); try again"
+        raise OwnerUnreachable(said)
     return response.code, response.headers.get("Content-Type", "application/json"), response.body or b""
