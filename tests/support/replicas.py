@@ -3,6 +3,7 @@ the balancer before them."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 from kernels_service.kernels.provisioners.kept import process_start
@@ -30,14 +31,25 @@ class Replicas:
         return service
 
     def end(self) -> None:
+        """Stop every replica with SIGINT and kill any kernel process left, whatever went
+        wrong; then fail on what did (a bad exit, a traceback, a kernel that outlived
+        them). Asserting first would leave the other replicas to the SIGTERM of the test
+        program's exit, which, with --keep-kernels, leaves their kernels running."""
         kernels: set[int] = set()
+        wrong: list[str] = []
         for service in self.services:
             if service.process.poll() is None:
                 kernels |= set(descendants(service.pid))
-                assert service.stop(signal.SIGINT) == 0, service.output()
-            assert tracebacks(service.output()) == [], service.output()
+                if service.stop(signal.SIGINT) != 0:
+                    wrong.append(f"a replica exited with {service.process.returncode}:\n{service.output()[-3000:]}")
+            if tracebacks(service.output()):
+                wrong.append(f"a replica logged a traceback:\n{service.output()[-6000:]}")
         left = [pid for pid in kernels if process_start(pid) is not None]
-        assert left == [], f"kernel processes outlived their replicas: {left}"
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        if left:
+            wrong.append(f"kernel processes outlived their replicas: {left}")
+        assert not wrong, "\n".join(wrong)
 
 
 def without_kernels(replicas: list[Service]) -> None:
