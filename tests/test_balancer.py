@@ -14,6 +14,7 @@ import pytest
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service
 from tests.support.balancer import Balancer
+from tests.support.kernel_code import run_code as run
 from tests.support.node import run_node
 from tests.support.socketio_code import run_over_socketio
 from tests.test_gateway import JupyterServer
@@ -39,16 +40,6 @@ def balancer(shared_balancer: Balancer, replicas: list[Service]) -> Balancer:
 def answered(replica: Service) -> int:
     """How many requests of the kernels API the replica answered itself (its access log)."""
     return len(API.findall(replica.output()))
-
-
-def run(front: Balancer, kernel: str, code: str, protocol: str) -> str:
-    client = ChannelsClient(front, kernel, protocol)
-    try:
-        reply, outputs = client.execute(code, timeout=60)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return stream_text(outputs)
-    finally:
-        client.close()
 
 
 def test_every_request_works_whichever_replica_the_balancer_picks(balancer: Balancer, replicas: list[Service]):

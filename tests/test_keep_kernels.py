@@ -21,6 +21,7 @@ from kernels_service.kernels.sqlite_store import SqliteKernelStore
 from kernels_service.kernels.store import StoredKernel
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, free_port, tracebacks
+from tests.support.kernel_code import run_code as run
 from tests.support.metrics import scrape, value
 from tests.support.node import NODE_DIR, TESTS
 from tests.support.socketio_code import run_over_socketio
@@ -105,16 +106,6 @@ def kept_anywhere(request, tmp_path: Path) -> Iterator[Kept]:
         yield runs
     finally:
         runs.end()
-
-
-def run(service: Service, kernel: str, code: str) -> str:
-    client = ChannelsClient(service, kernel, "v1")
-    try:
-        reply, outputs = client.execute(code, timeout=60)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return stream_text(outputs)
-    finally:
-        client.close()
 
 
 def told_of_the_restart(service: Service, kernel: str) -> str:

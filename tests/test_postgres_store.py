@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from kernels_service.kernels.postgres_store import PostgresKernelStore
 from kernels_service.kernels.store import LeaseLost, Replica, StoredKernel, StoreError
 from kernels_service.kernels.stores import make_store
-from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, running_service, tracebacks
+from tests.support.kernel_code import run_code as run
 from tests.support.paths import ROOT
 from tests.support.postgres import Cluster
 from tests.support.waiting import wait_until
@@ -206,16 +206,6 @@ def test_any_location_makes_a_store_or_is_a_store_error(location: str):
     except StoreError:
         return
     assert isinstance(store, PostgresKernelStore)
-
-
-def run(service: Service, kernel: str, code: str) -> str:
-    client = ChannelsClient(service, kernel, "v1")
-    try:
-        reply, outputs = client.execute(code, timeout=60)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return stream_text(outputs)
-    finally:
-        client.close()
 
 
 def test_the_database_password_never_reaches_a_kernel(database: str, postgres: Cluster):

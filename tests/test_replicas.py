@@ -17,21 +17,12 @@ import pytest
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants
+from tests.support.kernel_code import run_code as run
 from tests.support.replicas import Replicas
 from tests.support.socketio_code import run_over_socketio
 from tests.support.waiting import wait_until
 
 OUT_OF_REACH = "The kernel store (the service's database) is out of reach; try again"
-
-
-def run(service: Service, kernel: str, code: str, protocol: str = "v1") -> str:
-    client = ChannelsClient(service, kernel, protocol)
-    try:
-        reply, outputs = client.execute(code, timeout=60)
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return stream_text(outputs)
-    finally:
-        client.close()
 
 
 def test_a_kernel_started_through_one_replica_is_served_by_every_other(replicas: list[Service]):
