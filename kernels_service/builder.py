@@ -50,7 +50,7 @@ from kernels_service.kernels.ports import PortPicker, default_port_range, epheme
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME, check_bubblewrap
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.kernels.separation import Separation
-from kernels_service.kernels.shutdown import stop_all
+from kernels_service.kernels.shutdown import let_go_of_kept, stop_all
 from kernels_service.kernels.store import KernelStore, Replica, StoreUnavailable
 from kernels_service.kernels.stores import POSTGRESQL_SCHEMES, make_store
 from kernels_service.logs import jupyter_client_log
@@ -112,8 +112,11 @@ class KernelsServer:
         SIGTERM), the kernels kept are left running instead, with their sockets."""
         for task in self._background:
             task.cancel()
+        self.services.drain.draining = True
         if self.http is not None:
             self.http.stop()
+        if keep and self.fleet is not None:
+            await self.hand_over()
         self.socketio.close_all()
         await self.services.hub.close_all(SERVICE_RESTARTING if keep else "service stopping")
         await stop_all(self.services.registry, keep=keep)
@@ -126,6 +129,18 @@ class KernelsServer:
         if not self.config.keep_kernels:  # kept kernels still use theirs
             for directory in self.directories:
                 directory.remove()
+
+    async def hand_over(self) -> None:
+        """Drain a replica of a shared store (SIGTERM): its kept kernels let go of, their
+        clients told to come back (1012: through the balancer, to another replica), and
+        their leases released at once, so that the other replicas take them over within
+        a refresh instead of a lease time (kernels/fleet.py)."""
+        assert self.fleet is not None and self.store is not None
+        self.fleet.handing_over = True
+        self.services.registry.refuse_starts()
+        await let_go_of_kept(self.services.registry)
+        await release_leases(self.store, keep=True)
+        log.info("Kernels handed over to the other replicas")
 
 
 #: gateway_provisioners (0.5) waits for container kernels' connection information with a

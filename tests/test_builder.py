@@ -72,3 +72,40 @@ def test_two_services_built_in_one_process_do_not_collide():
         return len(first.services.registry.list()) + len(second.services.registry.list())
 
     assert asyncio.run(build_twice()) == 0
+
+
+async def health_while_draining() -> tuple[list[tuple[int, bytes]], bool]:
+    """The health check's answers on one kept-alive connection, as the service serves and
+    as it drains; and whether the stop's first step (before it waits for anything) is to
+    drain."""
+    service = build(ServiceConfig(port=0, token=TOKEN, initial_kernels=0, pool_size=0))
+    await service.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+    answers = []
+
+    async def health() -> None:
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        answers.append((int(head.split()[1]), await reader.readexactly(length)))
+
+    try:
+        await health()
+        service.services.drain.draining = True  # what the stop's first step does
+        await health()
+        service.services.drain.draining = False
+        stopping = asyncio.ensure_future(service.stop())
+        await asyncio.sleep(0)
+        drains_first = service.services.drain.draining
+        await stopping
+    finally:
+        writer.close()
+    return answers, drains_first
+
+
+def test_the_health_check_answers_503_draining_from_the_first_step_of_a_stop():
+    """A cluster's readiness probe or a balancer's check sees a stopping service as not
+    ready at once (a kept-alive connection is still answered while it drains)."""
+    answers, drains_first = asyncio.run(health_while_draining())
+    assert answers == [(200, b'{"status": "ok"}'), (503, b'{"status": "draining"}')]
+    assert drains_first

@@ -23,7 +23,7 @@ from kernels_service.testing.channels import ChannelsClient, stream_text
 from kernels_service.testing.service import Service, descendants, free_port, tracebacks
 from tests.support.kernel_code import run_code as run
 from tests.support.metrics import scrape, value
-from tests.support.node import NODE_DIR, TESTS
+from tests.support.node import NODE_DIR, TESTS, read_until_ready
 from tests.support.socketio_code import run_over_socketio
 from tests.support.waiting import wait_until
 
@@ -273,18 +273,6 @@ def test_jupyterlabs_client_comes_back_by_itself_across_a_restart(kept: Kept):
     assert outcome["ok"], (outcome, err)
     assert outcome["states"] == ["connecting", "connected"] and outcome["text"] == "42\n", outcome
     kept.stop(second, signal.SIGINT)
-
-
-def read_until_ready(client: subprocess.Popen) -> bool:
-    """Read the client's lines (JupyterLab prints its own, "Starting WebSocket: ...") up to
-    its "ready"; False if it ends, or prints 20 lines, first."""
-    for _ in range(20):
-        line = client.stdout.readline()
-        if line == "ready\n":
-            return True
-        if not line:
-            return False
-    return False
 
 
 def test_the_environment_variable_turns_it_on_as_the_image_passes_it(kept: Kept):

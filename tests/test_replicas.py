@@ -195,10 +195,10 @@ def test_a_client_going_to_another_replica_right_after_a_restart_gets_all_its_ou
 
 
 def test_a_lifecycle_request_for_a_dead_owners_kernel_is_a_503_that_says_so(replica_runs: Replicas):
-    owner, other = replica_runs.start(), replica_runs.start()
+    owner, other = replica_runs.start("--lease-time=120"), replica_runs.start("--lease-time=120")
     kernel = owner.start_kernel()
     kernel_processes = descendants(owner.pid)
-    owner.process.kill()  # its lease runs on: nobody has taken the kernel over yet
+    owner.process.kill()  # its lease runs on (2 minutes): nobody takes the kernel over yet
     owner.process.wait(30)
     try:
         for method, path in (("POST", "interrupt"), ("POST", "restart"), ("DELETE", "")):

@@ -44,6 +44,11 @@ class StoreUnavailable(KernelsError):
     of reach): what needed it is refused (503), and the running kernels keep running."""
 
 
+class HandingOver(KernelsError):
+    """The kernel's replica let go of it (it drains) and no other has taken it yet, or one
+    is taking it up right now: try again in a moment (503)."""
+
+
 class KernelRefused(KernelsError):
     """The kernel's provisioner refused to start it for this request, and said why (its
     authorization rules: a `KERNEL_USERNAME` it does not allow, a uid it prohibits): 403."""

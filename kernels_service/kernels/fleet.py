@@ -11,18 +11,28 @@ and activity of this replica's kernels and the activity its clients made on remo
 and follows the remote kernels it serves: one whose row is gone is stopping (its clients
 are closed), one whose entry changed was restarted (the relay follows its new ports or
 key). Every third of the lease time it renews this replica's leases.
+
+Takeover: a kernel whose owner's lease ran out (the owner died, or drained and let go of
+it) is claimed by the first replica that looks (each claim raises the kernel's epoch; the
+store lets one claim win) and taken up as `--keep-kernels` takes kernels up at a start:
+same process, same variables. A remote kernel this replica served becomes its own in
+place: its relay and clients stay. A replica can take up a local kernel only on the same
+machine and uid (keeper.why_not_take_up); one that no replica can take up is dropped from
+the store `ORPHAN_LEASES` lease times after its lease ran out, with a log line. A replica
+that finds, as it renews, that another claimed one of its kernels (it was paused or cut
+off past its lease) gives it up unsignalled and serves it as the other's from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from kernels_service.kernels.errors import KernelsError, NoSuchKernel, StoreUnavailable
+from kernels_service.kernels.errors import HandingOver, KernelsError, NoSuchKernel, StoreUnavailable
 from kernels_service.kernels.observers import Observers
 from kernels_service.kernels.record import KernelRecord
 from kernels_service.kernels.store import StoredKernel, StoredRow
@@ -33,6 +43,10 @@ log = logging.getLogger("kernels_service.kernels")
 #: remote kernels it serves: how stale another replica's listing may be.
 REFRESH = 0.5
 
+#: Lease times after which a kernel whose lease ran out and that no replica could take up
+#: (another machine's local kernel, say) is dropped from the store.
+ORPHAN_LEASES = 12
+
 
 class OwnedElsewhere(KernelsError):
     """The kernel is another replica's: its lifecycle requests go to `address`."""
@@ -42,6 +56,26 @@ class OwnedElsewhere(KernelsError):
         self.kernel_id = kernel_id
         self.owner = owner
         self.address = address
+
+
+class Members(Protocol):
+    """What the fleet needs of this replica's registry (kernels/registry.py)."""
+
+    def held(self) -> list[KernelRecord]: ...
+
+    async def take_up(self, entry: StoredKernel, served: KernelRecord | None = None) -> KernelRecord: ...
+
+    def give_up(self, kernel_id: str) -> KernelRecord | None: ...
+
+    async def stop(self, record: KernelRecord, reason: str, fenced: bool = True) -> None: ...
+
+
+class Keeper(Protocol):
+    """What the fleet needs of the keeper (kernels/keeper.py)."""
+
+    def why_not_take_up(self, entry: StoredKernel) -> tuple[str, bool] | None: ...
+
+    async def take_over(self, entry: StoredKernel, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> bool: ...
 
 
 @dataclass
@@ -58,21 +92,31 @@ def parse_time(text: str) -> datetime:
 
 
 class Fleet:
-    """This replica among the others: leases, state written, remote kernels served."""
+    """This replica among the others: leases, state written, remote kernels served,
+    kernels taken over."""
 
     def __init__(
         self,
-        store: Any,  # postgres_store.PostgresKernelStore (rows, renew, report)
-        local: Callable[[], list[KernelRecord]],
+        store: Any,  # postgres_store.PostgresKernelStore (rows, renew, report, claim, drop)
+        members: Members,
+        keeper: Keeper,
         make_manager: Callable[[StoredKernel], Any],
         observers: Observers,
     ):
         self.store = store
-        self._local = local
+        self._members = members
+        self._keeper = keeper
         self._make_manager = make_manager
         self._observers = observers
         self._remote: dict[str, RemoteKernel] = {}
         self._written: dict[str, tuple[str, datetime]] = {}  # what was last written of each local kernel
+        self._taking: dict[str, asyncio.Task[bool]] = {}  # takeovers in flight
+        self._unclaimable: set[str] = set()  # kernels whose takeover this replica said it cannot do
+        self.handing_over = False  # this replica drains: it takes nothing over
+
+    @property
+    def me(self) -> str:
+        return self.store.replica.name
 
     async def find(self, kernel_id: str) -> KernelRecord:
         """The record of another replica's kernel (made on first use); NoSuchKernel if no
@@ -83,12 +127,16 @@ class Fleet:
             if kernel_id in self._remote:  # served here already: it goes on as it was
                 return self._remote[kernel_id].record
             raise
-        if not rows or rows[0].owner == self.store.replica.name:
+        if not rows:
             gone = self._remote.pop(kernel_id, None)
             if gone is not None:
                 await self._observers.stopping(gone.record, "kernel shut down")
             raise NoSuchKernel(kernel_id)
         remote = self._remote.get(kernel_id)
+        if rows[0].owner == self.me:  # being taken up here, or let go of by this draining replica
+            if remote is not None:
+                return remote.record
+            raise HandingOver(f"Kernel {kernel_id} is being handed over between replicas; try again")
         if remote is None:
             remote = self._remote[kernel_id] = self._remote_kernel(rows[0])
             await self._observers.started(remote.record)
@@ -96,13 +144,20 @@ class Fleet:
             self._follow_restart(remote, rows[0])
         return remote.record
 
-    async def owner_of(self, kernel_id: str) -> OwnedElsewhere:
-        """Who owns a kernel this replica does not hold (for its lifecycle requests);
-        NoSuchKernel if no replica does."""
+    async def owner_of(self, kernel_id: str) -> OwnedElsewhere | None:
+        """Who owns a kernel this replica does not hold (for its lifecycle requests); None
+        if its owner's lease had run out and this replica took it over just now;
+        NoSuchKernel if no replica has it, HandingOver while it changes hands."""
         rows = await self.store.rows(kernel_id)
-        if not rows or rows[0].owner == self.store.replica.name:
+        if not rows:
             raise NoSuchKernel(kernel_id)
-        return OwnedElsewhere(kernel_id, rows[0].owner, rows[0].owner_address)
+        row = rows[0]
+        ended = row.lease_ended is not None and row.owner != self.me
+        if ended and not self.handing_over and await self._take_over(row):
+            return None
+        if row.owner == self.me or ended and self._keeper.why_not_take_up(row.entry) is None:
+            raise HandingOver(f"Kernel {kernel_id} is being handed over between replicas; try again")
+        return OwnedElsewhere(kernel_id, row.owner, row.owner_address)
 
     def _remote_kernel(self, row: StoredRow) -> RemoteKernel:
         entry = row.entry
@@ -118,9 +173,10 @@ class Fleet:
             rows = await self.store.rows()
         except StoreUnavailable:  # the remote kernels this replica serves, as it last saw them
             return [remote.record.model() for remote in self._remote.values()]
+        held = {record.id for record in self._members.held()}
         models = []
         for row in rows:
-            if row.owner == self.store.replica.name:
+            if row.entry.id in held:
                 continue
             remote = self._remote.get(row.entry.id)
             if remote is not None:
@@ -138,16 +194,14 @@ class Fleet:
         return models
 
     async def run(self) -> None:
-        """Renew leases, write state, follow remote kernels, until cancelled; a store out
-        of reach is tried again at the next turn (running kernels keep relaying)."""
+        """Renew leases, write state, take over kernels whose lease ran out, follow remote
+        kernels, until cancelled; a store out of reach is tried again at the next turn
+        (running kernels keep relaying)."""
         renew_every = max(1, round(self.store.replica.lease_time / 3 / REFRESH))
         turn = 0
         while True:
             try:
-                if turn % renew_every == 0:
-                    await self.store.renew()
-                await self._write_state()
-                await self._follow_remote()
+                await self._turn(renew=turn % renew_every == 0)
             except StoreUnavailable:
                 pass  # said in the log by the store; the next turn tries again
             except Exception as error:  # noqa: BLE001 - the fleet must go on: its leases depend on it
@@ -155,9 +209,77 @@ class Fleet:
             turn += 1
             await asyncio.sleep(REFRESH)
 
+    async def _turn(self, renew: bool) -> None:
+        lost = await self.store.renew() if renew else []
+        await self._write_state()
+        rows = {row.entry.id: row for row in await self.store.rows()}
+        for kernel_id in lost:
+            await self._give_up(kernel_id, rows.get(kernel_id))
+        if not self.handing_over:
+            for row in rows.values():
+                if row.lease_ended is not None and row.owner != self.me:
+                    await self._take_over(row)
+        await self._follow_remote(rows)
+
+    async def _take_over(self, row: StoredRow) -> bool:
+        """Claim and take up a kernel whose owner's lease ran out (one takeover per kernel
+        at a time here); whether it is this replica's now."""
+        kernel_id = row.entry.id
+        if kernel_id not in self._taking:
+            self._taking[kernel_id] = asyncio.ensure_future(self._claim_and_take_up(row))
+            self._taking[kernel_id].add_done_callback(lambda _: self._taking.pop(kernel_id, None))
+        return await asyncio.shield(self._taking[kernel_id])
+
+    async def _claim_and_take_up(self, row: StoredRow) -> bool:
+        kernel_id = row.entry.id
+        refusal = self._keeper.why_not_take_up(row.entry)
+        if refusal is not None and not refusal[1]:  # another machine's or user's: it cannot be taken up here
+            await self._drop_if_orphaned(row, refusal[0])
+            return False
+        remote = self._remote.get(kernel_id)
+        served = remote.record if remote is not None else None
+        taken = await self._keeper.take_over(row.entry, lambda entry: self._members.take_up(entry, served))
+        if taken:
+            self._remote.pop(kernel_id, None)
+            log.warning(
+                "Kernel %s taken over from replica %s, whose lease on it ran out %.1f s ago",
+                kernel_id, row.owner, row.lease_ended,
+            )  # fmt: skip
+        return taken
+
+    async def _drop_if_orphaned(self, row: StoredRow, why: str) -> None:
+        """Say once that a kernel whose lease ran out cannot be taken over here; drop it
+        from the store once it has been so for ORPHAN_LEASES lease times."""
+        kernel_id, after = row.entry.id, ORPHAN_LEASES * self.store.replica.lease_time
+        if kernel_id not in self._unclaimable:
+            self._unclaimable.add(kernel_id)
+            log.warning("Kernel %s: replica %s's lease on it ran out; it cannot be taken over here: %s",
+                        kernel_id, row.owner, why)  # fmt: skip
+        if row.lease_ended is not None and row.lease_ended > after and await self.store.drop(row, after):
+            self._unclaimable.discard(kernel_id)
+            log.warning("Kernel %s dropped from the kernel store: no replica took it over in %.0f s since "
+                        "replica %s's lease on it ran out", kernel_id, after, row.owner)  # fmt: skip
+
+    async def _give_up(self, kernel_id: str, row: StoredRow | None) -> None:
+        """This replica's lease on a kernel was claimed by another: from now on the kernel
+        is served here as the other's (its clients stay), never acted on. If its row is
+        gone (dropped while this replica was cut off), nobody else knows the kernel: it
+        is stopped."""
+        record = next((r for r in self._members.held() if r.id == kernel_id), None)
+        if record is None:
+            return
+        if row is None:
+            log.warning("Kernel %s is no longer in the kernel store; stopping it", kernel_id)
+            await self._members.stop(record, "kernel shut down", fenced=False)
+            return
+        if self._members.give_up(kernel_id) is None:
+            return
+        record.manager = self._make_manager(row.entry)
+        self._remote[kernel_id] = RemoteKernel(record, row, record.last_activity)
+
     async def _write_state(self) -> None:
         states = []
-        for record in self._local():
+        for record in self._members.held():
             if record.pooled:
                 continue
             now = (record.execution_state, record.last_activity)
@@ -170,19 +292,19 @@ class Fleet:
         for kernel_id, activity in seen:
             if kernel_id in self._remote:
                 self._remote[kernel_id].reported = activity
-        held = {record.id for record in self._local()}
+        held = {record.id for record in self._members.held()}
         for kernel_id in [k for k in self._written if k not in held]:
             del self._written[kernel_id]
 
-    async def _follow_remote(self) -> None:
-        rows = {row.entry.id: row for row in await self.store.rows()}
+    async def _follow_remote(self, rows: dict[str, StoredRow]) -> None:
         self._absorb_activity(rows)
         for kernel_id, remote in list(self._remote.items()):
             row = rows.get(kernel_id)
-            if row is None or row.owner == self.store.replica.name:
+            if row is None:
                 del self._remote[kernel_id]
-                reason = "kernel shut down" if row is None else "kernel taken over by this replica"
-                await self._observers.stopping(remote.record, reason)
+                await self._observers.stopping(remote.record, "kernel shut down")
+            elif row.owner == self.me:
+                continue  # being taken up here: its record becomes this replica's own
             elif row.entry != remote.row.entry:
                 self._follow_restart(remote, row)
             else:
@@ -203,9 +325,9 @@ class Fleet:
     def _absorb_activity(self, rows: dict[str, StoredRow]) -> None:
         """This replica's kernels were active when another replica's clients used them:
         the culler (the owner's alone) counts that activity too."""
-        for record in self._local():
+        for record in self._members.held():
             row = rows.get(record.id)
-            if row is not None and row.owner == self.store.replica.name:
+            if row is not None and row.owner == self.me:
                 seen = parse_time(row.last_activity)
                 if seen > record.last_activity:
                     record.last_activity = seen

@@ -173,22 +173,30 @@ class KernelKeeper:
     async def _take_up_each(self, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> int:
         taken = 0
         for entry in await self.store.entries():
-            refusal = self.why_not_take_up(entry)
-            if refusal is not None and not refusal[1]:
-                log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
-                continue
-            if not await self.store.claim(entry.id):
-                continue  # another replica's, alive: it serves it, and this one relays it
-            if refusal is not None:
-                log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
-                await self.store.remove(entry.id)
-                continue
-            try:
-                await take_up(entry)
-                taken += 1
-            except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
-                log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)
-                if entry.provisioner == LOCAL_PROVISIONER:
-                    ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
-                await self.store.remove(entry.id)
+            taken += await self.take_over(entry, take_up)
         return taken
+
+    async def take_over(self, entry: StoredKernel, take_up: Callable[[StoredKernel], Awaitable[Any]]) -> bool:
+        """Claim the kernel of `entry` and take it up with `take_up`, if it can be (at start,
+        or when its replica's lease ran out); whether it was. One that another live
+        replica owns is left to it; one whose process is gone is dropped; one that fails to
+        be taken up is ended (no kernel runs that no service knows of)."""
+        refusal = self.why_not_take_up(entry)
+        if refusal is not None and not refusal[1]:
+            log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
+            return False
+        if not await self.store.claim(entry.id):
+            return False  # another replica's, alive: it serves it, and this one relays it
+        if refusal is not None:
+            log.warning("Kernel %s not taken up: %s", entry.id, refusal[0])
+            await self.store.remove(entry.id)
+            return False
+        try:
+            await take_up(entry)
+            return True
+        except Exception as error:  # noqa: BLE001 - whatever failed, the kernel must not run unknown
+            log.warning("Kernel %s not taken up (%s: %s); ending it", entry.id, type(error).__name__, error)
+            if entry.provisioner == LOCAL_PROVISIONER:
+                ForeignProcess(entry.provisioner_info["pid"], entry.process_start).terminate()
+            await self.store.remove(entry.id)
+            return False

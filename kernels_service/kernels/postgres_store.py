@@ -63,15 +63,18 @@ SAVE = (
 #: has run out becomes this replica's, with the next epoch.
 CLAIM = (
     f"UPDATE {KERNELS} SET owner = %(me)s, epoch = epoch + 1, lease_until = {LEASE}"
-    " WHERE id = %(id)s AND (owner = %(me)s OR lease_until < now()) RETURNING epoch"
+    " WHERE id = %(id)s AND (owner = %(me)s OR lease_until <= now()) RETURNING epoch"
 )
-RENEW = f"UPDATE {KERNELS} SET lease_until = {LEASE} WHERE owner = %(me)s"
+#: Every lease of this replica's name renewed; the kernels and epochs renewed say which
+#: kernels it still owns (one another replica claimed is not among them).
+RENEW = f"UPDATE {KERNELS} SET lease_until = {LEASE} WHERE owner = %(me)s RETURNING id, epoch"
 ALIVE = (
     f"INSERT INTO kernels_service_replicas (name, address, alive_until) VALUES (%(me)s, %(address)s, {LEASE})"
     " ON CONFLICT (name) DO UPDATE SET address = excluded.address, alive_until = excluded.alive_until"
 )
 ROWS = (
-    "SELECT k.entry, k.owner, coalesce(r.address, ''), k.epoch, k.execution_state, k.last_activity"
+    "SELECT k.entry, k.owner, coalesce(r.address, ''), k.epoch, k.execution_state, k.last_activity,"
+    " CASE WHEN k.lease_until <= now() THEN extract(epoch FROM now() - k.lease_until)::float8 END"
     f" FROM {KERNELS} k LEFT JOIN kernels_service_replicas r ON r.name = k.owner"
 )
 STATE = (
@@ -79,6 +82,12 @@ STATE = (
     " WHERE id = %s AND owner = %s"
 )
 SEEN = f"UPDATE {KERNELS} SET last_activity = greatest(last_activity, %s) WHERE id = %s"
+#: A kernel whose lease ended long ago and that no replica could take over, dropped: only
+#: at the epoch the dropping replica saw (one claimed meanwhile stays).
+DROP = (
+    f"DELETE FROM {KERNELS} WHERE id = %s AND epoch = %s"
+    " AND lease_until < now() - make_interval(secs => %s) RETURNING id"
+)
 ACTING = f"SELECT 1 FROM {KERNELS} WHERE id = %s AND owner = %s AND epoch = %s AND lease_until > now() FOR UPDATE"
 
 
@@ -226,8 +235,7 @@ class PostgresKernelStore:
                 if (await count.fetchone())[0] >= limit:
                     raise LimitReached(f"Maximum number of kernels ({limit}) reached across the replicas")
             rows = await (await connection.execute(SAVE, params)).fetchall()
-        if not rows:
-            self._epochs.pop(entry.id, None)
+        if not rows:  # its epoch stays: the next renewal finds the kernel lost
             raise LeaseLost(f"Kernel {entry.id} is owned by another replica now")
         self._epochs[entry.id] = rows[0][0]
 
@@ -249,8 +257,8 @@ class PostgresKernelStore:
         rows = await self._execute(ROWS + where + " ORDER BY k.position", params)
         try:
             return [
-                StoredRow(StoredKernel(**entry), owner, address, epoch, state, isoformat_z(activity))
-                for entry, owner, address, epoch, state, activity in rows
+                StoredRow(StoredKernel(**entry), owner, address, epoch, state, isoformat_z(activity), ended)
+                for entry, owner, address, epoch, state, activity, ended in rows
             ]
         except TypeError as error:
             raise StoreError(f"the kernel store {self.name} holds an entry it cannot read: {error}") from None
@@ -262,12 +270,24 @@ class PostgresKernelStore:
             self._epochs[kernel_id] = rows[0][0]
         return bool(rows)
 
-    async def renew(self) -> None:
-        """Renew this replica's leases and its own row (alive, and its address)."""
+    async def renew(self) -> list[str]:
+        """Renew this replica's leases and its own row (alive, and its address); the
+        kernels it owned and does not any more (another replica claimed them: their
+        lease ran out while this one was paused or cut off from the database)."""
         began = time.monotonic()
-        await self._execute(RENEW, self._params)
+        held = dict(self._epochs)  # before the renewal: a kernel saved or claimed meanwhile is not judged
+        renewed = dict(await self._execute(RENEW, self._params))
         await self._execute(ALIVE, self._params)
         self._renewed = began
+        lost = [k for k, epoch in held.items() if renewed.get(k) != epoch and self._epochs.get(k) == epoch]
+        for kernel_id in lost:
+            del self._epochs[kernel_id]
+        return lost
+
+    async def drop(self, row: StoredRow, after: float) -> bool:
+        """Forget a kernel whose lease ended more than `after` seconds ago and that no
+        replica took over (at the epoch of `row`); whether it was dropped."""
+        return bool(await self._execute(DROP, (row.entry.id, row.epoch, after)))
 
     async def release(self) -> None:
         """Let go of every lease at once (the service stops and leaves its kernels running):
@@ -325,8 +345,7 @@ class PostgresKernelStore:
         await held.enter_async_context(connection.transaction())
         epoch = self._epochs.get(kernel_id)
         row = await (await connection.execute(ACTING, (kernel_id, self.replica.name, epoch))).fetchone()
-        if row is None:
-            self._epochs.pop(kernel_id, None)
+        if row is None:  # its epoch stays: the next renewal finds the kernel lost (fleet gives it up)
             raise LeaseLost(f"Kernel {kernel_id} is owned by another replica now")
 
     def _lease_surely_runs(self) -> bool:

@@ -94,7 +94,8 @@ class KernelRegistry:
     def join_fleet(self, store: Any) -> Fleet:
         """Serve the kernels other replicas of the shared `store` own too (kernels/fleet.py);
         the fleet, whose `run` the service starts."""
-        self._fleet = Fleet(store, self.held, self._multi.connection_only, self._observers)
+        assert self._keeper is not None, "a shared store's replica keeps its kernels"
+        self._fleet = Fleet(store, self, self._keeper, self._multi.connection_only, self._observers)
         return self._fleet
 
     async def find(self, kernel_id: str) -> KernelRecord:
@@ -120,7 +121,10 @@ class KernelRegistry:
         except NoSuchKernel:
             if self._fleet is None:
                 raise
-        raise await self._fleet.owner_of(kernel_id)
+        elsewhere = await self._fleet.owner_of(kernel_id)
+        if elsewhere is not None:
+            raise elsewhere
+        return self.get(kernel_id)  # its owner's lease had run out: taken over just now
 
     def _acting(self, record: KernelRecord) -> AbstractAsyncContextManager[None]:
         """While acting on a kernel: only while this service still owns it (keeper.acting)."""
@@ -199,29 +203,48 @@ class KernelRegistry:
         await self._install(record)
         return record
 
-    async def take_up(self, entry: StoredKernel) -> KernelRecord:
-        """Take up the kernel of `entry`, launched by an earlier service (--keep-kernels):
-        a client's kernel like any other from now on."""
+    async def take_up(self, entry: StoredKernel, served: KernelRecord | None = None) -> KernelRecord:
+        """Take up the kernel of `entry`, launched by an earlier service or by another
+        replica (--keep-kernels): a client's kernel like any other from now on. `served`:
+        its record as this replica served it for its former owner (kernels/fleet.py), kept
+        with its relay and clients, its manager now one that owns the process."""
         manager = await self._multi.take_up(entry, self._environment.for_client(entry.client_env))
-        record = KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
+        record = served or KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
+        record.manager = manager
         record.left = datetime.fromisoformat(entry.left.replace("Z", "+00:00")) if entry.left else None
         record.taken_up = utcnow()
         self._records[entry.id] = record
         log.info("Kernel taken up: %s (%s, pid %s)", entry.id, entry.kernelspec, entry.provisioner_info.get("pid"))
-        await self._install(record)
+        await self._install(record, tell=served is None)
+        return record
+
+    def give_up(self, kernel_id: str) -> KernelRecord | None:
+        """Another replica owns the kernel now (this one lost its lease): it leaves this
+        registry's hands unsignalled, its restarter stopped; its record (relay and
+        clients still attached) for the fleet to serve as the other's. None if not held."""
+        record = self._records.get(kernel_id)
+        if record is None or record.pooled:
+            return None
+        record.manager.stop_restarter()
+        own_connection_file(record.manager, False)
+        del self._records[kernel_id]
+        self._multi.remove_kernel(kernel_id)
+        log.warning("Kernel %s is another replica's now (this one's lease on it ran out)", kernel_id)
         return record
 
     async def take_up_kept(self) -> int:
         """Take up the kernels an earlier service kept (--keep-kernels); how many."""
         return 0 if self._keeper is None else await self._keeper.take_up_all(self.take_up)
 
-    async def _install(self, record: KernelRecord) -> None:
-        """Follow the kernel's restarts and deaths, and tell the observers it is there."""
+    async def _install(self, record: KernelRecord, tell: bool = True) -> None:
+        """Follow the kernel's restarts and deaths, and tell the observers it is there
+        (unless they know it already: a kernel taken over that this replica served)."""
         manager = record.manager
         manager.add_restart_callback(lambda: self._auto_restarting(record), "restart")
         manager.add_restart_callback(lambda: self._died(record), "dead")
         manager.on_restarted(lambda: self._restarted(record))
-        await self._observers.started(record)
+        if tell:
+            await self._observers.started(record)
 
     async def _keep(self, record: KernelRecord) -> None:
         if self._keeper is not None:

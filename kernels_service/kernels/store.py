@@ -77,6 +77,7 @@ class StoredRow:
     epoch: int
     execution_state: str
     last_activity: str  # ISO 8601
+    lease_ended: float | None = None  # seconds since the owner's lease ran out (None: it runs)
 
 
 class LeaseLost(KernelsError):

@@ -25,6 +25,7 @@ from kernels_service.kernels import (
     Stopping,
     StoreUnavailable,
 )
+from kernels_service.kernels.errors import HandingOver
 from kernels_service.kernels.fleet import OwnedElsewhere
 from kernels_service.kernels.pool import KernelPool
 from kernels_service.kernels.record import utcnow
@@ -51,6 +52,7 @@ STATUS_OF_ERROR: dict[type[KernelsError], int] = {
     KernelNotStarted: 503,
     KernelRefused: 403,
     StoreUnavailable: 503,
+    HandingOver: 503,
     LeaseLost: 409,
 }
 
@@ -62,6 +64,14 @@ class ApiActivity:
 
     started: datetime = field(default_factory=utcnow)
     last_request: datetime = field(default_factory=utcnow)
+
+
+@dataclass
+class Drain:
+    """Whether the service is stopping: its health check then answers 503 at once, so that
+    a balancer or a cluster sends it nobody new."""
+
+    draining: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,7 @@ class Services:
     metrics_no_auth: bool = False  # <base>metrics without the token
     frames: TurnCache = field(default_factory=TurnCache)  # websocket frames, encoded once per message
     replica_name: str = ""  # this service's name among the replicas of a shared store
+    drain: Drain = field(default_factory=Drain)
 
 
 def status_of(error: BaseException) -> int:

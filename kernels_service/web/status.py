@@ -37,7 +37,8 @@ class StatusHandler(JSONHandler):
 class HealthHandler(JSONHandler):
     """`{"status": "ok"}` to anyone, without the token and whatever its `Host`: a
     container's HEALTHCHECK has no token, a cluster's probe names the pod by its address.
-    It reveals nothing (no version, no counts), and asking is not activity."""
+    It reveals nothing (no version, no counts), and asking is not activity. Once the
+    service stops (SIGTERM: it drains), `{"status": "draining"}` with 503: not ready."""
 
     tracks_activity = False
 
@@ -47,6 +48,9 @@ class HealthHandler(JSONHandler):
         super().prepare()
 
     def get(self) -> None:
+        if self.services.drain.draining:
+            self.write_json({"status": "draining"}, 503)
+            return
         self.write_json({"status": "ok"})
 
 

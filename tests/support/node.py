@@ -24,3 +24,15 @@ def run_node(script: str, *args: str, timeout: float = 90) -> dict:
     outcome = json.loads(lines[-1])
     assert result.returncode == 0 and outcome.get("ok"), f"{script} failed: {outcome}\n{result.stderr}"
     return outcome
+
+
+def read_until_ready(client: subprocess.Popen) -> bool:
+    """Read a node client's lines (JupyterLab prints its own, "Starting WebSocket: ...") up
+    to its "ready"; False if it ends, or prints 20 lines, first."""
+    for _ in range(20):
+        line = client.stdout.readline()
+        if line == "ready\n":
+            return True
+        if not line:
+            return False
+    return False

@@ -23,12 +23,21 @@ class Replicas:
         self.url = cluster.url(database)
         self.services: list[Service] = []
 
-    def start(self, *args: str) -> Service:
-        name = f"replica-{len(self.services)}"
+    def start(self, *args: str, name: str | None = None, port: int | None = None) -> Service:
+        """A replica, named `replica-<n>` in start order unless `name` says (the same name
+        again: an upgrade of that replica), on `port` if given (where a balancer sends)."""
+        name = name or f"replica-{len(self.services)}"
         argv = (*QUIET, "--keep-kernels", f"--kernel-store={self.url}", f"--replica-name={name}", *args)
-        service = Service(*argv, env=self.cluster.environment())
+        service = Service(*argv, env=self.cluster.environment(), port=port)
         self.services.append(service)
         return service
+
+    def kernel_pids(self) -> set[int]:
+        """The pids of the local kernels the store keeps (whoever owns them)."""
+        pids = self.cluster.sql(
+            "SELECT entry->'provisioner_info'->>'pid' FROM kernels_service_kernels", self.url.rsplit("/", 1)[1]
+        )
+        return {int(pid) for pid in pids.split() if pid.isdigit()}
 
     def end(self) -> None:
         """Stop every replica with SIGINT and kill any kernel process left, whatever went
@@ -37,6 +46,11 @@ class Replicas:
         program's exit, which, with --keep-kernels, leaves their kernels running."""
         kernels: set[int] = set()
         wrong: list[str] = []
+        try:
+            kernels |= self.kernel_pids()  # taken over: no longer any live replica's child
+        except AssertionError as error:
+            if "does not exist" not in str(error):  # no schema yet is no fault; an unreadable store is
+                wrong.append(f"the kernel store could not be read: {error}")
         for service in self.services:
             if service.process.poll() is None:
                 kernels |= set(descendants(service.pid))

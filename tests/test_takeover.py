@@ -1,0 +1,221 @@
+"""Losing a replica loses no kernel (issue 28): the leases of a replica that dies run out
+and another takes its kernels over (same process, every variable); a replica paused past
+its lease acts on nothing it lost; a replica drained by SIGTERM hands its kernels over at
+once. Real replicas over a real PostgreSQL store, HAProxy before them where clients move."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from kernels_service.kernels.provisioners.kept import process_start
+from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
+from kernels_service.testing.service import Service
+from tests.support.balancer import Balancer
+from tests.support.kernel_code import run_code as run
+from tests.support.node import NODE_DIR, TESTS, read_until_ready
+from tests.support.replicas import Replicas
+from tests.support.socketio_code import run_over_socketio
+from tests.support.waiting import wait_until
+
+LEASE = 5.0  # the default --lease-time
+TAKEN_OVER = re.compile(r"Kernel (\S+) taken over from replica (\S+),")
+
+
+def taken_over(replica: Service) -> list[tuple[str, str]]:
+    """The kernels the replica took over, and from whom (its log)."""
+    return TAKEN_OVER.findall(replica.output())
+
+
+def kernel_pid(service: Service | Balancer, kernel: str) -> int:
+    return int(run(service, kernel, "import os; print(os.getpid())"))
+
+
+def connections_on(replica: Service, kernel: str) -> int:
+    """How many websockets of the kernel the replica serves itself."""
+    status, _, model = replica.request("GET", f"api/kernels/{kernel}")
+    assert status == 200, model
+    return model["connections"]
+
+
+def start_jupyterlab(front: Balancer, kernel: str) -> subprocess.Popen:
+    """JupyterLab's own client (tests/node/jupyterlab_reconnect.js) on the kernel through
+    the balancer: it sets x = 42, says "ready", then must come back by itself."""
+    node = shutil.which("node")
+    assert node, "node is not installed (see .ci/run)"
+    script = [node, str(NODE_DIR / "jupyterlab_reconnect.js"), front.http_url(""), front.token, kernel]
+    client = subprocess.Popen(script, cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not read_until_ready(client):
+        client.kill()
+        raise AssertionError(f"JupyterLab's client did not get ready: {client.communicate()}")
+    return client
+
+
+def test_kill_9_of_an_owner_and_another_replica_loses_no_kernel_no_variable_no_jupyterlab_client(
+    replica_runs: Replicas,
+):
+    replicas = [replica_runs.start() for _ in range(3)]
+    front = Balancer(replicas)
+    jupyterlab = None
+    try:
+        owner = replicas[0]
+        kernel = owner.start_kernel()
+        pid = kernel_pid(front, kernel)
+        jupyterlab = start_jupyterlab(front, kernel)
+        wait_until(lambda: sum(connections_on(r, kernel) for r in replicas) == 1, 30, "JupyterLab's websocket")
+        with_client = next(r for r in replicas if connections_on(r, kernel) == 1)
+        # the owner dies, and so does JupyterLab's replica (or, if that is the owner, one more)
+        dying = {owner, with_client if with_client is not owner else replicas[1]}
+        survivor = next(r for r in replicas if r not in dying)
+        for replica in dying:
+            replica.process.kill()
+        killed = time.monotonic()
+        for replica in dying:
+            replica.process.wait(30)
+        assert wait_for_an_answer(front, kernel, deadline=LEASE + 15) == "42\n"  # relayed by any replica at once
+        interrupted = lambda: front.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204  # noqa: E731
+        wait_until(interrupted, LEASE + 15, "an interrupt: the kernel's new owner")
+        assert time.monotonic() - killed < LEASE + 15
+        assert taken_over(survivor) == [(kernel, "replica-0")]
+        assert asyncio.run(run_over_socketio(survivor, kernel, "print(x)")) == "42\n"
+        assert kernel_pid(front, kernel) == pid  # the same process: never launched again
+        outcome, errors = jupyterlab.communicate(timeout=180)
+        assert jupyterlab.returncode == 0, errors
+        assert '"ok":true' in outcome and '"text":"42\\n"' in outcome, (outcome, errors)
+        assert [k["id"] for k in survivor.request("GET", "api/kernels")[2]] == [kernel]
+    finally:
+        if jupyterlab is not None and jupyterlab.poll() is None:
+            jupyterlab.kill()
+        front.stop()
+
+
+def wait_for_an_answer(front: Balancer, kernel: str, deadline: float) -> str:
+    """`print(x)` through the balancer, tried until it answers (the kernel is taken over)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return run(front, kernel, "print(x)")
+        except Exception:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_replica_paused_past_its_lease_culls_and_acts_on_nothing_it_lost(replica_runs: Replicas):
+    """SIGSTOP of the owner past its lease; another takes the kernel over; SIGCONT: the
+    woken replica's culler (whose idle timeout passed while it slept) and its lifecycle
+    requests act on nothing; the kernel runs on, the other's, with its variable."""
+    paused = replica_runs.start("--lease-time=2", "--cull-idle-timeout=2", "--cull-interval=1")
+    other = replica_runs.start("--lease-time=2")
+    kernel = paused.start_kernel()
+    pid = kernel_pid(other, kernel)
+    client = ChannelsClient(other, kernel)  # a cell keeps the kernel busy (not culled) until the stop
+    try:
+        client.send("shell", "execute_request", {"code": "x = 42; import time; time.sleep(1)", "silent": False})
+        paused.process.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: taken_over(other) == [(kernel, "replica-0")], 30, "the takeover")
+            time.sleep(3)  # idle past the paused one's cull timeout
+        finally:
+            paused.process.send_signal(signal.SIGCONT)
+        for method, path in (("POST", "interrupt"), ("GET", "")):  # right away: fenced, or sent to the owner
+            status, _, body = paused.request(method, f"api/kernels/{kernel}/{path}".rstrip("/"))
+            assert status in (200, 204, 409), body
+        wait_until(lambda: "is another replica's now" in paused.output(), 30, "the woken replica to give it up")
+        time.sleep(2)  # two more cull rounds
+        assert "Kernel shut down" not in paused.output() and "culled" not in paused.output().lower().replace(
+            "not culled", ""
+        ), paused.output()[-3000:]
+        assert run(paused, kernel, "print(x)") == "42\n"  # served by the woken one, as the other's
+        assert kernel_pid(other, kernel) == pid
+        assert other.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204
+    finally:
+        client.close()
+
+
+def test_every_replica_killed_and_new_ones_started_take_the_kernels_from_the_store(replica_runs: Replicas):
+    first, second = replica_runs.start(), replica_runs.start()
+    kernels = [first.start_kernel(), second.start_kernel()]
+    for kernel in kernels:
+        run(first, kernel, f"x = {kernels.index(kernel) + 41}")
+    for replica in (first, second):
+        replica.process.kill()
+        replica.process.wait(30)
+    started = time.monotonic()
+    newcomers = [replica_runs.start(), replica_runs.start()]  # other names: nothing is theirs until leases run out
+    for index, kernel in enumerate(kernels):
+        interrupted = lambda: newcomers[index % 2].request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204  # noqa: E731, B023
+        wait_until(interrupted, LEASE + 15, "an interrupt: the kernel's new owner")
+        assert run(newcomers[index % 2], kernel, "print(x)") == f"{index + 41}\n"
+    assert time.monotonic() - started < LEASE + 30
+    owners = [owner for replica in newcomers for _, owner in taken_over(replica)]
+    assert sorted(owners) == ["replica-0", "replica-1"]  # each kernel taken over once
+
+
+def test_sigterm_hands_the_kernels_over_at_once_and_asks_clients_to_come_back(replica_runs: Replicas):
+    """A drained replica's leases are released as it stops: another replica owns its
+    kernels well within a lease time; its websocket clients are closed with 1012."""
+    draining = replica_runs.start("--lease-time=30")  # a takeover by expiry would take 30 s
+    other = replica_runs.start("--lease-time=30")
+    kernel = draining.start_kernel()
+    run(draining, kernel, "x = 42")
+    client = ChannelsClient(draining, kernel)
+    began = time.monotonic()
+    assert draining.stop(signal.SIGTERM) == 0
+    assert close_of(client) == (1012, "service restarting")
+    assert "Kernels handed over to the other replicas" in draining.output()
+    assert other.request("POST", f"api/kernels/{kernel}/interrupt")[0] == 204  # the other acts: it owns it
+    assert time.monotonic() - began < 15
+    assert taken_over(other) == [(kernel, "replica-0")]
+    assert run(other, kernel, "print(x)") == "42\n"
+
+
+def test_a_kernel_no_replica_can_take_over_is_dropped_after_the_bound(replica_runs: Replicas, postgres):
+    """Another machine's local kernel whose replica died: reported, then dropped from the
+    store (12 lease times), never left forever; its process is nobody's to signal here."""
+    replica = replica_runs.start("--lease-time=1")
+    database = replica_runs.url.rsplit("/", 1)[1]
+    kernel = replica.start_kernel()
+    pid = kernel_pid(replica, kernel)
+    # as if it were another machine's: its entry names another host, and its owner is dead
+    postgres.sql(
+        "UPDATE kernels_service_kernels SET owner = 'elsewhere', lease_until = now(),"
+        " entry = jsonb_set(entry, '{host}', '\"another-host\"') WHERE id = " + f"'{kernel}'",
+        database,
+    )
+    replica.request("GET", "api/kernels")
+    try:
+        wait_until(lambda: "it cannot be taken over here" in replica.output(), 20, "the report")
+        wait_until(lambda: replica.request("GET", f"api/kernels/{kernel}")[0] == 404, 40, "the drop")
+        assert f"Kernel {kernel} dropped from the kernel store" in replica.output()
+        assert process_start(pid) is not None  # not signalled: it is not this replica's
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stream_of_output_is_followed_across_a_takeover(replica_runs: Replicas):
+    """A client of a non-owner keeps its websocket while the owner is killed and the
+    kernel taken over in place: no reconnection, every line of a running loop arrives."""
+    owner, other = replica_runs.start("--lease-time=2"), replica_runs.start("--lease-time=2")
+    kernel = owner.start_kernel()
+    client = ChannelsClient(other, kernel)
+    try:
+        msg_id = client.send(
+            "shell", "execute_request", {"code": "import time\nfor i in range(40):\n print(i); time.sleep(0.1)"}
+        )
+        time.sleep(0.5)
+        owner.process.kill()
+        owner.process.wait(30)
+        reply, outputs = client.wait_for(msg_id, timeout=60)
+        assert reply["content"]["status"] == "ok"
+        assert stream_text(outputs) == "".join(f"{i}\n" for i in range(40))
+        wait_until(lambda: taken_over(other) == [(kernel, "replica-0")], 20, "the takeover")
+        reply, outputs = client.execute("print(i)")
+        assert stream_text(outputs) == "39\n"
+    finally:
+        client.close()
