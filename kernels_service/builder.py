@@ -113,10 +113,10 @@ class KernelsServer:
         for task in self._background:
             task.cancel()
         self.services.drain.draining = True
+        if keep and self.fleet is not None:
+            await self.hand_over()  # still listening: the others take their clients' sessions from here
         if self.http is not None:
             self.http.stop()
-        if keep and self.fleet is not None:
-            await self.hand_over()
         self.socketio.close_all()
         await self.services.hub.close_all(SERVICE_RESTARTING if keep else "service stopping")
         await stop_all(self.services.registry, keep=keep)
@@ -131,16 +131,36 @@ class KernelsServer:
                 directory.remove()
 
     async def hand_over(self) -> None:
-        """Drain a replica of a shared store (SIGTERM): its kept kernels let go of, their
-        clients told to come back (1012: through the balancer, to another replica), and
-        their leases released at once, so that the other replicas take them over within
-        a refresh instead of a lease time (kernels/fleet.py)."""
+        """Drain a replica of a shared store (SIGTERM): every websocket client is told to
+        come back (1012: through the balancer, to another replica) and its session is
+        kept for the replica it comes back to (relay/handover.py); the kept kernels are
+        let go of and their leases released at once, so that the other replicas take
+        them over within a refresh instead of a lease time (kernels/fleet.py). It waits,
+        at most HANDOVER_WAIT seconds, until every session was taken."""
         assert self.fleet is not None and self.store is not None
+        hub = self.services.hub
         self.fleet.handing_over = True
         self.services.registry.refuse_starts()
+        offered = hub.handover_offers()
+        awaited = [(kernel_id, key) for kernel_id, key, connected in offered if connected]
+        try:
+            await self.store.offer_handovers([(kernel_id, key) for kernel_id, key, _ in offered], HANDOVER_WAIT)
+        except StoreUnavailable:
+            log.warning("The kernel store did not answer: %d websocket sessions are not handed over", len(offered))
+            awaited = []
+        hub.hand_over(awaited, SERVICE_RESTARTING)
         await let_go_of_kept(self.services.registry)
         await release_leases(self.store, keep=True)
-        log.info("Kernels handed over to the other replicas")
+        left = await hub.handovers_taken(HANDOVER_WAIT)
+        log.info(
+            "Kernels handed over to the other replicas; %d of %d connected websocket sessions taken",
+            len(awaited) - left, len(awaited),
+        )  # fmt: skip
+
+
+#: Seconds a draining replica waits for its websocket clients to come back to another
+#: replica and that replica to take their sessions (relay/handover.py).
+HANDOVER_WAIT = 10.0
 
 
 #: gateway_provisioners (0.5) waits for container kernels' connection information with a

@@ -86,7 +86,7 @@ def test_services_starting_at_once_make_the_schema_once_and_one_of_them_runs(dat
     assert len(refusals) == 2, results
     assert all("is in use by another service" in refusal for refusal in refusals), refusals
     name = database.rsplit("/", 1)[1]
-    assert postgres.sql("SELECT version, oldest_reader FROM kernels_service_schema", name) == "1|1"
+    assert postgres.sql("SELECT version, oldest_reader FROM kernels_service_schema", name) == "2|1"
 
 
 HOLDER = """
@@ -138,7 +138,7 @@ def database_dump(postgres: Cluster, name: str) -> str:
 @pytest.mark.parametrize(
     ("change", "refusal"),
     [
-        ("UPDATE kernels_service_schema SET version = 2, oldest_reader = 2", "needs a service of schema version 2"),
+        ("UPDATE kernels_service_schema SET version = 3, oldest_reader = 3", "needs a service of schema version 3"),
         ("INSERT INTO kernels_service_schema VALUES (1, 1)", "has 2 schema versions"),
         ("ALTER TABLE kernels_service_kernels RENAME COLUMN entry TO other", 'column "entry" does not exist'),
     ],

@@ -11,13 +11,16 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
 from kernels_service.testing.service import Service
 from tests.support.balancer import Balancer
 from tests.support.kernel_code import run_code as run
+from tests.support.moving_client import MovingClient
 from tests.support.node import NODE_DIR, TESTS, read_until_ready
 from tests.support.replicas import Replicas
 from tests.support.socketio_code import run_over_socketio
@@ -219,3 +222,113 @@ def test_a_stream_of_output_is_followed_across_a_takeover(replica_runs: Replicas
         assert stream_text(outputs) == "39\n"
     finally:
         client.close()
+
+
+def clients_on(replica: Service, kernel: str, count: int, front: Balancer) -> list[MovingClient]:
+    """Clients of the kernel through the balancer, until at least one is on `replica`
+    (round robin: a few tries); all of them."""
+    run(replica, kernel, "pass")  # the kernel answers: a client's session is attached as it connects
+    clients: list[MovingClient] = []
+    for _ in range(12):
+        clients.append(MovingClient(front, kernel))
+        wait_until(lambda: sum(connections_on(r, kernel) for r in front.replicas) == len(clients), 30, "the clients")
+        if len(clients) >= count and connections_on(replica, kernel) >= 1:
+            return clients
+    raise AssertionError("no client reached the replica through the balancer")
+
+
+def test_sigterm_mid_flood_moves_every_client_to_another_replica_with_every_line_in_order_once(
+    replica_runs: Replicas,
+):
+    replicas = [replica_runs.start() for _ in range(3)]
+    front = Balancer(replicas)
+    draining = replicas[0]
+    kernel = draining.start_kernel()  # the draining replica owns it: taken over as its clients move
+    clients = clients_on(draining, kernel, 3, front)
+    lines = 400
+    expected = "".join(f"{i}\n" for i in range(lines))
+    try:
+        flood = f"import time\nfor i in range({lines}):\n    print(i, flush=True)\n    time.sleep(0.005)"
+        msg_id = clients[0].send("shell", "execute_request", {"code": flood, "silent": False})
+        with ThreadPoolExecutor(len(clients)) as pool:  # each client reads (and moves) on its own
+            progress = [""] * len(clients)
+            seen = [pool.submit(read_flood, clients, index, msg_id, lines, progress) for index in range(len(clients))]
+            wait_until(lambda: "0\n" in progress[0], 30, "the flood's first line")
+            draining.process.send_signal(signal.SIGTERM)
+            results = [future.result(timeout=120) for future in seen]
+        assert draining.process.wait(60) == 0
+        for text, _ in results:
+            assert text == expected  # every line, in order, once
+        assert results[0][1]["content"]["status"] == "ok"  # the reply of the cell, sent before the drain
+        moved = [client for client in clients if client.moves]
+        assert moved and all("service restarting" in " ".join(c.moves) for c in moved), [c.moves for c in clients]
+        taken = re.search(r"(\d+) of \1 connected websocket sessions taken", draining.output())
+        assert taken and int(taken[1]) >= 1, draining.output()[-2000:]
+        reply, outputs = clients[0].execute("print(i)")
+        assert stream_text(outputs) == f"{lines - 1}\n"
+    finally:
+        for client in clients:
+            client.close()
+        front.stop()
+
+
+def read_flood(
+    clients: list[MovingClient], index: int, msg_id: str, lines: int, progress: list[str]
+) -> tuple[str, dict | None]:
+    """The flood's text as a client received it (kept in `progress[index]` as it comes),
+    and for its sender (client 0) the cell's reply."""
+    client, reply = clients[index], None
+    while not progress[index].endswith(f"{lines - 1}\n") or (index == 0 and reply is None):
+        message = client.recv(60)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["channel"] == "shell":
+            assert reply is None, "a second reply"
+            reply = message
+        elif message["header"]["msg_type"] == "stream":
+            progress[index] += message["content"]["text"]
+    return progress[index], reply
+
+
+def test_a_rolling_restart_of_every_replica_loses_no_kernel_variable_or_reply(replica_runs: Replicas):
+    """Each replica in turn is stopped with SIGTERM and started again (same name, same
+    port), while a client runs cells in a loop through the balancer: every cell's reply
+    and output arrive, in order, and the kernel's count goes on."""
+    replicas = [replica_runs.start() for _ in range(3)]
+    front = Balancer(replicas)
+    kernel = replicas[0].start_kernel()
+    client = MovingClient(front, kernel)
+    counted = [0]
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def loop() -> None:
+        try:
+            client.execute("n = 0")
+            while not stop.is_set():
+                reply, outputs = client.execute("n += 1; print(n)")
+                assert reply["content"]["status"] == "ok", reply["content"]
+                assert stream_text(outputs) == f"{counted[0] + 1}\n", (stream_text(outputs), counted[0])
+                counted[0] += 1
+        except Exception as error:  # noqa: BLE001 - the test's thread reports what failed
+            failures.append(f"{type(error).__name__}: {error}")
+
+    runner = threading.Thread(target=loop)
+    runner.start()
+    try:
+        for index in range(3):
+            before = counted[0]
+            wait_until(lambda: counted[0] > before + 5 or failures, 60, "cells before the restart")  # noqa: B023
+            old = replicas[index]
+            assert old.stop(signal.SIGTERM) == 0
+            replicas[index] = replica_runs.start(name=f"replica-{index}", port=old.port)
+        before = counted[0]
+        wait_until(lambda: counted[0] > before + 5 or failures, 60, "cells after the last restart")
+    finally:
+        stop.set()
+        runner.join(120)
+        client.close()
+        front.stop()
+    assert not failures, failures
+    assert run(replicas[1], kernel, "print(n)") == f"{counted[0]}\n"
+    assert client.moves, "the client never moved"

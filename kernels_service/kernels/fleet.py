@@ -159,6 +159,14 @@ class Fleet:
             raise HandingOver(f"Kernel {kernel_id} is being handed over between replicas; try again")
         return OwnedElsewhere(kernel_id, row.owner, row.owner_address)
 
+    async def handover_of(self, kernel_id: str, key: str) -> str | None:
+        """The address of a draining replica that holds what the websocket session `key`
+        missed (its client came back here), if one does; None if the store is out of reach."""
+        try:
+            return await self.store.handover_of(kernel_id, key)
+        except StoreUnavailable:
+            return None
+
     def _remote_kernel(self, row: StoredRow) -> RemoteKernel:
         entry = row.entry
         record = KernelRecord(entry.id, entry.kernelspec, self._make_manager(entry), client_env=dict(entry.client_env))

@@ -88,6 +88,15 @@ DROP = (
     f"DELETE FROM {KERNELS} WHERE id = %s AND epoch = %s"
     " AND lease_until < now() - make_interval(secs => %s) RETURNING id"
 )
+HANDOVER = (
+    "INSERT INTO kernels_service_handovers (kernel_id, session_key, address, until)"
+    " VALUES (%s, %s, %s, now() + make_interval(secs => %s)) ON CONFLICT (kernel_id, session_key)"
+    " DO UPDATE SET address = excluded.address, until = excluded.until"
+)
+TAKE_HANDOVER = (
+    "DELETE FROM kernels_service_handovers WHERE kernel_id = %s AND session_key = %s AND until > now()"
+    " RETURNING address"
+)
 ACTING = f"SELECT 1 FROM {KERNELS} WHERE id = %s AND owner = %s AND epoch = %s AND lease_until > now() FOR UPDATE"
 
 
@@ -295,6 +304,20 @@ class PostgresKernelStore:
         await self._execute(f"UPDATE {KERNELS} SET lease_until = now() WHERE owner = %(me)s", self._params)
         await self._execute("DELETE FROM kernels_service_replicas WHERE name = %(me)s", self._params)
         self._epochs.clear()
+
+    async def offer_handovers(self, sessions: list[tuple[str, str]], wait: float) -> None:
+        """Say that this replica holds what these (kernel id, session key) websocket
+        sessions miss, for `wait` seconds, for whichever replica their clients come back to."""
+        async with self._connection() as connection, connection.cursor() as cursor:
+            await cursor.execute("DELETE FROM kernels_service_handovers WHERE until < now()")
+            offers = [(kernel_id, key, self.replica.address, wait) for kernel_id, key in sessions]
+            await cursor.executemany(HANDOVER, offers)
+
+    async def handover_of(self, kernel_id: str, key: str) -> str | None:
+        """The address of the replica that holds a session's missed messages, if one does
+        (it is forgotten here: the one who asks takes them)."""
+        rows = await self._execute(TAKE_HANDOVER, (kernel_id, key))
+        return rows[0][0] if rows else None
 
     async def report(self, states: list[tuple[str, str, datetime]], seen: list[tuple[str, datetime]]) -> None:
         """Write the state and activity of kernels this replica owns (`states`: id, state,

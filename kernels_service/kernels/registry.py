@@ -98,6 +98,11 @@ class KernelRegistry:
         self._fleet = Fleet(store, self, self._keeper, self._multi.connection_only, self._observers)
         return self._fleet
 
+    @property
+    def fleet(self) -> Fleet | None:
+        """The replicas of a shared store, this one among them (None: no shared store)."""
+        return self._fleet
+
     async def find(self, kernel_id: str) -> KernelRecord:
         """A client's kernel, this replica's or (over a shared store) another's; NoSuchKernel
         if no replica has it."""

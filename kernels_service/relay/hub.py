@@ -1,14 +1,21 @@
-"""The relay hub: one KernelRelay per running kernel, kept in step with the registry."""
+"""The relay hub: one KernelRelay per running kernel, kept in step with the registry; and, as
+the replica drains, the websocket sessions it hands over (relay/handover.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from kernels_service.kernels import KernelRecord, KernelRegistry, NoSuchKernel
+from kernels_service.protocol import KernelMessage
 from kernels_service.relay.kernel import KernelRelay
 from kernels_service.relay.replay import ReplayPolicy
 
 #: The reason clients are given when the service stops and leaves their kernels running
 #: (--keep-kernels): they may come back to them once it is up again.
 SERVICE_RESTARTING = "service restarting"
+
+#: Seconds a hand-over waits for its client's connection to the draining replica to close.
+HANDOVER_DETACH = 5.0
 
 
 class RelayHub:
@@ -18,12 +25,61 @@ class RelayHub:
         self.registry = registry
         self._replay = replay
         self._relays: dict[str, KernelRelay] = {}
+        self._handed: dict[str, KernelRelay] = {}  # relays of kernels let go of, kept for their hand-overs
+        self._offered: set[tuple[str, str]] = set()  # (kernel id, key) of sessions not yet taken
+        self._all_taken = asyncio.Event()
         registry.add_observer(self)
 
     async def close_all(self, reason: str) -> None:
         """Close every relay (the service is stopping): no ZeroMQ socket stays open."""
-        for kernel_id in list(self._relays):
-            await self._relays.pop(kernel_id).close(reason)
+        for relays in (self._relays, self._handed):
+            for kernel_id in list(relays):
+                await relays.pop(kernel_id).close(reason)
+
+    # --- a drain's hand-over of websocket sessions (relay/handover.py) ------------------------
+
+    def handover_offers(self) -> list[tuple[str, str, bool]]:
+        """The (kernel id, key, whether it has a client now) of every websocket session a
+        drain hands over."""
+        return [(kernel_id, *keyed) for kernel_id, relay in self._relays.items() for keyed in relay.handover_keys()]
+
+    def hand_over(self, awaited: list[tuple[str, str]], reason: str) -> None:
+        """Close every client with `reason`, the websocket sessions kept for the replicas
+        their clients come back to; `awaited`: those the drain waits for (their clients
+        were connected: they come back at once)."""
+        self._offered = set(awaited)
+        if not self._offered:
+            self._all_taken.set()
+        for relay in self._relays.values():
+            relay.hand_over(reason)
+
+    async def take_session(self, kernel_id: str, key: str, wait: float = HANDOVER_DETACH) -> list[KernelMessage] | None:
+        """What a handed-over session kept (once its client's connection here has closed,
+        within `wait` seconds); None if there is no such session."""
+        relay = self._relays.get(kernel_id) or self._handed.get(kernel_id)
+        if relay is None or not relay.handing_over:
+            return None
+        deadline = asyncio.get_running_loop().time() + wait
+        while relay.has_client(key) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        taken = relay.take_session(key)
+        self._offered.discard((kernel_id, key))
+        if not self._offered:
+            self._all_taken.set()
+        return taken
+
+    async def handover_of(self, kernel_id: str, key: str | None) -> str | None:
+        """Where a draining replica keeps what this websocket session missed, if one does."""
+        fleet = self.registry.fleet
+        return None if fleet is None or not key else await fleet.handover_of(kernel_id, key)
+
+    async def handovers_taken(self, timeout: float) -> int:
+        """Wait until every session awaited was taken, or `timeout` seconds; how many were not."""
+        try:
+            await asyncio.wait_for(self._all_taken.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return len(self._offered)
 
     def get(self, kernel_id: str) -> KernelRelay:
         """The relay of a client's running kernel; NoSuchKernel if there is none (a pooled
@@ -53,7 +109,9 @@ class RelayHub:
 
     async def kernel_stopping(self, record: KernelRecord, reason: str) -> None:
         relay = self._relays.pop(record.id, None)
-        if relay is not None:
+        if relay is not None and relay.handing_over and reason == SERVICE_RESTARTING:
+            self._handed[record.id] = relay  # let go of while it drains: its sessions wait to be taken
+        elif relay is not None:
             await relay.close(reason)
 
     def kernel_restarting(self, record: KernelRecord, automatic: bool) -> None:

@@ -66,6 +66,7 @@ class KernelRelay:
         self._iopub = IopubReader(record.id, manager, self._signer, self._on_iopub)
         self._status_session = uuid.uuid4().hex  # the session of the relay's synthetic statuses
         self.closed = False
+        self.handing_over = False  # the replica drains: its websocket sessions wait for another to take them
 
     @property
     def kernel_id(self) -> str:
@@ -80,13 +81,57 @@ class KernelRelay:
         """Return once the kernel answered kernel_info and its iopub reaches us."""
         await self._readiness.ready.wait()
 
-    def open_session(self, listener: RelayListener, key: str | None = None) -> RelaySession:
+    def open_session(self, listener: RelayListener, key: str | None = None, handed: bool = False) -> RelaySession:
         """A websocket connection's session (own ZMQ identity), with `listener` attached.
         With a key (the client's `session_id`), a client that comes back with it within the
-        replay window gets the same session, and first what it missed."""
+        replay window gets the same session, and first what it missed. `handed`: another
+        replica handed over what the client missed (it is told of no restart)."""
         session = self._keyed_session(f"ws:{key}", "ws") if key else self._new_session("ws")
+        if handed:
+            self._told_of_restart.add(session.identity)
         self.attach(session, listener)
         return session
+
+    def handover_keys(self) -> list[tuple[str, bool]]:
+        """The keys (clients' `session_id`s) of the websocket sessions a drain hands over,
+        each with whether it has a client now (the others wait for one to come back)."""
+        return [
+            (key[3:], bool(session.listeners))
+            for key, session in self._keyed.items()
+            if key.startswith("ws:") and session in self._sessions
+        ]
+
+    def hand_over(self, reason: str) -> None:
+        """The replica drains: every client is closed with `reason`; a websocket client's
+        session (one with a key) goes on keeping what it misses, message by message, for
+        the replica it comes back to (`take_session`); the others end."""
+        self.handing_over = True
+        for session in list(self._sessions):
+            if session.key is not None and session.key.startswith("ws:"):
+                if session.replay is not None:
+                    session.replay.stop_merging()
+                for listener in list(session.listeners):
+                    listener.moved(reason)  # detached when its connection closes: the session waits
+            else:
+                for listener in list(session.listeners):
+                    listener.relay_closed(reason)
+                self.close_session(session)
+
+    def take_session(self, key: str) -> list[KernelMessage] | None:
+        """What a handed-over websocket session kept for its client, every channel, in
+        order; the session ends. None if there is no such session (or it still has a
+        client: its connection has not closed yet)."""
+        session = self._keyed.get(f"ws:{key}")
+        if session is None or session not in self._sessions or session.listeners:
+            return None
+        kept = session.replay.take(CHANNELS) if session.replay is not None else []
+        self.close_session(session)
+        return kept
+
+    def has_client(self, key: str) -> bool:
+        """Whether the session of this key still has a client attached."""
+        session = self._keyed.get(f"ws:{key}")
+        return session is not None and bool(session.listeners)
 
     def shared_session(self) -> RelaySession:
         """The one session all socket.io clients of this kernel share (kernel-relay's routing).
@@ -133,7 +178,8 @@ class KernelRelay:
         with `missed`: what was on its way to the listener but not sent."""
         if session.detach(listener):
             if session.key is not None and self._replay.window > 0 and not self.closed:
-                session.wait_for_return(self._replay.limit, self._replay.window, self._expire, missed)
+                merge = not self.handing_over  # handed over: the other replica tells duplicates by msg_id
+                session.wait_for_return(self._replay.limit, self._replay.window, self._expire, missed, merge)
             else:
                 self.close_session(session)
         self._count_connections()

@@ -33,18 +33,26 @@ class MergingQueue:
     merged into runs (clients append stream text, so nothing is lost); `bytes` is what
     they add up to."""
 
-    def __init__(self) -> None:
+    def __init__(self, merge: bool = True) -> None:
+        """`merge=False`: every message kept as it came (each keeps its own msg_id)."""
         self._entries: deque[KernelMessage | StreamRun] = deque()
         self.bytes = 0
+        self._merge = merge
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def append(self, message: KernelMessage) -> None:
         tail = self._entries[-1] if self._entries else None
-        if not (isinstance(tail, StreamRun) and tail.extend(message)):
+        if not self._merge:
+            self._entries.append(message)
+        elif not (isinstance(tail, StreamRun) and tail.extend(message)):
             self._entries.append(StreamRun.start(message) or message)
         self.bytes += size_of(message)
+
+    def stop_merging(self) -> None:
+        """Append each message as it comes from now on (runs made so far stay)."""
+        self._merge = False
 
     def popleft(self) -> KernelMessage:
         entry = self._entries.popleft()

@@ -29,9 +29,12 @@ class ReplayPolicy:
 class ReplayBuffer:
     """Messages for a session's clients while they are away, up to `limit` bytes."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, merge: bool = True):
+        """`merge=False` for a session handed over to another replica: that replica tells
+        what it already has by each message's msg_id (a merged run has only its first)."""
         self.limit = limit
-        self._kept = MergingQueue()
+        self._merge = merge
+        self._kept = MergingQueue(merge)
         self.kept_messages = 0
         self.dropped_messages = 0
         self.dropped_bytes = 0
@@ -51,6 +54,11 @@ class ReplayBuffer:
         self._kept.append(message)
         self.kept_messages += 1
 
+    def stop_merging(self) -> None:
+        """Keep each message from now on as it comes (the session is handed over)."""
+        self._merge = False
+        self._kept.stop_merging()
+
     @property
     def kept_bytes(self) -> int:
         return self._kept.bytes
@@ -58,7 +66,7 @@ class ReplayBuffer:
     def take(self, channels: Collection[str]) -> list[KernelMessage]:
         """The kept messages of these channels, in order (then, with iopub, the notice of
         what was dropped, at the gap); the others stay for clients of other channels."""
-        taken, others = [], MergingQueue()
+        taken, others = [], MergingQueue(self._merge)
         while self._kept:
             message = self._kept.popleft()
             (taken if message.channel in channels else others).append(message)
@@ -90,6 +98,13 @@ def restart_notice(record: KernelRecord, window: float) -> KernelMessage | None:
     back = isoformat(record.taken_up)
     since = f"between {isoformat(record.left)} and {back}" if record.left is not None else f"until {back}"
     text = f"[kernels-service] The service restarted: output of this kernel {since} may be missing.\n"
+    return make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
+
+
+def handover_lost_notice(why: str) -> KernelMessage:
+    """An iopub `stream` on stderr telling a client that came back from a drained replica
+    that what it missed there may be missing: `why`."""
+    text = f"[kernels-service] This client moved to another replica: output it missed may be missing ({why}).\n"
     return make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
 
 

@@ -46,6 +46,10 @@ class RelayListener(Protocol):
     def relay_closed(self, reason: str) -> None:
         """The kernel is gone: close the client with this reason."""
 
+    def moved(self, reason: str) -> None:
+        """The replica drains: close the client with this reason, asking it to come back
+        (to another replica), its session kept for the hand-over of what it misses."""
+
 
 class KernelNotReading(Exception):
     """The kernel takes no more messages (its ZeroMQ queue is full, or too many wait for a
@@ -186,11 +190,13 @@ class RelaySession:
         window: float,
         on_expired: Callable[[RelaySession], None],
         missed: Iterable[KernelMessage] = (),
+        merge: bool = True,
     ) -> None:
         """No client is left: keep what they miss (`missed` first), up to `limit` bytes,
-        for `window` seconds; then `on_expired(self)`."""
+        for `window` seconds; then `on_expired(self)`. `merge=False`: each message kept as
+        it came (a session handed over to another replica)."""
         if self.replay is None:
-            self.replay = ReplayBuffer(limit)
+            self.replay = ReplayBuffer(limit, merge)
         if self.expiry is None:
             self.expiry = asyncio.get_running_loop().call_later(window, self._expired, on_expired)
         for message in missed:

@@ -100,6 +100,10 @@ class ChannelListener:
         count_closed(closed_reason(reason))
         self.socket.disconnect()
 
+    def moved(self, reason: str) -> None:
+        """socket.io's clients share one session per kernel: none is handed over."""
+        self.relay_closed(reason)
+
 
 class KernelChannelNamespace:
     """The handler of one `/<channel>/<kernel id>` namespace."""

@@ -29,7 +29,9 @@ from kernels_service.protocol.websocket import (
 )
 from kernels_service.protocol.ws_frames import WireFrame, wire_frame
 from kernels_service.relay import SERVICE_RESTARTING, KernelRelay, RelaySession
+from kernels_service.relay.handover import HandoverError, handed_first, take_handover
 from kernels_service.relay.outbox import Outbox
+from kernels_service.relay.replay import handover_lost_notice
 from kernels_service.relay.session import KernelNotReading
 from kernels_service.web.base import TOKEN_CHALLENGE, Services, error_answer, foreign_host_refusal, status_of
 from kernels_service.web.keepalive import Keepalive, Verdict, unsent_bytes
@@ -86,6 +88,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._keepalive: Keepalive | None = None
         self._counted = False  # in the open-websockets gauge
         self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
+        self._arriving: list[KernelMessage] | None = None  # held while a hand-over is taken (relay/handover.py)
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
@@ -96,6 +99,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
             return self._refuse(401, "Unauthorized: a token is required")
         if not self.services.policy.token_accepted(self.request):
             return self._refuse(403, "Forbidden: bad token")
+        if self.services.drain.draining:
+            return self._refuse(503, "This replica is stopping; connect again (to another one)")
         try:
             self.relay = await self.services.hub.find(kernel_id)
         except KernelsError as error:  # none (404), or the shared store out of reach (503)
@@ -135,11 +140,17 @@ class ChannelsHandler(websocket.WebSocketHandler):
         await self.relay.wait_ready()
         if self.ws_connection is None:  # the client left while the kernel was starting
             return
+        key = self.get_query_argument("session_id", None)
+        handover = await self.services.hub.handover_of(kernel_id, key)
+        if handover is not None:
+            self._arriving = []  # what reaches this session waits behind what the drained replica kept
         try:
-            self.session = self.relay.open_session(self, self.get_query_argument("session_id", None))
+            self.session = self.relay.open_session(self, key, handed=handover is not None)
         except NoSuchKernel:  # shut down while the kernel was starting
             self.close(CLOSE_GOING_AWAY, "kernel shut down")
             return
+        if handover is not None and key is not None:
+            await self._take_handover(handover, kernel_id, key)
         WEBSOCKETS.websockets += 1
         self._counted = True
         interval = self.services.ping_interval
@@ -196,8 +207,26 @@ class ChannelsHandler(websocket.WebSocketHandler):
             return decode_legacy_binary(frame)
         return decode_legacy_text(frame)
 
+    async def _take_handover(self, address: str, kernel_id: str, key: str) -> None:
+        """Deliver what the drained replica at `address` kept for this session, then what
+        arrived here meanwhile that it had not (relay/handover.py)."""
+        try:
+            handed = await take_handover(
+                address, kernel_id, key, self.services.policy.token, self.services.replica_name
+            )
+        except HandoverError as error:
+            log.warning("Kernel %s: a session's hand-over was not taken: %s", kernel_id, error)
+            why = f"the replica it was on ({address}) did not hand it over"
+            handed = [handover_lost_notice(why)]
+        arrived, self._arriving = self._arriving or [], None
+        for message in handed_first(handed, arrived):
+            self.deliver(message)
+
     def deliver(self, message: KernelMessage) -> None:
         """Queue one kernel message for this client (RelayListener); never blocks."""
+        if self._arriving is not None:  # a hand-over is being taken: this waits behind it
+            self._arriving.append(message)
+            return
         if self._unsent is not None:  # closed, but not yet detached: kept for its return
             self._unsent.append(message)
             return
@@ -211,7 +240,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
     def _not_written(self, messages: list[KernelMessage]) -> None:
         """The connection closed before a batch went out: it, and what waits behind it, are
         kept for the client's return (on_close hands them over)."""
-        self._unsent = [*messages, *self.outbox.take_waiting()]
+        self._unsent = [*messages, *self.outbox.take_waiting(), *(self._unsent or [])]
 
     def _give_up(self, reason: str) -> None:
         log.warning("Closing websocket on kernel %s: %s", self.relay.kernel_id if self.relay else "?", reason)
@@ -224,6 +253,14 @@ class ChannelsHandler(websocket.WebSocketHandler):
         count_closed(closed_reason(reason))
         self.session = None
         self.close(CLOSE_SERVICE_RESTART if reason == SERVICE_RESTARTING else CLOSE_GOING_AWAY, reason)
+
+    def moved(self, reason: str) -> None:
+        """The replica drains (RelayListener): the client is asked to come back (1012:
+        through the balancer, to another replica); what reaches it from now on is kept as
+        it came, and its session waits, with it, for the hand-over."""
+        count_closed(closed_reason(reason))
+        self._unsent = self._unsent or []
+        self.close(CLOSE_SERVICE_RESTART, reason)
 
     def on_close(self) -> None:
         if self._counted:

@@ -9,6 +9,7 @@ from tornado import web
 from kernels_service.web.access_log import log_request
 from kernels_service.web.base import NotFoundHandler, Services
 from kernels_service.web.channels import ChannelsHandler
+from kernels_service.web.handover import HandoverHandler
 from kernels_service.web.kernels import (
     InterruptHandler,
     KernelHandler,
@@ -50,6 +51,7 @@ def routes(services: Services) -> list[tuple[str, type, dict[str, Any]]]:
         (rf"api/kernels/{KERNEL_ID}/interrupt/?", InterruptHandler),
         (rf"api/kernels/{KERNEL_ID}/restart/?", RestartHandler),
         (rf"api/kernels/{KERNEL_ID}/channels", ChannelsHandler),
+        (rf"api/kernels/{KERNEL_ID}/handover", HandoverHandler),
         (r"api/kernelspecs/?", KernelSpecsHandler),
         (rf"api/kernelspecs/{SPEC_NAME}/?", KernelSpecHandler),
         (rf"kernelspecs/{SPEC_NAME}/(?P<filename>[^/]+)", KernelSpecResourceHandler),

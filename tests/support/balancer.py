@@ -26,6 +26,7 @@ class Balancer:
         assert os.path.exists(haproxy), "HAProxy is not installed (apt-get install haproxy; .ci/run does)"
         assert len(replicas) == 3, "the configuration names three replicas"
         first = replicas[0]
+        self.replicas = replicas  # the services behind it, as the configuration names them
         self.port = free_port()
         self.base, self.token = first.base, first.token
         self.log = tempfile.NamedTemporaryFile(prefix="haproxy-", suffix=".log", delete=False)

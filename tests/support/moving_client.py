@@ -1,0 +1,86 @@
+"""A kernel websocket client that moves between replicas as JupyterLab's does: closed by
+the service with 1012 (a replica drains), or cut off, it connects again through the
+balancer with the same `session_id`, retrying while replicas refuse it, and goes on
+reading where it was."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import websocket
+
+from kernels_service.testing.channels import ChannelsClient
+
+#: What a connection that ends, or cannot be made, raises.
+CUT = (ConnectionError, websocket.WebSocketException, OSError)
+
+
+class MovingClient:
+    def __init__(self, front: Any, kernel: str, protocol: str = "v1", reconnect_within: float = 60):
+        self.front, self.kernel, self.protocol = front, kernel, protocol
+        self.session = uuid.uuid4().hex
+        self.reconnect_within = reconnect_within
+        self.moves: list[str] = []  # why each connection ended
+        self.client = self._connect()
+
+    def _connect(self) -> ChannelsClient:
+        deadline = time.monotonic() + self.reconnect_within
+        while True:
+            try:
+                return ChannelsClient(self.front, self.kernel, self.protocol, session=self.session)
+            except CUT:  # a draining replica's 503, a replica that is down: the balancer's next one
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _moved(self, why: BaseException) -> None:
+        self.moves.append(str(why))
+        try:
+            self.client.close()
+        except CUT:
+            pass
+        self.client = self._connect()
+
+    def send(self, channel: str, msg_type: str, content: dict) -> str:
+        while True:
+            try:
+                return self.client.send(channel, msg_type, content)
+            except CUT as why:  # not sent: sent again on the next connection
+                self._moved(why)
+
+    def recv(self, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.client.recv(max(deadline - time.monotonic(), 0.01))
+            except (TimeoutError, websocket.WebSocketTimeoutException):
+                raise TimeoutError(f"nothing from the kernel in {timeout} s (moves: {self.moves})") from None
+            except CUT as why:
+                self._moved(why)
+
+    def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
+        """Run code; the execute_reply and the request's iopub output until idle."""
+        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}}
+        msg_id = self.send("shell", "execute_request", {**content, "allow_stdin": False})
+        reply, outputs, idle = None, [], False
+        deadline = time.monotonic() + timeout
+        while reply is None or not idle:
+            message = self.recv(max(deadline - time.monotonic(), 0.01))
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["channel"] == "shell":
+                assert reply is None, "a second reply"
+                reply = message
+            elif message["header"]["msg_type"] == "status":
+                idle = idle or message["content"]["execution_state"] == "idle"
+            else:
+                outputs.append(message)
+        return reply, outputs
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except CUT:
+            pass
