@@ -386,3 +386,32 @@ def test_bad_replica_options_stop_the_start_with_their_reason(options, said, cod
     output = result.stdout + result.stderr
     assert result.returncode == code and said in output, output
     assert "Traceback" not in output
+
+
+def test_a_version_1_store_gets_the_hand_over_table_and_keeps_its_kernels_and_its_readers(database, postgres):
+    """Schema 2 adds a table only: a service of version 2 brings a version 1 database up
+    in place (its kernels kept), and `oldest_reader` stays 1, so version 1 replicas go on
+    using it during a rolling upgrade."""
+    name = database.rsplit("/", 1)[1]
+
+    async def one_entry() -> None:
+        store = await opened(database)
+        await store.save(entry("k1"))
+        await store.close()
+
+    asyncio.run(one_entry())
+    postgres.sql("DROP TABLE kernels_service_handovers; UPDATE kernels_service_schema SET version = 1", name)
+    assert postgres.sql("SELECT to_regclass('kernels_service_handovers') IS NULL", name) == "t"
+
+    async def reopened() -> list[StoredKernel]:
+        store = await opened(database)
+        try:
+            await store.offer_handovers([("k1", "a-session")], 5)
+            assert await store.handover_of("k1", "a-session") == REPLICA.address
+            assert await store.handover_of("k1", "a-session") is None  # taken once
+            return await store.entries()
+        finally:
+            await store.close()
+
+    assert asyncio.run(reopened()) == [entry("k1")]
+    assert postgres.sql("SELECT version, oldest_reader FROM kernels_service_schema", name) == "2|1"

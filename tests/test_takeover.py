@@ -332,3 +332,23 @@ def test_a_rolling_restart_of_every_replica_loses_no_kernel_variable_or_reply(re
     assert not failures, failures
     assert run(replicas[1], kernel, "print(n)") == f"{counted[0]}\n"
     assert client.moves, "the client never moved"
+
+
+def test_the_handover_door_answers_bad_requests_with_json_and_serves_on(replica_runs: Replicas):
+    """`POST api/kernels/<id>/handover` is for replicas, with the token: without it 401;
+    garbage bodies 400; a session nobody hands over 404; a flood of concurrent requests
+    answered; then the service still serves, with no traceback (Replicas.end checks)."""
+    replica = replica_runs.start()
+    kernel = replica.start_kernel()
+    path = f"api/kernels/{kernel}/handover"
+    assert replica.request("POST", path, {"session": "s"}, token="")[0] == 401
+    for body in (b"not json", b"[]", b"{}", {"session": 7}, {"session": ""}, {"session": ["s"]}):
+        status, headers, answer = replica.request("POST", path, body)
+        assert status == 400 and headers["content-type"].startswith("application/json"), (body, status, answer)
+    for kernel_id in (kernel, "no-such-kernel"):
+        status, _, answer = replica.request("POST", f"api/kernels/{kernel_id}/handover", {"session": "nobody"})
+        assert status == 404 and "to hand over here" in answer["message"], answer
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda i: replica.request("POST", path, {"session": f"s{i}"})[0], range(200)))
+    assert statuses == [404] * 200
+    assert run(replica, kernel, "print('still here')") == "still here\n"

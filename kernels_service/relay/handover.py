@@ -23,6 +23,7 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from kernels_service.protocol import KernelMessage, ProtocolError
+from kernels_service.protocol.message import decode_json_part
 
 #: The channels a handed-over message may be of.
 CHANNELS = ("shell", "iopub", "stdin", "control")
@@ -73,7 +74,12 @@ def decode_message(item: Any) -> KernelMessage:
     parts, buffers = item.get("parts"), item.get("buffers", [])
     if not isinstance(parts, list) or not isinstance(buffers, list):
         raise HandoverError("a message's parts and buffers must be lists")
-    return KernelMessage(item["channel"], [unbase64(part) for part in parts], [unbase64(b) for b in buffers])
+    if len(parts) != 4:
+        raise HandoverError(f"a message has 4 JSON parts, got {len(parts)}")
+    raw = [unbase64(part) for part in parts]
+    for part, what in zip(raw, ("header", "parent_header", "metadata", "content"), strict=True):
+        decode_json_part(part, what)  # a client's codec reads each part: ProtocolError if it cannot
+    return KernelMessage(item["channel"], raw, [unbase64(buffer) for buffer in buffers])
 
 
 def unbase64(text: Any) -> bytes:
