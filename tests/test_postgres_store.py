@@ -400,7 +400,11 @@ def test_a_version_1_store_gets_the_hand_over_table_and_keeps_its_kernels_and_it
         await store.close()
 
     asyncio.run(one_entry())
-    postgres.sql("DROP TABLE kernels_service_handovers; UPDATE kernels_service_schema SET version = 1", name)
+    version_1 = (  # the tables as a version 1 service made them
+        "DROP TABLE kernels_service_handovers; UPDATE kernels_service_schema SET version = 1;"
+        " ALTER TABLE kernels_service_kernels DROP COLUMN released, DROP COLUMN handed_over, DROP COLUMN claimed"
+    )
+    postgres.sql(version_1, name)
     assert postgres.sql("SELECT to_regclass('kernels_service_handovers') IS NULL", name) == "t"
 
     async def reopened() -> list[StoredKernel]:

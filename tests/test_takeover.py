@@ -280,6 +280,8 @@ def read_flood(
     client, reply = clients[index], None
     while not progress[index].endswith(f"{lines - 1}\n") or (index == 0 and reply is None):
         message = client.recv(60)
+        if message["header"]["msg_type"] == "stream" and "[kernels-service]" in message["content"]["text"]:
+            raise AssertionError(f"a client handed over was told: {message['content']['text']}")
         if message["parent_header"].get("msg_id") != msg_id:
             continue
         if message["channel"] == "shell":
@@ -352,3 +354,46 @@ def test_the_handover_door_answers_bad_requests_with_json_and_serves_on(replica_
         statuses = list(pool.map(lambda i: replica.request("POST", path, {"session": f"s{i}"})[0], range(200)))
     assert statuses == [404] * 200
     assert run(replica, kernel, "print('still here')") == "still here\n"
+
+
+NOTICE = "[kernels-service] The service restarted: output of this kernel until"
+
+
+def first_notice(replica: Service, kernel: str, session: str) -> str:
+    """What a client coming back with `session` is told first, if anything (its first
+    iopub stream on stderr before its own cell's output)."""
+    client = ChannelsClient(replica, kernel, "v1", session=session)
+    try:
+        msg_id = client.send("shell", "execute_request", {"code": "print('back')", "silent": False})
+        seen = client.recv_until(lambda m: m["channel"] == "shell" and m["parent_header"].get("msg_id") == msg_id)
+        return "".join(m["content"]["text"] for m in seen if m["content"].get("name") == "stderr")
+    finally:
+        client.close()
+
+
+def test_clients_that_come_back_after_a_crash_are_told_once_wherever_they_come_back(replica_runs: Replicas):
+    """A replica killed with its clients: output between its death and the takeover may be
+    missing, and a client that comes back is told so once, on the new owner or on a third
+    replica; a client of a surviving replica missed nothing and is not told."""
+    owner, second, third = (replica_runs.start("--lease-time=2") for _ in range(3))
+    kernel = owner.start_kernel()
+    run(owner, kernel, "pass")
+    sessions = {"owner-client": owner, "other-client": second}
+    clients = [ChannelsClient(replica, kernel, "v1", session=key) for key, replica in sessions.items()]
+    wait_until(lambda: connections_on(second, kernel) == 1, 30, "the second replica's client")
+    owner.process.kill()
+    owner.process.wait(30)
+    wait_until(lambda: taken_over(second) + taken_over(third), 30, "the takeover")
+    new_owner = second if taken_over(second) else third
+    other = third if new_owner is second else second
+    try:
+        reply, outputs = clients[1].execute("print('stayed')")  # never disconnected: nothing to tell
+        assert stream_text(outputs, "stderr") == "" and stream_text(outputs) == "stayed\n"
+        for replica in (new_owner, other):
+            key = f"came-back-to-{replica.port}"
+            told = first_notice(replica, kernel, key)
+            assert told.startswith(NOTICE), told
+            assert first_notice(replica, kernel, key) == ""  # once
+    finally:
+        for client in clients:
+            client.close()

@@ -63,7 +63,9 @@ class Members(Protocol):
 
     def held(self) -> list[KernelRecord]: ...
 
-    async def take_up(self, entry: StoredKernel, served: KernelRecord | None = None) -> KernelRecord: ...
+    async def take_up(
+        self, entry: StoredKernel, served: KernelRecord | None = None, missed: bool = True
+    ) -> KernelRecord: ...
 
     def give_up(self, kernel_id: str) -> KernelRecord | None: ...
 
@@ -89,6 +91,13 @@ class RemoteKernel:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def missed_since(row: StoredRow) -> datetime | None:
+    """When the kernel was taken over after its owner died (its clients may have missed
+    output until then: relay/replay.restart_notice tells them), or None: never, or after
+    a drain that handed its clients over."""
+    return parse_time(row.claimed) if row.claimed and not row.handed_over else None
 
 
 class Fleet:
@@ -140,8 +149,8 @@ class Fleet:
         if remote is None:
             remote = self._remote[kernel_id] = self._remote_kernel(rows[0])
             await self._observers.started(remote.record)
-        elif rows[0].entry != remote.row.entry:  # restarted: followed before a new client is let in
-            self._follow_restart(remote, rows[0])
+        else:
+            self._follow(remote, rows[0])  # restarted or taken over: followed before a new client is let in
         return remote.record
 
     async def owner_of(self, kernel_id: str) -> OwnedElsewhere | None:
@@ -172,6 +181,7 @@ class Fleet:
         record = KernelRecord(entry.id, entry.kernelspec, self._make_manager(entry), client_env=dict(entry.client_env))
         record.execution_state = row.execution_state
         record.last_activity = parse_time(row.last_activity)
+        record.taken_up = missed_since(row)
         return RemoteKernel(record, row, record.last_activity)
 
     async def models(self) -> list[dict[str, Any]]:
@@ -246,7 +256,9 @@ class Fleet:
             return False
         remote = self._remote.get(kernel_id)
         served = remote.record if remote is not None else None
-        taken = await self._keeper.take_over(row.entry, lambda entry: self._members.take_up(entry, served))
+        taken = await self._keeper.take_over(  # after a drain, its clients were handed over: nothing missed
+            row.entry, lambda entry: self._members.take_up(entry, served, missed=not row.released)
+        )
         if taken:
             self._remote.pop(kernel_id, None)
             log.warning(
@@ -311,14 +323,19 @@ class Fleet:
             if row is None:
                 del self._remote[kernel_id]
                 await self._observers.stopping(remote.record, "kernel shut down")
-            elif row.owner == self.me:
-                continue  # being taken up here: its record becomes this replica's own
-            elif row.entry != remote.row.entry:
-                self._follow_restart(remote, row)
-            else:
-                remote.row = row
+            elif row.owner != self.me:  # (one owned here is being taken up: its record becomes this replica's)
+                self._follow(remote, row)
                 if parse_time(row.last_activity) > remote.record.last_activity:
                     remote.record.last_activity = parse_time(row.last_activity)
+
+    def _follow(self, remote: RemoteKernel, row: StoredRow) -> None:
+        """Bring a remote kernel up to its row: a new process (restarted), a new owner
+        (taken over: after a death, clients that come back are told output may be missing)."""
+        if row.entry != remote.row.entry:
+            self._follow_restart(remote, row)
+        elif row.epoch != remote.row.epoch:
+            remote.record.taken_up = missed_since(row)
+        remote.row = row
 
     def _follow_restart(self, remote: RemoteKernel, row: StoredRow) -> None:
         """The owner restarted the kernel (a new process, perhaps new ports or key): its

@@ -38,9 +38,18 @@ HANDOVERS = """CREATE TABLE kernels_service_handovers (
         PRIMARY KEY (kernel_id, session_key)
     )"""
 
+#: Version 2's additions to a kernel's row: its owner let go of it on purpose (a drain:
+#: `released`), when it was last claimed, and whether that claim followed such a release
+#: (`handed_over`: its clients were handed over and missed nothing) or its owner's death.
+KERNEL_COLUMNS_2 = (
+    "ALTER TABLE kernels_service_kernels ADD COLUMN released boolean NOT NULL DEFAULT false",
+    "ALTER TABLE kernels_service_kernels ADD COLUMN handed_over boolean NOT NULL DEFAULT false",
+    "ALTER TABLE kernels_service_kernels ADD COLUMN claimed timestamptz",
+)
+
 #: What brings the tables from a version to the next one.
 UPGRADES = {
-    1: (HANDOVERS, "UPDATE kernels_service_schema SET version = 2"),
+    1: (HANDOVERS, *KERNEL_COLUMNS_2, "UPDATE kernels_service_schema SET version = 2"),
 }
 
 #: The tables: the version; the replicas (a name, where others forward a kernel's
@@ -68,13 +77,14 @@ SCHEMA = (
         last_activity timestamptz NOT NULL DEFAULT now()
     )""",
     HANDOVERS,
+    *KERNEL_COLUMNS_2,
 )
 
 #: What a service reads of each table: a query that fails if a column it needs is missing.
 EXPECTED = (
     "SELECT name, address, alive_until FROM kernels_service_replicas LIMIT 1",
-    "SELECT id, position, entry, owner, epoch, lease_until, execution_state, last_activity"
-    " FROM kernels_service_kernels LIMIT 1",
+    "SELECT id, position, entry, owner, epoch, lease_until, execution_state, last_activity,"
+    " released, handed_over, claimed FROM kernels_service_kernels LIMIT 1",
     "SELECT kernel_id, session_key, address, until FROM kernels_service_handovers LIMIT 1",
 )
 

@@ -62,11 +62,14 @@ SAVE = (
 #: A kernel whose owner is this replica's name (an earlier process of it) or whose lease
 #: has run out becomes this replica's, with the next epoch.
 CLAIM = (
-    f"UPDATE {KERNELS} SET owner = %(me)s, epoch = epoch + 1, lease_until = {LEASE}"
+    f"UPDATE {KERNELS} SET owner = %(me)s, epoch = epoch + 1, lease_until = {LEASE},"
+    " handed_over = (released AND owner <> %(me)s), released = false, claimed = now()"
     " WHERE id = %(id)s AND (owner = %(me)s OR lease_until <= now()) RETURNING epoch"
 )
 #: Every lease of this replica's name renewed; the kernels and epochs renewed say which
 #: kernels it still owns (one another replica claimed is not among them).
+#: Every lease of this replica let go of (a drain, or a stop that leaves kernels running).
+RELEASE = f"UPDATE {KERNELS} SET lease_until = now(), released = true WHERE owner = %(me)s"
 RENEW = f"UPDATE {KERNELS} SET lease_until = {LEASE} WHERE owner = %(me)s RETURNING id, epoch"
 ALIVE = (
     f"INSERT INTO kernels_service_replicas (name, address, alive_until) VALUES (%(me)s, %(address)s, {LEASE})"
@@ -74,7 +77,8 @@ ALIVE = (
 )
 ROWS = (
     "SELECT k.entry, k.owner, coalesce(r.address, ''), k.epoch, k.execution_state, k.last_activity,"
-    " CASE WHEN k.lease_until <= now() THEN extract(epoch FROM now() - k.lease_until)::float8 END"
+    " CASE WHEN k.lease_until <= now() THEN extract(epoch FROM now() - k.lease_until)::float8 END,"
+    " k.released, k.handed_over, k.claimed"
     f" FROM {KERNELS} k LEFT JOIN kernels_service_replicas r ON r.name = k.owner"
 )
 STATE = (
@@ -266,8 +270,19 @@ class PostgresKernelStore:
         rows = await self._execute(ROWS + where + " ORDER BY k.position", params)
         try:
             return [
-                StoredRow(StoredKernel(**entry), owner, address, epoch, state, isoformat_z(activity), ended)
-                for entry, owner, address, epoch, state, activity, ended in rows
+                StoredRow(
+                    StoredKernel(**entry),
+                    owner,
+                    address,
+                    epoch,
+                    state,
+                    isoformat_z(activity),
+                    ended,
+                    released,
+                    handed_over,
+                    isoformat_z(claimed) if claimed is not None else "",
+                )  # fmt: skip
+                for entry, owner, address, epoch, state, activity, ended, released, handed_over, claimed in rows
             ]
         except TypeError as error:
             raise StoreError(f"the kernel store {self.name} holds an entry it cannot read: {error}") from None
@@ -301,7 +316,7 @@ class PostgresKernelStore:
     async def release(self) -> None:
         """Let go of every lease at once (the service stops and leaves its kernels running):
         another replica, or this one's next process, may claim them without waiting."""
-        await self._execute(f"UPDATE {KERNELS} SET lease_until = now() WHERE owner = %(me)s", self._params)
+        await self._execute(RELEASE, self._params)
         await self._execute("DELETE FROM kernels_service_replicas WHERE name = %(me)s", self._params)
         self._epochs.clear()
 

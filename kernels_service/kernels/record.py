@@ -38,8 +38,9 @@ class KernelRecord:
     going: bool = False  # its clients were told it is going: not found, but counted until its process is gone
     client_env: dict[str, str] = field(default_factory=dict)  # the KERNEL_* variables its client asked for
     started: datetime = field(default_factory=utcnow)
-    # taken up from an earlier service (--keep-kernels): when that one let go of it (None
-    # after a crash), and when this one took it up; its output in between may be lost
+    # taken up from an earlier service or a replica that died (--keep-kernels): when that
+    # one let go of it (None after a crash), and when this one took it up; its output in
+    # between may be lost (None: nothing was, as after a drain that handed its clients over)
     left: datetime | None = None
     taken_up: datetime | None = None
 

@@ -208,16 +208,20 @@ class KernelRegistry:
         await self._install(record)
         return record
 
-    async def take_up(self, entry: StoredKernel, served: KernelRecord | None = None) -> KernelRecord:
+    async def take_up(
+        self, entry: StoredKernel, served: KernelRecord | None = None, missed: bool = True
+    ) -> KernelRecord:
         """Take up the kernel of `entry`, launched by an earlier service or by another
         replica (--keep-kernels): a client's kernel like any other from now on. `served`:
         its record as this replica served it for its former owner (kernels/fleet.py), kept
-        with its relay and clients, its manager now one that owns the process."""
+        with its relay and clients, its manager now one that owns the process. `missed`:
+        whether its clients may have missed output meanwhile (they are told so); not
+        after a drain that handed them over."""
         manager = await self._multi.take_up(entry, self._environment.for_client(entry.client_env))
         record = served or KernelRecord(entry.id, entry.kernelspec, manager, client_env=dict(entry.client_env))
         record.manager = manager
         record.left = datetime.fromisoformat(entry.left.replace("Z", "+00:00")) if entry.left else None
-        record.taken_up = utcnow()
+        record.taken_up = utcnow() if missed else None
         self._records[entry.id] = record
         log.info("Kernel taken up: %s (%s, pid %s)", entry.id, entry.kernelspec, entry.provisioner_info.get("pid"))
         await self._install(record, tell=served is None)

@@ -78,6 +78,9 @@ class StoredRow:
     execution_state: str
     last_activity: str  # ISO 8601
     lease_ended: float | None = None  # seconds since the owner's lease ran out (None: it runs)
+    released: bool = False  # its owner let go of it on purpose (a drain), not yet claimed
+    handed_over: bool = False  # its last claim followed a drain (its clients missed nothing), not a death
+    claimed: str = ""  # when it was last claimed (ISO 8601; "": never, its first owner holds it)
 
 
 class LeaseLost(KernelsError):
