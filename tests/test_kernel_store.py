@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.sqlite_store import SqliteKernelStore
 from kernels_service.kernels.store import StoredKernel, StoreError
 from tests.support.waiting import wait_until
@@ -70,6 +71,7 @@ def test_a_second_service_is_refused_until_the_first_lets_go(path: str):
 
 HOLDER = """
 import sys, time
+from kernels_service.kernels.keeper import KernelKeeper
 from kernels_service.kernels.sqlite_store import SqliteKernelStore
 SqliteKernelStore(sys.argv[1])
 print("held", flush=True)
@@ -172,3 +174,22 @@ def test_any_bytes_in_the_store_file_open_or_are_refused_as_a_store_error(tmp_pa
         return
     run(store.entries())  # an empty file is a fresh database to SQLite: it must then read as one
     run(store.close())
+
+
+@pytest.mark.parametrize(
+    ("provisioner", "taken"),
+    [("local-provisioner", False), ("docker-provisioner", False), ("kubernetes-provisioner", True), ("yarn", False)],
+)
+def test_which_kernels_of_another_machine_a_service_may_take_over(tmp_path: Path, provisioner: str, taken: bool):
+    """A local kernel only on its own machine and uid, a docker container only through its
+    machine's engine; a pod the cluster's API finds from any machine (kubernetes-provisioner)
+    anywhere. A kernel of a provisioner that is not kept is never taken up."""
+    keeper = KernelKeeper(SqliteKernelStore(str(tmp_path / "kernels.sqlite")))
+    other = entry(provisioner=provisioner, host="another-machine", provisioner_info={"kernel_ns": "kernels"})
+    refusal = keeper.why_not_take_up(other)
+    assert (refusal is None) == taken, refusal
+    if provisioner == "yarn":
+        assert refusal == ("it belongs to another-machine (uid 1000), not to this service", False)
+    same = entry(provisioner=provisioner, host=keeper.host, uid=keeper.uid, provisioner_info={"kernel_ns": "kernels"})
+    if provisioner in ("docker-provisioner", "kubernetes-provisioner"):
+        assert keeper.why_not_take_up(same) is None  # its provisioner says whether it still runs

@@ -51,7 +51,8 @@ def deployment_container() -> dict:
 def test_every_manifest_validates_strictly_against_kubernetes_schemas(version: str):
     kinds = [document["kind"] for document in documents()]
     assert sorted(set(kinds)) == [
-        "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Role", "RoleBinding", "Service", "ServiceAccount",
+        "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding",
+        "Service", "ServiceAccount",
     ]  # fmt: skip
     for document in documents():
         kubernetes_validate.validate(document, version, strict=True)
@@ -261,3 +262,20 @@ def test_two_replicas_share_a_store_from_a_secret_and_roll_with_no_downtime():
     names = list(env)  # Kubernetes expands $(POD_IP) only from a variable defined before
     assert names.index("POD_IP") < names.index("KERNELS_REPLICA_URL")
     assert "sessionAffinity" not in find("Service")["spec"]
+
+
+def test_a_drain_has_time_a_budget_and_a_readiness_probe_that_fails_at_once():
+    """SIGTERM drains a replica (tests/test_takeover.py runs it for real): the pod has the
+    time to hand over (10 s of waiting for clients, 8 s of stopping the rest), one replica
+    at most is disrupted on purpose at a time, and the readiness probe, asked every 2 s,
+    takes the draining pod's first 503 (tests/test_builder.py) as not ready."""
+    pod = find("Deployment")["spec"]["template"]["spec"]
+    container = deployment_container()
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 10 + 8 + 10  # preStop, hand-over, stop, margin
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    probe = container["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/api/health", "port": "http"}
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (2, 1)
+    budget = find("PodDisruptionBudget")["spec"]
+    assert budget["minAvailable"] == 1 < find("Deployment")["spec"]["replicas"]
+    assert budget["selector"] == find("Deployment")["spec"]["selector"]

@@ -3,11 +3,12 @@ earlier service left running taken up again at start.
 
 Local kernels are kept (their processes outlive the service: launched independent, with
 no stderr pipe to it), and container kernels of gateway_provisioners' docker-provisioner
-(their containers outlive it anyway; the provisioner finds one again by its kernel id); a
-kernel of another provisioner is stopped with the service as before. An entry of another
-machine or user is never signalled: it is skipped, with a log line, and left in the
-store; one whose process or container is gone (or whose pid is now another process's) is
-dropped, with a log line.
+and kubernetes-provisioner (their containers and pods outlive it anyway; the provisioner
+finds one again by its kernel id); a kernel of another provisioner is stopped with the
+service as before. An entry of another machine or user is never signalled (but a
+kubernetes-provisioner kernel's, whose pod the cluster's API finds from anywhere): it is
+skipped, with a log line, and left in the store; one whose process or container is gone
+(or whose pid is now another process's) is dropped, with a log line.
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ from kernels_service.kernels.store import KernelStore, LeaseLost, StoredKernel, 
 log = logging.getLogger("kernels_service.kernels")
 
 #: Provisioners whose kernels are kept: the local one (kernels launched independent), and
-#: gateway_provisioners' container one, whose containers outlive the service anyway and
-#: which restores itself from its provisioner info (the container is found by kernel id).
-KEPT_PROVISIONERS = (LOCAL_PROVISIONER, "docker-provisioner")
+#: gateway_provisioners' container ones, whose containers and pods outlive the service
+#: anyway and which restore themselves from their provisioner info (the container or pod
+#: is found by kernel id, through the machine's container engine or the cluster's API).
+KEPT_PROVISIONERS = (LOCAL_PROVISIONER, "docker-provisioner", "kubernetes-provisioner")
+
+#: Those whose kernels any machine of the deployment reaches (the cluster's API finds a
+#: kernel's pod from any pod): taken over by a replica on another machine too. A local
+#: kernel needs the same machine and uid; a docker container, the same machine's engine.
+ANY_MACHINE_PROVISIONERS = ("kubernetes-provisioner",)
 
 #: Seconds between tries to save a restarted kernel's entry while the store is out of reach.
 STORE_RETRY = 3.0
@@ -146,7 +153,8 @@ class KernelKeeper:
     def why_not_take_up(self, entry: StoredKernel) -> tuple[str, bool] | None:
         """Why the kernel of `entry` cannot be taken up, and whether its entry is to be
         dropped (its kernel is gone); None if it can."""
-        if (entry.host, entry.uid) != (self.host, self.uid):
+        elsewhere = (entry.host, entry.uid) != (self.host, self.uid)
+        if elsewhere and entry.provisioner not in ANY_MACHINE_PROVISIONERS:
             return f"it belongs to {entry.host} (uid {entry.uid}), not to this service", False
         if entry.provisioner not in KEPT_PROVISIONERS:
             return f"kernels of {entry.provisioner} are not taken up", True
