@@ -160,7 +160,7 @@ class KernelsServer:
 
 #: Seconds a draining replica waits for its websocket clients to come back to another
 #: replica and that replica to take their sessions (relay/handover.py).
-HANDOVER_WAIT = 10.0
+HANDOVER_WAIT = 15.0
 
 
 #: gateway_provisioners (0.5) waits for container kernels' connection information with a

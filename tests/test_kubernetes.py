@@ -266,12 +266,12 @@ def test_two_replicas_share_a_store_from_a_secret_and_roll_with_no_downtime():
 
 def test_a_drain_has_time_a_budget_and_a_readiness_probe_that_fails_at_once():
     """SIGTERM drains a replica (tests/test_takeover.py runs it for real): the pod has the
-    time to hand over (10 s of waiting for clients, 8 s of stopping the rest), one replica
+    time to hand over (15 s of waiting for clients, 8 s of stopping the rest), one replica
     at most is disrupted on purpose at a time, and the readiness probe, asked every 2 s,
     takes the draining pod's first 503 (tests/test_builder.py) as not ready."""
     pod = find("Deployment")["spec"]["template"]["spec"]
     container = deployment_container()
-    assert pod["terminationGracePeriodSeconds"] >= 5 + 10 + 8 + 10  # preStop, hand-over, stop, margin
+    assert pod["terminationGracePeriodSeconds"] >= 5 + 15 + 8 + 10  # preStop, hand-over, stop, margin
     assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     probe = container["readinessProbe"]
     assert probe["httpGet"] == {"path": "/api/health", "port": "http"}

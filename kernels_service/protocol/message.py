@@ -51,6 +51,12 @@ class KernelMessage:
     def msg_type(self) -> str:
         return str(self.header.get("msg_type", ""))
 
+    def parent_msg_id(self) -> str:
+        """The msg_id of the message this one answers ("" if none); ProtocolError if the
+        parent header is not a JSON object."""
+        msg_id = decode_json_part(self.parts[1], "parent_header").get("msg_id", "")
+        return msg_id if isinstance(msg_id, str) else ""
+
     def content(self) -> dict[str, Any]:
         """Decode the content part; only for the few messages whose content matters to us."""
         return decode_json_part(self.parts[3], "content")

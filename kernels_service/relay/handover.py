@@ -27,8 +27,9 @@ from kernels_service.protocol.message import decode_json_part
 
 #: The channels a handed-over message may be of.
 CHANNELS = ("shell", "iopub", "stdin", "control")
-#: Seconds the request for a handed-over session may take.
-TAKE_TIMEOUT = 10.0
+#: Seconds the request for a handed-over session may take (the draining replica waits up
+#: to relay.hub.HANDOVER_TAKE for replies still owed).
+TAKE_TIMEOUT = 12.0
 #: The header of a request between replicas (web/forwarding.py): never forwarded again.
 FORWARDED_BY = "X-Kernels-Forwarded-By"
 

@@ -14,8 +14,9 @@ from kernels_service.relay.replay import ReplayPolicy
 #: (--keep-kernels): they may come back to them once it is up again.
 SERVICE_RESTARTING = "service restarting"
 
-#: Seconds a hand-over waits for its client's connection to the draining replica to close.
-HANDOVER_DETACH = 5.0
+#: Seconds a hand-over waits for its client's connection to the draining replica to close
+#: and the replies to its requests to come (relay/handover.TAKE_TIMEOUT is longer).
+HANDOVER_TAKE = 8.0
 
 
 class RelayHub:
@@ -53,14 +54,15 @@ class RelayHub:
         for relay in self._relays.values():
             relay.hand_over(reason)
 
-    async def take_session(self, kernel_id: str, key: str, wait: float = HANDOVER_DETACH) -> list[KernelMessage] | None:
-        """What a handed-over session kept (once its client's connection here has closed,
-        within `wait` seconds); None if there is no such session."""
+    async def take_session(self, kernel_id: str, key: str, wait: float = HANDOVER_TAKE) -> list[KernelMessage] | None:
+        """What a handed-over session kept, once its client's connection here has closed
+        and the replies to its requests came (waiting `wait` seconds at most); None if
+        there is no such session."""
         relay = self._relays.get(kernel_id) or self._handed.get(kernel_id)
         if relay is None or not relay.handing_over:
             return None
         deadline = asyncio.get_running_loop().time() + wait
-        while relay.has_client(key) and asyncio.get_running_loop().time() < deadline:
+        while relay.handover_waits(key) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         taken = relay.take_session(key)
         self._offered.discard((kernel_id, key))

@@ -23,7 +23,7 @@ from kernels_service.protocol.message import status_message
 from kernels_service.protocol.wire import Signer
 from kernels_service.relay.iopub import IopubReader
 from kernels_service.relay.readiness import ReadinessProbe
-from kernels_service.relay.replay import ReplayPolicy, dropped_notice, restart_notice
+from kernels_service.relay.replay import ReplayPolicy, dropped_notice, replies_lost_notice, restart_notice
 from kernels_service.relay.session import RelayListener, RelaySession
 
 log = logging.getLogger("kernels_service.relay")
@@ -119,19 +119,24 @@ class KernelRelay:
 
     def take_session(self, key: str) -> list[KernelMessage] | None:
         """What a handed-over websocket session kept for its client, every channel, in
-        order; the session ends. None if there is no such session (or it still has a
-        client: its connection has not closed yet)."""
+        order (and, if replies to its requests are still owed, a notice that they will
+        not come: they come to this session's identity only); the session ends. None if
+        there is no such session, or it still has a client (its connection has not
+        closed yet)."""
         session = self._keyed.get(f"ws:{key}")
         if session is None or session not in self._sessions or session.listeners:
             return None
         kept = session.replay.take(CHANNELS) if session.replay is not None else []
+        if session.awaiting:
+            kept.append(replies_lost_notice(len(session.awaiting)))
         self.close_session(session)
         return kept
 
-    def has_client(self, key: str) -> bool:
-        """Whether the session of this key still has a client attached."""
+    def handover_waits(self, key: str) -> bool:
+        """Whether the session of this key should not be handed over yet: its client's
+        connection here has not closed, or replies to its requests are still owed."""
         session = self._keyed.get(f"ws:{key}")
-        return session is not None and bool(session.listeners)
+        return session is not None and (bool(session.listeners) or bool(session.awaiting))
 
     def shared_session(self) -> RelaySession:
         """The one session all socket.io clients of this kernel share (kernel-relay's routing).
@@ -229,6 +234,8 @@ class KernelRelay:
         """The new process is launched: follow it to its key if it has a new one (a
         container kernel's launcher makes one each launch) and to new ports if it moved,
         then nudge it."""
+        for session in self._sessions:
+            session.forget_requests()
         manager = self.record.manager
         self._signer.use_key(manager.session.key, manager.session.signature_scheme)
         ports = ports_of(manager.get_connection_info())

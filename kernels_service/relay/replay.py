@@ -108,5 +108,15 @@ def handover_lost_notice(why: str) -> KernelMessage:
     return make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
 
 
+def replies_lost_notice(count: int) -> KernelMessage:
+    """An iopub `stream` on stderr telling a client handed over by a draining replica that
+    the replies to its requests still running there will not reach it."""
+    text = (
+        f"[kernels-service] This client moved to another replica while {count} of its requests still ran: "
+        "their replies will not arrive (their output does).\n"
+    )
+    return make_message("iopub", "stream", {"name": "stderr", "text": text}, NOTICE_SESSION)
+
+
 def size_of_text(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size} bytes"

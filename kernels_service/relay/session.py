@@ -33,6 +33,11 @@ log = logging.getLogger("kernels_service.relay")
 #: Messages a session holds for a restarting kernel; more is a client flooding a kernel that is not there.
 MAX_HELD = 1000
 
+#: The channels whose requests get a reply to the session's own identity, and how many
+#: requests awaiting one a session notes (the oldest are forgotten past that).
+REPLIED_CHANNELS = ("shell", "control")
+MAX_AWAITED = 10000
+
 
 class RelayListener(Protocol):
     """A client door onto the relay (a websocket connection, a socket.io namespace...):
@@ -88,6 +93,7 @@ class RelaySession:
         self._stdin_monitor: zmq.asyncio.Socket | None = None  # what reports it
         self.replay: ReplayBuffer | None = None  # while no client is there to take everything
         self.expiry: asyncio.TimerHandle | None = None  # when a session kept for its clients ends
+        self.awaiting: dict[str, None] = {}  # msg_ids of requests sent whose reply has not come (oldest first)
 
     def open(self, manager: Any) -> None:
         """Connect the DEALER sockets (from the manager's current ports) and read them."""
@@ -112,6 +118,7 @@ class RelaySession:
         if message.channel not in CLIENT_CHANNELS:
             raise ProtocolError(f"clients cannot send on channel {message.channel!r}")
         self._on_activity()
+        self._await_reply(message)
         if self._can_send() and not self._held:
             self._send_now(message)
             return
@@ -151,9 +158,31 @@ class RelaySession:
         finally:
             self._releasing = None
 
+    def _await_reply(self, message: KernelMessage) -> None:
+        """Note a shell or control request (its reply comes to this session's identity
+        only: a drain hands the session over once it came, relay/handover.py)."""
+        try:
+            expects_reply = message.channel in REPLIED_CHANNELS and message.msg_type.endswith("_request")
+            msg_id = message.header.get("msg_id") if expects_reply else None
+        except ProtocolError:
+            return  # the kernel will not answer what it cannot read either
+        if isinstance(msg_id, str):
+            self.awaiting[msg_id] = None
+            if len(self.awaiting) > MAX_AWAITED:
+                del self.awaiting[next(iter(self.awaiting))]
+
+    def forget_requests(self) -> None:
+        """The kernel restarted: the replies its old process owed will not come."""
+        self.awaiting.clear()
+
     def _received(self, message: KernelMessage) -> None:
         count_message(FROM_KERNEL, message)
         self._on_activity()
+        if self.awaiting and message.channel in REPLIED_CHANNELS:
+            try:
+                self.awaiting.pop(message.parent_msg_id(), None)
+            except ProtocolError:
+                pass  # a reply whose parent header cannot be read answers nothing noted
         self.deliver(message)
 
     def deliver(self, message: KernelMessage) -> None:

@@ -89,6 +89,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         self._counted = False  # in the open-websockets gauge
         self._unsent: list[KernelMessage] | None = None  # once the connection is gone: what it missed
         self._arriving: list[KernelMessage] | None = None  # held while a hand-over is taken (relay/handover.py)
+        self._moved = False  # closed by a drain: what it still sends reaches the kernel, its replies handed over
         self._pinger: ioloop.PeriodicCallback | None = None
 
     async def get(self, kernel_id: str) -> None:
@@ -184,8 +185,8 @@ class ChannelsHandler(websocket.WebSocketHandler):
     def on_message(self, frame: str | bytes) -> None:
         if self._keepalive is not None:
             self._keepalive.heard()  # anything from the client shows it is there
-        if self.session is None or self.ws_connection is None:  # frames that arrived before our close
-            return
+        if self.session is None or (self.ws_connection is None and not self._moved):
+            return  # frames that arrived after our close; but a moved client's go on (handed over with replies)
         try:
             message = self._decode(frame)
             self.session.send(message)
@@ -260,6 +261,7 @@ class ChannelsHandler(websocket.WebSocketHandler):
         it came, and its session waits, with it, for the hand-over."""
         count_closed(closed_reason(reason))
         self._unsent = self._unsent or []
+        self._moved = True
         self.close(CLOSE_SERVICE_RESTART, reason)
 
     def on_close(self) -> None:

@@ -18,18 +18,19 @@ CUT = (ConnectionError, websocket.WebSocketException, OSError)
 
 
 class MovingClient:
-    def __init__(self, front: Any, kernel: str, protocol: str = "v1", reconnect_within: float = 60):
+    def __init__(self, front: Any, kernel: str, protocol: str = "v1", reconnect_within: float = 60, first: Any = None):
+        """`first`: where it connects the first time (a replica), if not through `front`."""
         self.front, self.kernel, self.protocol = front, kernel, protocol
         self.session = uuid.uuid4().hex
         self.reconnect_within = reconnect_within
         self.moves: list[str] = []  # why each connection ended
-        self.client = self._connect()
+        self.client = self._connect(first or front)
 
-    def _connect(self) -> ChannelsClient:
+    def _connect(self, where: Any = None) -> ChannelsClient:
         deadline = time.monotonic() + self.reconnect_within
         while True:
             try:
-                return ChannelsClient(self.front, self.kernel, self.protocol, session=self.session)
+                return ChannelsClient(where or self.front, self.kernel, self.protocol, session=self.session)
             except CUT:  # a draining replica's 503, a replica that is down: the balancer's next one
                 if time.monotonic() > deadline:
                     raise
