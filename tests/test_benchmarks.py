@@ -135,3 +135,12 @@ def test_bench_replicas_quick_runs_and_prints_each_path_and_figure():
         assert "pass round trip median" in row and "x direct" in row, result.stdout
     for figure in ("other / owner: round trip", "interrupt median owner", "get       median owner", "staleness median"):
         assert figure in result.stdout, result.stdout
+
+
+@pytest.mark.timeout(300)
+def test_bench_takeover_quick_runs_and_prints_each_figure():
+    result = run_quick("bench_takeover.py")
+    for figure in ("direct    loop cell median", "kill -9 -> cell", "kill -9 -> owner", "loop, no restart", "loop, rolling"):
+        row = next((line for line in result.stdout.splitlines() if line.startswith(figure)), "")
+        assert row and ("x direct" in row or "lease time" in row or figure.startswith("direct")), result.stdout
+    assert "replica-2 restarted" in result.stderr  # the rolling restart went round
