@@ -392,6 +392,9 @@ class PostgresKernelStore:
         return self._renewed is not None and time.monotonic() - self._renewed < self.replica.lease_time / 2
 
     async def close(self) -> None:
+        if self._closing:  # pools given up after a failure, still closing
+            await asyncio.wait(self._closing, timeout=2)
+            self._closing.clear()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
