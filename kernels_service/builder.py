@@ -113,6 +113,8 @@ class KernelsServer:
         for task in self._background:
             task.cancel()
         self.services.drain.draining = True
+        if self.fleet is not None:
+            await self.fleet.settle()  # no kernel taken up behind the stop's back
         if keep and self.fleet is not None:
             await self.hand_over()  # still listening: the others take their clients' sessions from here
         if self.http is not None:

@@ -303,6 +303,7 @@ def test_a_rolling_restart_of_every_replica_loses_no_kernel_variable_or_reply(re
     front = Balancer(replicas)
     kernel = replicas[0].start_kernel()
     client = MovingClient(front, kernel)
+    jupyterlab = start_jupyterlab(front, kernel)  # JupyterLab's own client, through the balancer too
     counted = [0]
     stop = threading.Event()
     failures: list[str] = []
@@ -329,10 +330,14 @@ def test_a_rolling_restart_of_every_replica_loses_no_kernel_variable_or_reply(re
             replicas[index] = replica_runs.start(name=f"replica-{index}", port=old.port)
         before = counted[0]
         wait_until(lambda: counted[0] > before + 5 or failures, 60, "cells after the last restart")
+        outcome, errors = jupyterlab.communicate(timeout=120)  # it came back by itself, saw idle, read x
+        assert jupyterlab.returncode == 0 and '"text":"42\\n"' in outcome, (outcome, errors)
     finally:
         stop.set()
         runner.join(120)
         client.close()
+        if jupyterlab.poll() is None:
+            jupyterlab.kill()
         front.stop()
     assert not failures, failures
     assert run(replicas[1], kernel, "print(n)") == f"{counted[0]}\n"

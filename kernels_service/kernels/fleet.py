@@ -236,19 +236,41 @@ class Fleet:
         if not self.handing_over:
             for row in rows.values():
                 if row.lease_ended is not None and row.owner != self.me:
-                    await self._take_over(row)
+                    self._taking_over(row)  # not awaited: a slow take-up must not hold up the renewals
         await self._follow_remote(rows)
 
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Take nothing over from now on, and let the takeovers under way finish (the
+        service stops: what they take up is then stopped or let go of with the rest)."""
+        self.handing_over = True
+        if self._taking:
+            await asyncio.wait(list(self._taking.values()), timeout=timeout)
+
     async def _take_over(self, row: StoredRow) -> bool:
-        """Claim and take up a kernel whose owner's lease ran out (one takeover per kernel
-        at a time here); whether it is this replica's now."""
+        """Claim and take up a kernel whose owner's lease ran out; whether it is this
+        replica's now."""
+        return await asyncio.shield(self._taking_over(row))
+
+    def _taking_over(self, row: StoredRow) -> asyncio.Task[bool]:
+        """The takeover of the kernel of `row`, begun now unless one is under way here."""
         kernel_id = row.entry.id
         if kernel_id not in self._taking:
             self._taking[kernel_id] = asyncio.ensure_future(self._claim_and_take_up(row))
             self._taking[kernel_id].add_done_callback(lambda _: self._taking.pop(kernel_id, None))
-        return await asyncio.shield(self._taking[kernel_id])
+        return self._taking[kernel_id]
 
     async def _claim_and_take_up(self, row: StoredRow) -> bool:
+        """`_take_over`'s work; a store out of reach or any failure is False (said in the
+        log: the next look tries again)."""
+        try:
+            return await self._claim_and_take_up_now(row)
+        except StoreUnavailable:
+            return False
+        except Exception as error:  # noqa: BLE001 - a takeover that fails must not end the fleet's turns
+            log.error("Kernel %s not taken over (%s: %s)", row.entry.id, type(error).__name__, error)
+            return False
+
+    async def _claim_and_take_up_now(self, row: StoredRow) -> bool:
         kernel_id = row.entry.id
         refusal = self._keeper.why_not_take_up(row.entry)
         if refusal is not None and not refusal[1]:  # another machine's or user's: it cannot be taken up here
