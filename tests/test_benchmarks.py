@@ -140,7 +140,8 @@ def test_bench_replicas_quick_runs_and_prints_each_path_and_figure():
 @pytest.mark.timeout(300)
 def test_bench_takeover_quick_runs_and_prints_each_figure():
     result = run_quick("bench_takeover.py")
-    for figure in ("direct    loop cell median", "kill -9 -> cell", "kill -9 -> owner", "loop, no restart", "loop, rolling"):
+    figures = ("direct    loop cell median", "kill -9 -> cell", "kill -9 -> owner", "loop, no restart", "loop, rolling")
+    for figure in figures:
         row = next((line for line in result.stdout.splitlines() if line.startswith(figure)), "")
         assert row and ("x direct" in row or "lease time" in row or figure.startswith("direct")), result.stdout
     assert "replica-2 restarted" in result.stderr  # the rolling restart went round
