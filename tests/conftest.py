@@ -91,6 +91,20 @@ def open_client(service):
         client.close()
 
 
+#: The test files that use the container engine: run on one worker, one after the other.
+PODMAN_FILES = ("test_container_kernels.py", "test_image.py", "test_kubernetes.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist's `--dist loadgroup` (pyproject.toml): a file's tests on one
+    worker, and every file that uses podman on the same one."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group("podman" if name in PODMAN_FILES else name))
+
+
 def pytest_terminal_summary(terminalreporter):
     """Figures measured along the way (the image's size and build time)."""
     from tests.support.container import FIGURES
