@@ -190,3 +190,21 @@ def test_a_kernel_stopped_or_restarted_as_it_starts_leaves_no_traceback(then):
                 assert service.request("GET", f"shutdown/{kernel}")[0] == 200
         output = service.output()
         assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+
+
+def test_a_local_tcp_kernel_restarted_through_rest_takes_new_ports_and_its_clients_follow():
+    """The ports a restarted kernel let go of are free for a moment before the new process
+    binds them: another service on the machine (a replica, or a test of another worker)
+    could take one, and the new process would die with 'Address already in use'. So a
+    restart picks its ports again; the same websocket goes on, on the new ports."""
+    with running_service("--initial-kernels=0", "--kernel-transport=tcp") as service:
+        kernel = service.start_kernel()
+        client = ChannelsClient(service, kernel)
+        try:
+            ports = [stream_text(client.execute(SHELL_PORT)[1])]
+            for _ in range(2):
+                assert service.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+                ports.append(stream_text(client.execute(SHELL_PORT, timeout=60)[1]))
+            assert len(set(ports)) == 3, ports
+        finally:
+            client.close()

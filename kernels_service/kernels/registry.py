@@ -365,7 +365,8 @@ class KernelRegistry:
             record.lifecycle.end()
 
     async def restart(self, kernel_id: str) -> KernelRecord:
-        """Restart a kernel in place (same id); clients see `restarting`, then the new kernel."""
+        """Restart a kernel in place (same id, new ports); clients see `restarting`, then
+        the new kernel (its relay follows it to its ports)."""
         record = await self._owned(kernel_id)
         record.lifecycle.begin("restarting")
         try:
@@ -374,7 +375,9 @@ class KernelRegistry:
                 self._restarting(record, automatic=False)
                 if now:
                     await kill_unstarted(record)
-                await record.manager.restart_kernel(now=now)
+                # on new ports: another service on this machine (a replica) may take a port
+                # the old process let go of before the new one binds it
+                await record.manager.restart_kernel(now=now, newports=True)
         finally:
             record.lifecycle.end()
         if self._keeper is not None and not record.pooled:
