@@ -220,6 +220,10 @@ def test_a_stream_of_output_is_followed_across_a_takeover(replica_runs: Replicas
         wait_until(lambda: taken_over(other) == [(kernel, "replica-0")], 20, "the takeover")
         reply, outputs = client.execute("print(i)")
         assert stream_text(outputs) == "39\n"
+        # restarted by its new owner, on new ports: the relay it served the kernel with follows
+        assert other.request("POST", f"api/kernels/{kernel}/restart")[0] == 200
+        reply, outputs = client.execute("print('after the restart')", timeout=60)
+        assert stream_text(outputs) == "after the restart\n"
     finally:
         client.close()
 

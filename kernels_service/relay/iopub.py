@@ -120,8 +120,11 @@ class IopubReader:
         finally:
             self._pacer.read(count)
 
-    def reconnect(self) -> None:
-        """The kernel moved to new ports: a new socket from its current connection info."""
+    def reconnect(self, manager: Any) -> None:
+        """The kernel moved to new ports: a new socket from `manager`'s connection info (the
+        kernel's manager now: another object after a takeover or a restart another replica
+        made)."""
+        self._manager = manager
         self.close()
         self._socket = connect_iopub(self._manager.context, self._manager.get_connection_info())
         self.start()

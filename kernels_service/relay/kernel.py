@@ -238,11 +238,12 @@ class KernelRelay:
             session.forget_requests()
         manager = self.record.manager
         self._signer.use_key(manager.session.key, manager.session.signature_scheme)
+        self._readiness.follow(manager)
         ports = ports_of(manager.get_connection_info())
         if ports != self._ports:
             log.info("Kernel %s restarted on new ports; reconnecting", self.kernel_id)
             self._ports = ports
-            self._iopub.reconnect()
+            self._iopub.reconnect(manager)
             for session in self._sessions:
                 session.reconnect(manager)
         self._readiness.start()

@@ -39,6 +39,11 @@ class ReadinessProbe:
         self._status_seen = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    def follow(self, manager: Any) -> None:
+        """Probe through `manager` from now on (the kernel's manager after a restart or a
+        takeover: perhaps another object, on other ports)."""
+        self._manager = manager
+
     def start(self) -> None:
         """Probe (again) from now on: not ready until the kernel answers."""
         self.cancel()
