@@ -36,8 +36,9 @@ class FakeKernelManager:
     def on_restarted(self, callback) -> None:
         self.restarted.append(callback)
 
-    async def restart_kernel(self, now: bool = False) -> None:
+    async def restart_kernel(self, now: bool = False, newports: bool = False) -> None:
         self.calls.append(f"restart now={now}")
+        assert newports, "a REST restart takes new ports (registry.restart)"
         await self.gates["restart"].wait()
         for callback in self.restarted:
             callback()
