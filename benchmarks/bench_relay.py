@@ -65,6 +65,8 @@ from kernels_service.testing.service import Service, alive, descendants  # noqa:
 
 V1 = "v1.kernel.websocket.jupyter.org"
 MB = 1_000_000
+#: Seconds a service path may wait for its next frame before the run fails.
+READ_TIMEOUT = 120.0
 SERVICE_PATHS = ("legacy", "v1", "sio")
 PATHS = ("direct", *SERVICE_PATHS)
 
@@ -234,7 +236,12 @@ class ServicePath:
         return outcome
 
     async def read(self) -> str | bytes:
-        frame = await self.connection.read_message()
+        """The next frame; a service that sends nothing for READ_TIMEOUT seconds fails the
+        run (a lost reply must end the benchmark with a message, not hang it)."""
+        try:
+            frame = await asyncio.wait_for(self.connection.read_message(), READ_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{self.name}: nothing from the service in {READ_TIMEOUT:.0f} s") from None
         if frame is None:
             raise ConnectionError(f"{self.name}: the service closed the connection")
         return frame

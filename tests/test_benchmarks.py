@@ -4,10 +4,13 @@ machine would test the machine (benchmarks/README.md has the figures of a quiet 
 
 from __future__ import annotations
 
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -28,6 +31,23 @@ ROWS = (
     "ratios in each round (1), lowest to highest:",
     "targets (ratios to direct in this run):",
 )
+
+
+def said_within(program: subprocess.Popen, pattern: str, seconds: float) -> re.Match:
+    """The first line of the program's stderr that matches `pattern`, read for at most
+    `seconds` (a reader thread: a program that hangs silent fails the test, with what it said)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in program.stderr], daemon=True).start()
+    said, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        said.append(line)
+        if match := re.search(pattern, line):
+            return match
+    raise AssertionError(f"no line matching {pattern!r} in {seconds} s; it said: {''.join(said)}")
 
 
 def run_quick(script: str) -> subprocess.CompletedProcess:
@@ -112,9 +132,7 @@ def test_a_benchmark_ended_by_sigterm_stops_its_service_and_kernels():
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_relay.py"), "--quick"]
     bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        said = [bench.stderr.readline() for _ in range(3)]
-        found = [re.search(r"\(pid (\d+)\)", line) for line in said]
-        service = int(next(match for match in found if match).group(1))
+        service = int(said_within(bench, r"\(pid (\d+)\)", 90).group(1))
         wait_until(lambda: len(descendants(service)) >= 3, 60, "the benchmark's kernels started")
         kernels = descendants(service)
         bench.send_signal(signal.SIGTERM)
