@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_relay import WebsocketPath  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 from tests.support.container import Engine, image_script  # noqa: E402
 from tests.support.kernelspecs import install_confined_kernelspec, install_kernelspec  # noqa: E402
 from tests.support.podman_api import docker_api  # noqa: E402
@@ -107,12 +107,12 @@ def main() -> None:
         try:
             figures = asyncio.run(measure(service, args.repeats, args.round_trips))
         finally:
-            children = descendants(service.pid)
+            children = identified(descendants(service.pid))
             service.stop()
             shutil.rmtree(prefix, ignore_errors=True)
         left = api.containers()
     report(figures)
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     if leaked or left:
         sys.exit(f"left behind: processes {leaked}, containers {left}")
 

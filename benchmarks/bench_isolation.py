@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.bench_relay import DirectPath, WebsocketPath, in_turn  # noqa: E402
 from kernels_service.kernels.transport import Transport  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 from tests.support.shared_python import write_shared_kernelspec  # noqa: E402
 from tests.support.unprivileged import (  # noqa: E402
     SERVICE_UID,
@@ -126,13 +126,13 @@ async def main() -> None:
                 starts[name].append(seconds)
                 trips[name].extend(times)
     finally:
-        children = {pid for service in services.values() for pid in descendants(service.pid)}
+        children = identified(pid for service in services.values() for pid in descendants(service.pid))
         for service in services.values():
             service.stop()
         for directory in (jupyter_path, home, code):
             shutil.rmtree(directory, ignore_errors=True)
     report(starts, trips)
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     if leaked:
         sys.exit(f"kernel processes outlived the services: {leaked}")
 

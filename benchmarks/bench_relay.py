@@ -61,7 +61,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from kernels_service.kernels.transport import POLICIES, Transport, choose_transport, curve_available  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 
 V1 = "v1.kernel.websocket.jupyter.org"
 MB = 1_000_000
@@ -610,10 +610,10 @@ async def main() -> None:
             await paths.pop("direct").close()
         for path in paths.values():
             path.close()
-        children = descendants(service.pid)
+        children = identified(descendants(service.pid))
         service.stop()
         shutil.rmtree(DirectPath.socket_dir, ignore_errors=True)
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_relay import DirectPath, WebsocketPath, execute_request, in_turn  # noqa: E402
 from kernels_service.kernels.fleet import REFRESH  # noqa: E402
 from kernels_service.kernels.transport import Transport  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 from tests.support.postgres import postgres_cluster  # noqa: E402
 
 PATHS = ("direct", "single", "owner", "other")
@@ -174,13 +174,13 @@ def main() -> None:
             services["lister"] = Service(*QUIET, *store, "--replica-name=lister", env=cluster.environment())
             figures = asyncio.run(measure(services, rounds, count, samples))
         finally:
-            children = {pid for service in services.values() for pid in descendants(service.pid)}
+            children = identified(pid for service in services.values() for pid in descendants(service.pid))
             for service in services.values():
                 service.stop()
     report(figures)
     if args.json:
         print(json.dumps(figures))
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     if leaked:
         sys.exit(f"kernel processes outlived the services: {leaked}")
 

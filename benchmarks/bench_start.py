@@ -21,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_relay import WebsocketPath  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 
 
 def progress(line: str) -> None:
@@ -71,13 +71,13 @@ async def main() -> None:
             times["launched"].append(await service_start(service, pooled=False))
             times["pooled"].append(await service_start(service, pooled=True))
     finally:
-        children = descendants(service.pid)
+        children = identified(descendants(service.pid))
         service.stop()
     direct = statistics.median(times["direct"])
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:9} median {median * 1000:7.1f} ms  ({median / direct:.2f}x direct, {len(values)} starts)")
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_relay import DirectPath  # noqa: E402
 from kernels_service.kernels.transport import Transport  # noqa: E402
 from kernels_service.testing.channels import stream_text  # noqa: E402
-from kernels_service.testing.service import Service, alive  # noqa: E402
+from kernels_service.testing.service import Service, still_running  # noqa: E402
 from tests.support.balancer import Balancer  # noqa: E402
 from tests.support.kernel_code import run_code  # noqa: E402
 from tests.support.moving_client import MovingClient  # noqa: E402
@@ -75,7 +75,7 @@ def kill_samples(replicas: Replicas, services: list[Service], kills: int, lease:
         owner, other = services[index], services[(index + 1) % len(services)]
         kernel = owner.start_kernel()
         run_code(owner, kernel, "x = 42")
-        pids = replicas.kernel_pids()
+        kernels = replicas.kernel_processes()
         owner.process.kill()
         killed = time.perf_counter()
         owner.process.wait(30)
@@ -87,7 +87,7 @@ def kill_samples(replicas: Replicas, services: list[Service], kills: int, lease:
         progress(f"kill {sample + 1}/{kills}: cell {cell:.3f} s, owner {owned:.3f} s")
         assert other.request("DELETE", f"api/kernels/{kernel}")[0] == 204
         services[index] = replicas.start(f"--lease-time={lease}", name=f"replica-{index}", port=owner.port)
-        assert not [pid for pid in pids if alive(pid)], "a kernel outlived its DELETE"
+        assert not still_running(kernels), "a kernel outlived its DELETE"
     return figures
 
 

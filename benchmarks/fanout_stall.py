@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_relay import measure_fanout  # noqa: E402
 from kernels_service.kernels.transport import POLICIES  # noqa: E402
-from kernels_service.testing.service import Service, alive, descendants  # noqa: E402
+from kernels_service.testing.service import Service, descendants, identified, still_running  # noqa: E402
 
 BUSY_LOOP = "while True: pass"
 
@@ -127,9 +127,9 @@ async def run_all(args: argparse.Namespace) -> int:
                 stalls += stalled
                 print(f"run {number + 1}/{args.runs}: {'STALLED ' if stalled else ''}{said}", flush=True)
     finally:
-        children = descendants(service.pid)
+        children = identified(descendants(service.pid))
         service.stop()
-    leaked = [pid for pid in children if alive(pid)]
+    leaked = still_running(children)
     print(f"{stalls} of {args.runs} runs stalled")
     if leaked:
         sys.exit(f"kernel processes outlived the service: {leaked}")

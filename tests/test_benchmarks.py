@@ -15,7 +15,7 @@ import time
 import pytest
 
 from benchmarks.bench_relay import in_turn, ratio, round_ratios
-from kernels_service.testing.service import alive, descendants
+from kernels_service.testing.service import descendants, identified, still_running
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
 
@@ -134,11 +134,11 @@ def test_a_benchmark_ended_by_sigterm_stops_its_service_and_kernels():
     try:
         service = int(said_within(bench, r"\(pid (\d+)\)", 90).group(1))
         wait_until(lambda: len(descendants(service)) >= 3, 60, "the benchmark's kernels started")
-        kernels = descendants(service)
+        kernels, the_service = identified(descendants(service)), identified([service])
         bench.send_signal(signal.SIGTERM)
         assert bench.wait(60) != 0
-        wait_until(lambda: not alive(service), 30, "the benchmark's service gone")
-        wait_until(lambda: not any(alive(pid) for pid in kernels), 30, "the service's kernels gone")
+        wait_until(lambda: not still_running(the_service), 30, "the benchmark's service gone")
+        wait_until(lambda: not still_running(kernels), 30, "the service's kernels gone")
     finally:
         if bench.poll() is None:
             bench.kill()

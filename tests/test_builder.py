@@ -14,13 +14,14 @@ from tornado.websocket import websocket_connect
 from kernels_service.builder import build
 from kernels_service.config import ServiceConfig
 from kernels_service.kernels.errors import ConfigError
-from kernels_service.testing.service import alive, descendants
+from kernels_service.testing.service import descendants, identified, still_running
 
 TOKEN = "in-process-token"
 
 
-async def run_a_kernel_in_process() -> tuple[list[int], str]:
-    """Build, start, run code over the kernel websocket, stop; the kernels' pids and the output."""
+async def run_a_kernel_in_process() -> tuple[dict[int, int], str]:
+    """Build, start, run code over the kernel websocket, stop; the kernels' processes (pid:
+    start time) and the output."""
     others = descendants(os.getpid())  # processes of services other tests of this run keep
     service = build(ServiceConfig(port=0, token=TOKEN, initial_kernels=0, pool_size=0, base_path="jupyter"))
     await service.start()
@@ -44,7 +45,7 @@ async def run_a_kernel_in_process() -> tuple[list[int], str]:
             if message["channel"] == "shell":
                 break
         ws.close()
-        return sorted(descendants(os.getpid()) - others), output
+        return identified(descendants(os.getpid()) - others), output
     finally:
         await service.stop()
 
@@ -52,7 +53,7 @@ async def run_a_kernel_in_process() -> tuple[list[int], str]:
 def test_a_service_built_in_process_runs_a_kernel_and_leaves_none_behind():
     kernels, output = asyncio.run(run_a_kernel_in_process())
     assert int(output) in kernels
-    assert not [pid for pid in kernels if alive(pid)], "a kernel outlived the service built in-process"
+    assert not still_running(kernels), "a kernel outlived the service built in-process"
 
 
 @pytest.mark.parametrize("setting", [{"pool_size": -1}, {"cull_interval": 0}, {"cull_idle_timeout": -1}])

@@ -13,7 +13,7 @@ import socketio
 from kernels_service.kernels.culler import CullPolicy, why_cull
 from kernels_service.kernels.record import KernelRecord
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
-from kernels_service.testing.service import Service, descendants, running_service
+from kernels_service.testing.service import Service, descendants, identified, running_service, still_running
 from tests.support.kernelspecs import write_once_kernelspec
 from tests.support.metrics import scrape, value
 from tests.support.waiting import wait_until
@@ -101,8 +101,9 @@ def test_with_cull_connected_clients_of_both_doors_are_told_why():
 
 
 def wait_for_exit(service: Service, pid: int, timeout: float = 30) -> None:
-    """Wait until kernel process `pid` is gone from the service's children."""
-    wait_until(lambda: pid not in descendants(service.pid), timeout, f"the exit of kernel process {pid}")
+    """Wait until kernel process `pid` (the service's child now) has ended."""
+    process = identified([pid] if pid in descendants(service.pid) else [])
+    wait_until(lambda: not still_running(process), timeout, f"the exit of kernel process {pid}")
 
 
 async def socketio_client_until_disconnected(service: Service, kernel_id: str) -> bool:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.kernels.sqlite_store import SqliteKernelStore
 from kernels_service.kernels.store import StoredKernel
+from kernels_service.processes import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants, free_port, tracebacks
+from kernels_service.testing.service import Service, descendants, free_port, identified, kill_left, tracebacks
 from tests.support.kernel_code import run_code as run
 from tests.support.metrics import scrape, value
 from tests.support.node import NODE_DIR, TESTS, read_until_ready
@@ -38,7 +38,7 @@ class Kept:
         self.store = store  # the SQLite store's file, when the store is one
         self.location = location or str(store)  # what --kernel-store says
         self.env = env or {}
-        self.kernels: set[int] = set()
+        self.kernels: dict[int, int] = {}  # pid: start time of every kernel process seen
         self.services: list[Service] = []
         self.port = free_port()  # each service started again where the last one was (its replica name too)
 
@@ -54,7 +54,7 @@ class Kept:
             pid = int(stream_text(client.execute("import os; print(os.getpid())", timeout=60)[1]))
         finally:
             client.close()
-        self.kernels.add(pid)
+        self.kernels |= identified([pid])
         return pid
 
     def left_running(self) -> tuple[str, int]:
@@ -66,7 +66,7 @@ class Kept:
         return kernel, pid
 
     def stop(self, service: Service, signum: int) -> None:
-        self.kernels |= set(descendants(service.pid))
+        self.kernels |= identified(descendants(service.pid))
         if signum == signal.SIGKILL:
             service.process.kill()
             service.process.wait(30)
@@ -77,11 +77,9 @@ class Kept:
     def end(self) -> None:
         for service in self.services:
             if service.process.poll() is None:
-                self.kernels |= set(descendants(service.pid))
+                self.kernels |= identified(descendants(service.pid))
                 service.stop(signal.SIGINT)
-        for pid in self.kernels:
-            if process_start(pid) is not None:
-                os.kill(pid, signal.SIGKILL)
+        kill_left(self.kernels)
 
 
 @pytest.fixture

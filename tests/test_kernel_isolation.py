@@ -26,9 +26,8 @@ from kernels_service.config import ServiceConfig
 from kernels_service.hardening import KEPT_CAPABILITIES
 from kernels_service.kernels.isolation import SHARED_UID_CAN
 from kernels_service.kernels.kernel_uids import DEFAULT_ROOT, uids_in_use
-from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants, running_service, tracebacks
+from kernels_service.testing.service import Service, descendants, identified, kill_left, running_service, tracebacks
 from tests.support.attacks import MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
 from tests.support.channels import interrupted_reply
 from tests.support.node import run_node
@@ -126,11 +125,13 @@ def test_a_kept_kernel_keeps_its_uid_across_service_restarts(shared_python, tmp_
     options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, "--keep-kernels", f"--kernel-store={store / 'k'}")
     first = Service(*options, env=shared_python)
     before: dict = {}
+    kept_kernel: dict[int, int] = {}  # its process, once known
     try:
         (kernel,) = [k["id"] for k in first.request("GET", "api/kernels")[2]]
         client = ChannelsClient(first, kernel)
         client.execute("y = 'kept'")
         before.update(who(client))
+        kept_kernel.update(identified([before["pid"]]))
         client.close()
         if signum == signal.SIGKILL:
             first.process.kill()
@@ -150,8 +151,7 @@ def test_a_kept_kernel_keeps_its_uid_across_service_restarts(shared_python, tmp_
     finally:
         if first.process.poll() is None:
             first.stop(signal.SIGINT)
-        if before and process_start(before["pid"]) is not None:  # a failure left it running
-            os.kill(before["pid"], signal.SIGKILL)
+        kill_left(kept_kernel)  # a failure left it running
 
 
 def test_without_the_capabilities_required_isolation_refuses_to_start():

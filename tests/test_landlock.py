@@ -25,9 +25,8 @@ from pathlib import Path
 import pytest
 
 from kernels_service.kernels.confinement import landlock
-from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants, running_service, tracebacks
+from kernels_service.testing.service import Service, descendants, identified, kill_left, running_service, tracebacks
 from tests.support.attacks import FORK_BOMB, MEMORY_BOMB, MY_ADDRESSES, attack, knock_on_each, run_in_kernel, who
 from tests.support.channels import interrupted_reply
 from tests.support.node import run_node
@@ -151,11 +150,13 @@ def test_a_kept_kernel_keeps_its_room_across_service_restarts(unprivileged, sign
     options = ("--initial-kernels=1", "--pool-size=0", REQUIRED, "--keep-kernels", f"--kernel-store={home / 'k'}")
     first = Service(*options, **unprivileged)
     before: dict = {}
+    kept_kernel: dict[int, int] = {}  # its process, once known
     try:
         (kernel,) = [k["id"] for k in first.request("GET", "api/kernels")[2]]
         client = ChannelsClient(first, kernel)
         client.execute("y = 'kept'")
         before.update(who(client))
+        kept_kernel.update(identified([before["pid"]]))
         client.close()
         if signum == signal.SIGKILL:
             first.process.kill()
@@ -175,8 +176,7 @@ def test_a_kept_kernel_keeps_its_room_across_service_restarts(unprivileged, sign
     finally:
         if first.process.poll() is None:
             first.stop(signal.SIGINT)
-        if before and process_start(before["pid"]) is not None:  # a failure left it running
-            os.kill(before["pid"], signal.SIGKILL)
+        kill_left(kept_kernel)  # a failure left it running
 
 
 def test_pooled_and_culled_kernels_have_rooms_and_leave_nothing(unprivileged):

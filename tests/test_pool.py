@@ -14,7 +14,7 @@ import pytest
 import websocket
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, alive, descendants, running_service
+from kernels_service.testing.service import Service, descendants, identified, running_service, still_running
 from tests.support.kernelspecs import write_kernelspec
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
@@ -144,8 +144,9 @@ def test_a_killed_pooled_kernel_is_never_handed_out_broken():
         wait_for_pool(service, 1)
         (pooled,) = pooled_ids(service)
         (pid,) = [p for p in descendants(service.pid) if pooled.encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+        process = identified([pid])
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not alive(pid), 30, "the pooled kernel's death")
+        wait_until(lambda: not still_running(process), 30, "the pooled kernel's death")
         status, _, model = service.request("POST", "api/kernels", {})
         assert status == 201
         client = ChannelsClient(service, model["id"])

@@ -127,6 +127,13 @@ def free(url: str) -> bool:
     return asyncio.run(try_open())
 
 
+async def save_one_entry(database: str) -> None:
+    """A store made in `database` (the current schema), with one kernel, k1, in it."""
+    store = await opened(database)
+    await store.save(entry("k1"))
+    await store.close()
+
+
 def database_dump(postgres: Cluster, name: str) -> str:
     tables = "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables"
     tables += " WHERE table_schema = 'public'"
@@ -146,13 +153,7 @@ def database_dump(postgres: Cluster, name: str) -> str:
 )
 def test_a_store_it_cannot_use_stops_the_start_and_is_left_as_it_was(database, postgres, change, refusal):
     name = database.rsplit("/", 1)[1]
-
-    async def one_entry() -> None:
-        store = await opened(database)
-        await store.save(entry("k1"))
-        await store.close()
-
-    asyncio.run(one_entry())
+    asyncio.run(save_one_entry(database))
     postgres.sql(change, name)
     before = database_dump(postgres, name)
     argv = (*QUIET, "--keep-kernels", f"--kernel-store={database}")
@@ -393,13 +394,7 @@ def test_a_version_1_store_gets_the_hand_over_table_and_keeps_its_kernels_and_it
     in place (its kernels kept), and `oldest_reader` stays 1, so version 1 replicas go on
     using it during a rolling upgrade."""
     name = database.rsplit("/", 1)[1]
-
-    async def one_entry() -> None:
-        store = await opened(database)
-        await store.save(entry("k1"))
-        await store.close()
-
-    asyncio.run(one_entry())
+    asyncio.run(save_one_entry(database))
     version_1 = (  # the tables as a version 1 service made them
         "DROP TABLE kernels_service_handovers; UPDATE kernels_service_schema SET version = 1;"
         " ALTER TABLE kernels_service_kernels DROP COLUMN released, DROP COLUMN handed_over, DROP COLUMN claimed"

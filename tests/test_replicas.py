@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from kernels_service.kernels.provisioners.kept import process_start
+from kernels_service.processes import process_start
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, descendants
+from kernels_service.testing.service import Service, descendants, identified, kill_left
 from tests.support.kernel_code import run_code as run
 from tests.support.replicas import Replicas
 from tests.support.socketio_code import run_over_socketio
@@ -197,7 +195,7 @@ def test_a_client_going_to_another_replica_right_after_a_restart_gets_all_its_ou
 def test_a_lifecycle_request_for_a_dead_owners_kernel_is_a_503_that_says_so(replica_runs: Replicas):
     owner, other = replica_runs.start("--lease-time=120"), replica_runs.start("--lease-time=120")
     kernel = owner.start_kernel()
-    kernel_processes = descendants(owner.pid)
+    kernel_processes = identified(descendants(owner.pid))
     owner.process.kill()  # its lease runs on (2 minutes): nobody takes the kernel over yet
     owner.process.wait(30)
     try:
@@ -207,6 +205,4 @@ def test_a_lifecycle_request_for_a_dead_owners_kernel_is_a_503_that_says_so(repl
             assert body["message"].startswith(f"Kernel {kernel}'s replica, replica-0, does not answer"), body
         assert other.request("GET", f"api/kernels/{kernel}")[0] == 200  # still listed: it runs
     finally:
-        for pid in kernel_processes:
-            if process_start(pid) is not None:
-                os.kill(pid, signal.SIGKILL)
+        kill_left(kernel_processes)

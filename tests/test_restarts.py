@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import Service, alive, descendants, running_service, tracebacks
+from kernels_service.testing.service import (
+    Service,
+    descendants,
+    identified,
+    running_service,
+    still_running,
+    tracebacks,
+)
 from tests.support.kernelspecs import write_kernelspec
 from tests.support.node import run_node
 from tests.support.paths import ROOT
@@ -70,7 +77,7 @@ def test_concurrent_restarts_and_interrupts_are_answered_200_204_or_409(service)
 def test_delete_during_a_restart_stops_the_kernel_for_good(service):
     kernel = service.start_kernel()
     assert processes_of(kernel), "the kernel's process is not found by its connection file"
-    before = descendants(service.pid)
+    before = identified(descendants(service.pid))
     with ThreadPoolExecutor(2) as pool:
         restart = pool.submit(service.request, "POST", f"api/kernels/{kernel}/restart")
         time.sleep(0.05)  # not for ordering: either order must end with the kernel gone
@@ -80,7 +87,7 @@ def test_delete_during_a_restart_stops_the_kernel_for_good(service):
     assert service.request("GET", f"api/kernels/{kernel}")[0] == 404
     # whichever process the kernel has (the first, or one a restart launched): none stays
     wait_until(lambda: processes_of(kernel) == [], 15, "the deleted kernel's processes gone")
-    kernel_pids = [pid for pid in before - descendants(service.pid) if alive(pid)]
+    kernel_pids = [pid for pid in still_running(before) if pid not in descendants(service.pid)]
     assert not kernel_pids, f"the deleted kernel's processes live on: {kernel_pids}"
 
 

@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 
 from kernels_service.testing.channels import ChannelsClient, stream_text
-from kernels_service.testing.service import LAUNCHER, TOKEN, Service, descendants, running_service
+from kernels_service.testing.service import (
+    LAUNCHER,
+    TOKEN,
+    Service,
+    descendants,
+    identified,
+    running_service,
+    still_running,
+)
 from tests.support.attacks import (
     DRIVE_THE_OTHER,
     MY_ADDRESSES,
@@ -137,10 +145,10 @@ def stop_traced(service: Service) -> None:
     """Stop a service run under strace: SIGTERM to the service itself (strace, signalled,
     would let go of it and leave it running), then strace ends with it."""
     (traced,) = children(service.pid)
-    processes = descendants(service.pid)
+    processes = identified(descendants(service.pid))
     os.kill(traced, signal.SIGTERM)
     assert service.process.wait(60) == 0, service.output()
-    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in processes), 10, "every process gone")
+    wait_until(lambda: not still_running(processes), 10, "every process gone")
 
 
 def children(pid: int) -> list[int]:

@@ -6,7 +6,6 @@ once. Real replicas over a real PostgreSQL store, HAProxy before them where clie
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
@@ -15,9 +14,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from kernels_service.kernels.provisioners.kept import process_start
 from kernels_service.testing.channels import ChannelsClient, close_of, stream_text
-from kernels_service.testing.service import Service
+from kernels_service.testing.service import Service, identified, kill_left, still_running
 from tests.support.balancer import Balancer
 from tests.support.kernel_code import run_code as run
 from tests.support.moving_client import MovingClient
@@ -188,6 +186,7 @@ def test_a_kernel_no_replica_can_take_over_is_dropped_after_the_bound(replica_ru
     database = replica_runs.url.rsplit("/", 1)[1]
     kernel = replica.start_kernel()
     pid = kernel_pid(replica, kernel)
+    process = identified([pid])
     # as if it were another machine's: its entry names another host, and its owner is dead
     postgres.sql(
         "UPDATE kernels_service_kernels SET owner = 'elsewhere', lease_until = now(),"
@@ -199,9 +198,9 @@ def test_a_kernel_no_replica_can_take_over_is_dropped_after_the_bound(replica_ru
         wait_until(lambda: "it cannot be taken over here" in replica.output(), 20, "the report")
         wait_until(lambda: replica.request("GET", f"api/kernels/{kernel}")[0] == 404, 40, "the drop")
         assert f"Kernel {kernel} dropped from the kernel store" in replica.output()
-        assert process_start(pid) is not None  # not signalled: it is not this replica's
+        assert still_running(process) == [pid]  # not signalled: it is not this replica's
     finally:
-        os.kill(pid, signal.SIGKILL)
+        kill_left(process)
 
 
 def test_a_stream_of_output_is_followed_across_a_takeover(replica_runs: Replicas):

@@ -12,6 +12,7 @@ import socket
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import websocket
@@ -128,36 +129,39 @@ class ChannelsClient:
 
     def execute(self, code: str, timeout: float = 30, **content: Any) -> tuple[dict, list[dict]]:
         """Run code; return the execute_reply and the iopub messages of that request until idle."""
-        msg_id = self.send(
-            "shell",
-            "execute_request",
-            {
-                "code": code,
-                "silent": False,
-                "store_history": False,
-                "user_expressions": {},
-                "allow_stdin": False,
-                **content,
-            },
-        )
+        msg_id = self.send("shell", "execute_request", execute_content(code, **content))
         return self.wait_for(msg_id, timeout)
 
     def wait_for(self, msg_id: str, timeout: float = 30) -> tuple[dict, list[dict]]:
         """The shell reply to msg_id and the iopub output of that request until idle."""
-        reply, outputs, idle = None, [], False
-        deadline = time.monotonic() + timeout
-        while reply is None or not idle:
-            message = self.recv(max(deadline - time.monotonic(), 0.01))
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            if message["channel"] == "shell":
-                reply = message
-            elif message["channel"] == "iopub":
-                if message["header"]["msg_type"] == "status":
-                    idle = idle or message["content"]["execution_state"] == "idle"
-                else:
-                    outputs.append(message)
-        return reply, outputs
+        return reply_and_output(self.recv, msg_id, timeout)
+
+
+def execute_content(code: str, **content: Any) -> dict[str, Any]:
+    """An execute_request's content: `code`, not silent, no history, no stdin (or as given)."""
+    defaults = {"silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    return {"code": code, **defaults, **content}
+
+
+def reply_and_output(recv: Callable[[float], dict[str, Any]], msg_id: str, timeout: float) -> tuple[dict, list[dict]]:
+    """Read messages with `recv(seconds)` until the shell reply to msg_id and its iopub
+    status idle came, within `timeout` seconds; the reply and the request's other iopub
+    messages. A second reply to the same request is an AssertionError."""
+    reply, outputs, idle = None, [], False
+    deadline = time.monotonic() + timeout
+    while reply is None or not idle:
+        message = recv(max(deadline - time.monotonic(), 0.01))
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        if message["channel"] == "shell":
+            assert reply is None, f"a second reply to {msg_id}"
+            reply = message
+        elif message["channel"] == "iopub":
+            if message["header"]["msg_type"] == "status":
+                idle = idle or message["content"]["execution_state"] == "idle"
+            else:
+                outputs.append(message)
+    return reply, outputs
 
 
 def stream_text(outputs: list[dict], name: str = "stdout") -> str:

@@ -15,10 +15,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from kernels_service.processes import process_start
 
 TOKEN = "test-token-0123456789"
 
@@ -73,11 +75,33 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    """Whether a process `pid` runs now: for a pid known this instant (the service's own,
+    one a kernel just printed). For pids recorded earlier, `identified` and `still_running`:
+    the system may have given the pid to another process since."""
+    return process_start(pid) is not None
+
+
+def identified(pids: Iterable[int]) -> dict[int, int]:
+    """Each process of `pids` that runs now, with its start time: the process itself, not
+    only its pid."""
+    return {pid: start for pid in pids if (start := process_start(pid)) is not None}
+
+
+def still_running(processes: Mapping[int, int]) -> list[int]:
+    """The pids of `processes` (from `identified`) that are still those same processes."""
+    return [pid for pid, start in processes.items() if process_start(pid) == start]
+
+
+def kill_left(processes: Mapping[int, int]) -> list[int]:
+    """SIGKILL each of `processes` (from `identified`) still running; the pids killed. A
+    pid given to another process since is left alone (it may be another test's)."""
+    left = still_running(processes)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
 
 
 def http_request(
@@ -199,8 +223,7 @@ class Service:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                for pid in descendants(self.pid):
-                    os.kill(pid, signal.SIGKILL)
+                kill_left(identified(descendants(self.pid)))
                 self.process.kill()
                 self.process.wait(10)
                 raise
@@ -210,14 +233,12 @@ class Service:
 
     def stop_and_check_no_leak(self, signum: int = signal.SIGTERM) -> None:
         """Stop the service and assert that it and all its kernels are gone."""
-        children = descendants(self.pid)
+        children = identified(descendants(self.pid))
         code = self.stop(signum)
         deadline = time.monotonic() + 10
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        while still_running(children) and time.monotonic() < deadline:
             time.sleep(0.1)
-        leaked = [pid for pid in children if alive(pid)]
-        for pid in leaked:
-            os.kill(pid, signal.SIGKILL)
+        leaked = kill_left(children)
         assert code == 0, self.output()
         assert not leaked, f"processes outlived the service: {leaked}"
 

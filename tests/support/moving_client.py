@@ -11,7 +11,7 @@ from typing import Any
 
 import websocket
 
-from kernels_service.testing.channels import ChannelsClient
+from kernels_service.testing.channels import ChannelsClient, execute_content, reply_and_output
 
 #: What a connection that ends, or cannot be made, raises.
 CUT = (ConnectionError, websocket.WebSocketException, OSError)
@@ -62,23 +62,10 @@ class MovingClient:
                 self._moved(why)
 
     def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
-        """Run code; the execute_reply and the request's iopub output until idle."""
-        content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}}
-        msg_id = self.send("shell", "execute_request", {**content, "allow_stdin": False})
-        reply, outputs, idle = None, [], False
-        deadline = time.monotonic() + timeout
-        while reply is None or not idle:
-            message = self.recv(max(deadline - time.monotonic(), 0.01))
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            if message["channel"] == "shell":
-                assert reply is None, "a second reply"
-                reply = message
-            elif message["header"]["msg_type"] == "status":
-                idle = idle or message["content"]["execution_state"] == "idle"
-            else:
-                outputs.append(message)
-        return reply, outputs
+        """Run code; the execute_reply and the request's iopub output until idle (once
+        each, across moves: a second reply is an AssertionError)."""
+        msg_id = self.send("shell", "execute_request", execute_content(code))
+        return reply_and_output(self.recv, msg_id, timeout)
 
     def close(self) -> None:
         try:

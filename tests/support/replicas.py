@@ -3,11 +3,10 @@ the balancer before them."""
 
 from __future__ import annotations
 
-import os
 import signal
 
-from kernels_service.kernels.provisioners.kept import process_start
-from kernels_service.testing.service import Service, descendants, tracebacks
+from kernels_service.processes import process_start
+from kernels_service.testing.service import Service, descendants, identified, kill_left, tracebacks
 from tests.support.postgres import Cluster
 from tests.support.waiting import wait_until
 
@@ -32,35 +31,34 @@ class Replicas:
         self.services.append(service)
         return service
 
-    def kernel_pids(self) -> set[int]:
-        """The pids of the local kernels the store keeps (whoever owns them)."""
-        pids = self.cluster.sql(
-            "SELECT entry->'provisioner_info'->>'pid' FROM kernels_service_kernels", self.url.rsplit("/", 1)[1]
-        )
-        return {int(pid) for pid in pids.split() if pid.isdigit()}
+    def kernel_processes(self) -> dict[int, int]:
+        """The local kernels the store keeps (whoever owns them), running now: pid and start
+        time (as the store has them: a pid given to another process since is not among them)."""
+        info = "entry->'provisioner_info'"
+        query = f"SELECT ({info}->>'pid') || ':' || ({info}->>'process_start') FROM kernels_service_kernels"
+        stored = [line.split(":") for line in self.cluster.sql(query, self.url.rsplit("/", 1)[1]).split()]
+        return {int(pid): int(start) for pid, start in stored if process_start(int(pid)) == int(start)}
 
     def end(self) -> None:
         """Stop every replica with SIGINT and kill any kernel process left, whatever went
         wrong; then fail on what did (a bad exit, a traceback, a kernel that outlived
         them). Asserting first would leave the other replicas to the SIGTERM of the test
         program's exit, which, with --keep-kernels, leaves their kernels running."""
-        kernels: set[int] = set()
+        kernels: dict[int, int] = {}
         wrong: list[str] = []
         try:
-            kernels |= self.kernel_pids()  # taken over: no longer any live replica's child
+            kernels |= self.kernel_processes()  # taken over: no longer any live replica's child
         except AssertionError as error:
             if "does not exist" not in str(error):  # no schema yet is no fault; an unreadable store is
                 wrong.append(f"the kernel store could not be read: {error}")
         for service in self.services:
             if service.process.poll() is None:
-                kernels |= set(descendants(service.pid))
+                kernels |= identified(descendants(service.pid))
                 if service.stop(signal.SIGINT) != 0:
                     wrong.append(f"a replica exited with {service.process.returncode}:\n{service.output()[-3000:]}")
             if tracebacks(service.output()):
                 wrong.append(f"a replica logged a traceback:\n{service.output()[-6000:]}")
-        left = [pid for pid in kernels if process_start(pid) is not None]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        left = kill_left(kernels)
         if left:
             wrong.append(f"kernel processes outlived their replicas: {left}")
         assert not wrong, "\n".join(wrong)

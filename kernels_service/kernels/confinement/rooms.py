@@ -41,7 +41,7 @@ from kernels_service.kernels.confinement import landlock
 from kernels_service.kernels.confinement.launch import PROBE
 from kernels_service.kernels.errors import ConfigError
 from kernels_service.kernels.kernel_uids import STALE_AFTER, KernelAccount, remove_account
-from kernels_service.kernels.provisioners.kept import process_start
+from kernels_service.processes import process_start
 
 log = logging.getLogger("kernels_service.kernels")
 

@@ -18,6 +18,7 @@ from typing import Any
 from kernels_service.kernels.provisioners.bubblewrap import PROVISIONER_NAME as SANDBOX_PROVISIONER
 from kernels_service.kernels.provisioners.confined import PROVISIONER_NAME as CONFINED_PROVISIONER
 from kernels_service.kernels.provisioners.confined import ConfinedProvisioner
+from kernels_service.processes import process_start
 
 LOCAL_PROVISIONER = "local-provisioner"  # jupyter_client's default
 
@@ -33,19 +34,6 @@ def runs_locally(kernel_spec: Any) -> bool:
     local provisioner, our sandbox's or the confined one), rather than one a launcher asks an
     engine for."""
     return provisioner_name(kernel_spec) in (LOCAL_PROVISIONER, SANDBOX_PROVISIONER, CONFINED_PROVISIONER)
-
-
-def process_start(pid: int) -> int | None:
-    """When the process `pid` started (clock ticks after boot, /proc/<pid>/stat field 22),
-    or None if there is no such process, or it has ended (a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 class ForeignProcess:
