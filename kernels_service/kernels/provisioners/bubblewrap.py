@@ -32,15 +32,14 @@ import shutil
 import subprocess
 from typing import Any
 
-from jupyter_client.provisioning import LocalProvisioner
-
 from kernels_service.kernels.errors import ConfigError
+from kernels_service.kernels.provisioners.own_group import OwnGroupProvisioner
 
 PROVISIONER_NAME = "bubblewrap-provisioner"
 HOME = "/tmp"
 
 
-class BubblewrapProvisioner(LocalProvisioner):  # type: ignore[misc]
+class BubblewrapProvisioner(OwnGroupProvisioner):
     """A local kernel, launched inside its own bubblewrap sandbox."""
 
     own_sockets: str | None = None  # this kernel's socket directory, over ipc

@@ -24,17 +24,17 @@ import os
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning import LocalProvisioner
 
 from kernels_service.kernels.kernel_uids import KernelAccount, remove_account
 from kernels_service.kernels.limits import KernelLimits
+from kernels_service.kernels.provisioners.own_group import OwnGroupProvisioner
 from kernels_service.kernels.separation import Separation
 
 PROVISIONER_NAME = "confined-provisioner"
 ACCOUNT_INFO = "own_uid"  # the provisioner info's key: a kept kernel's account (uid and directory)
 
 
-class ConfinedProvisioner(LocalProvisioner):  # type: ignore[misc]
+class ConfinedProvisioner(OwnGroupProvisioner):
     """A local kernel, kept apart where the service can, bounded."""
 
     account: KernelAccount | None = None
