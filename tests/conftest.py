@@ -6,6 +6,7 @@ import os
 
 import pytest
 from hypothesis import settings
+from xdist.scheduler import LoadScopeScheduling
 
 from kernels_service.testing.channels import ChannelsClient
 from kernels_service.testing.service import running_service
@@ -95,14 +96,23 @@ def open_client(service):
 PODMAN_FILES = ("test_container_kernels.py", "test_image.py", "test_kubernetes.py")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist's `--dist loadgroup` (pyproject.toml): a file's tests on one
-    worker, and every file that uses podman on the same one."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group("podman" if name in PODMAN_FILES else name))
+class FileScheduling(LoadScopeScheduling):
+    """pytest-xdist's scheduling, a work unit per test file, and one for every file that
+    uses podman: a file's tests run on one worker, one after the other, and the podman
+    files on one worker (they count one engine's containers and images).
+
+    Not xdist's `loadgroup` marks: xdist (3.8) groups by rewriting a test's `_nodeid`,
+    which pytest 9.2 no longer reads (a node's id is its `_id`), so the marks were ignored
+    without a word and a file's tests ran on both workers at once (two of
+    test_confinement's tests killed each other's processes of the same uid)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return "podman" if path.rsplit("/", 1)[-1] in PODMAN_FILES else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return FileScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter):
