@@ -187,6 +187,7 @@ def test_a_kernel_no_replica_can_take_over_is_dropped_after_the_bound(replica_ru
     kernel = replica.start_kernel()
     pid = kernel_pid(replica, kernel)
     process = identified([pid])
+    assert replica_runs.kernel_processes() == process  # as the store has it: what end() kills if left
     # as if it were another machine's: its entry names another host, and its owner is dead
     postgres.sql(
         "UPDATE kernels_service_kernels SET owner = 'elsewhere', lease_until = now(),"

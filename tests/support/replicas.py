@@ -34,8 +34,8 @@ class Replicas:
     def kernel_processes(self) -> dict[int, int]:
         """The local kernels the store keeps (whoever owns them), running now: pid and start
         time (as the store has them: a pid given to another process since is not among them)."""
-        info = "entry->'provisioner_info'"
-        query = f"SELECT ({info}->>'pid') || ':' || ({info}->>'process_start') FROM kernels_service_kernels"
+        pid_and_start = "(entry->'provisioner_info'->>'pid') || ':' || (entry->>'process_start')"
+        query = f"SELECT {pid_and_start} FROM kernels_service_kernels"
         stored = [line.split(":") for line in self.cluster.sql(query, self.url.rsplit("/", 1)[1]).split()]
         return {int(pid): int(start) for pid, start in stored if process_start(int(pid)) == int(start)}
 
