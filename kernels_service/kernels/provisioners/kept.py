@@ -5,9 +5,9 @@ jupyter_client's LocalProvisioner knows its kernel by the `Popen` it launched, a
 be signalled, polled or stopped. `KeptKernelProvisioner` gives it a `ForeignProcess`, which
 does what the provisioner asks of a `Popen` for a process that is not the service's
 child: by its pid, and only while that pid is still the same process (its start time,
-as Linux counts it, is kept with it: a pid may be reused once the kernel is gone).' Its
-process group, which jupyter_client signals first, is signalled as `ConfinedProvisioner`
-says.
+as Linux counts it, is kept with it: a pid may be reused once the kernel is gone). Its
+process group, which jupyter_client signals first, is signalled only while it is still
+the kernel's (`OwnGroupProvisioner`).
 """
 
 from __future__ import annotations
